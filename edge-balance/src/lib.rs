@@ -1,0 +1,3 @@
+//! Live endpoint sets and load-balancing policies as tower services.
+//!
+//! Work in progress: see the project's issues.
