@@ -1,3 +1,82 @@
 //! Live endpoint sets and load-balancing policies as tower services.
 //!
-//! Work in progress: see the project's issues.
+//! # Design
+//!
+//! - [`EndpointSet<K, T>`] is the runtime-changeable set of endpoints:
+//!   [`insert`](EndpointSet::insert), [`remove`](EndpointSet::remove),
+//!   [`set_weight`](EndpointSet::set_weight), [`drain`](EndpointSet::drain)
+//!   and [`set_healthy`](EndpointSet::set_healthy), all keyed by `K`.
+//!   Writers publish immutable [`Snapshot`]s through an atomic pointer
+//!   (`arc-swap`); pickers load them without locks, so a reload or a health
+//!   change never blocks a pick. Repeated health results are no-ops.
+//! - [`Balancer<K, T>`] applies a [`Policy`] to a set. Besides the tower
+//!   services it has a direct [`pick`](Balancer::pick) for callers that
+//!   dispatch themselves (retries that must avoid endpoints already tried,
+//!   via [`PickContext::exclude`]; raw TCP relays). A pick returns a
+//!   [`Picked`] whose [`InFlight`] guard counts the work as outstanding
+//!   until dropped and records the outcome.
+//! - Policies: smooth weighted round robin as nginx
+//!   ([`Policy::RoundRobin`]), weighted least outstanding requests with
+//!   alternating ties ([`Policy::LeastRequest`]), weighted random, power of
+//!   two choices on outstanding requests, Peak-EWMA with P2C as linkerd
+//!   (the default), and Maglev consistent hashing with an optional bounded
+//!   load ([`Policy::Maglev`]), keyed by source IP, a header or a cookie
+//!   ([`HashSource`]).
+//! - Slow start ([`BalancerConfig::slow_start`]) ramps an endpoint's weight
+//!   linearly after it comes up. With no available endpoint a pick fails
+//!   with [`NoEndpoint`] (a 503), or with
+//!   [`BalancerConfig::fail_open`] falls back to every endpoint not
+//!   draining and logs a warning.
+//! - [`EndpointStats`] counts picks, in-flight work and errors per
+//!   endpoint; read them from a [`Snapshot`] or
+//!   [`EndpointSet::stats`] into your own metrics registry.
+//! - tower: [`Balance`] sends each request to a picked endpoint service;
+//!   [`BalanceLayer`] / [`BalanceTo`] hand the picked target (e.g. an
+//!   address) and the request to one inner service. Requests implement
+//!   [`BalanceKey`]: `http::Request` (with the [`ClientAddr`] and
+//!   [`HashKey`] extensions), accepted connections `(IO, SocketAddr)` and
+//!   `TcpStream`.
+//!
+//! This crate does no I/O and starts no tasks.
+//!
+//! # Example: balancing your own tower services
+//!
+//! ```
+//! use edge_balance::{Balance, Balancer, BalancerConfig, EndpointSet, Policy};
+//! use tower::{service_fn, Service, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let set = EndpointSet::new();
+//! for name in ["a", "b", "c"] {
+//!     let svc = service_fn(move |req: http::Request<()>| async move {
+//!         Ok::<_, std::convert::Infallible>(format!("{name} got {}", req.uri()))
+//!     });
+//!     set.insert(name, svc, 1);
+//! }
+//! let mut lb = Balance::new(Balancer::new(set.clone(), Policy::RoundRobin, BalancerConfig::default()));
+//! let rsp = lb.ready().await?.call(http::Request::new(())).await?;
+//! assert_eq!(rsp, "a got /");
+//! set.set_healthy(&"b", false); // e.g. from edge-health
+//! # Ok(())
+//! # }
+//! ```
+
+mod balancer;
+mod error;
+mod hash;
+mod policy;
+mod service;
+mod set;
+mod stats;
+mod view;
+
+pub use balancer::{Balancer, BalancerConfig, InFlight, PickContext, Picked};
+pub use error::{Error, NoEndpoint};
+pub use hash::{HashKey, hash_bytes, hash_ip};
+pub use policy::{
+    DEFAULT_TABLE_SIZE, HashSource, MaglevConfig, MaglevTable, PeakEwmaConfig, Policy,
+};
+pub use service::{Balance, BalanceKey, BalanceLayer, BalanceTo, ClientAddr, ResponseFuture};
+pub use set::{Endpoint, EndpointSet, Snapshot};
+pub use stats::{EndpointStats, StatsSnapshot};
