@@ -2,7 +2,10 @@
 //! openssl, curl, gnutls-cli, python, node and Chromium) parse to what each
 //! client was told to send, on every prefix and in any record framing.
 
-use edge_sni::{ClientHello, ClientHelloInfo, Error, Limits, frame_records, parse_client_hello, reassemble_client_hello};
+use edge_sni::{
+    ClientHello, ClientHelloInfo, Error, Limits, frame_records, parse_client_hello,
+    reassemble_client_hello,
+};
 
 struct Capture {
     file: &'static str,
@@ -15,21 +18,76 @@ struct Capture {
 const H2_H1: &[&[u8]] = &[b"h2", b"http/1.1"];
 
 const CAPTURES: &[Capture] = &[
-    Capture { file: "openssl-tls12", sni: Some("openssl12.example"), alpn: H2_H1, max_version: 0x0303, records: 1 },
-    Capture { file: "openssl-tls13", sni: Some("openssl13.example"), alpn: &[], max_version: 0x0304, records: 1 },
-    Capture { file: "openssl-nosni", sni: None, alpn: &[], max_version: 0x0304, records: 1 },
+    Capture {
+        file: "openssl-tls12",
+        sni: Some("openssl12.example"),
+        alpn: H2_H1,
+        max_version: 0x0303,
+        records: 1,
+    },
+    Capture {
+        file: "openssl-tls13",
+        sni: Some("openssl13.example"),
+        alpn: &[],
+        max_version: 0x0304,
+        records: 1,
+    },
+    Capture {
+        file: "openssl-nosni",
+        sni: None,
+        alpn: &[],
+        max_version: 0x0304,
+        records: 1,
+    },
     Capture {
         file: "openssl-fragmented",
         sni: Some(LONG_NAME),
-        alpn: &[b"h2", b"http/1.1", b"spdy/3.1", b"h2c", b"http/1.0", b"acme-tls/1"],
+        alpn: &[
+            b"h2",
+            b"http/1.1",
+            b"spdy/3.1",
+            b"h2c",
+            b"http/1.0",
+            b"acme-tls/1",
+        ],
         max_version: 0x0304,
         records: 2,
     },
-    Capture { file: "curl", sni: Some("curl.example"), alpn: H2_H1, max_version: 0x0304, records: 1 },
-    Capture { file: "gnutls-cli", sni: Some("gnutls.example"), alpn: H2_H1, max_version: 0x0304, records: 1 },
-    Capture { file: "python-ssl", sni: Some("python.example"), alpn: H2_H1, max_version: 0x0304, records: 1 },
-    Capture { file: "node", sni: Some("node.example"), alpn: H2_H1, max_version: 0x0304, records: 1 },
-    Capture { file: "chromium", sni: Some("chromium.example"), alpn: H2_H1, max_version: 0x0304, records: 1 },
+    Capture {
+        file: "curl",
+        sni: Some("curl.example"),
+        alpn: H2_H1,
+        max_version: 0x0304,
+        records: 1,
+    },
+    Capture {
+        file: "gnutls-cli",
+        sni: Some("gnutls.example"),
+        alpn: H2_H1,
+        max_version: 0x0304,
+        records: 1,
+    },
+    Capture {
+        file: "python-ssl",
+        sni: Some("python.example"),
+        alpn: H2_H1,
+        max_version: 0x0304,
+        records: 1,
+    },
+    Capture {
+        file: "node",
+        sni: Some("node.example"),
+        alpn: H2_H1,
+        max_version: 0x0304,
+        records: 1,
+    },
+    Capture {
+        file: "chromium",
+        sni: Some("chromium.example"),
+        alpn: H2_H1,
+        max_version: 0x0304,
+        records: 1,
+    },
 ];
 
 const LONG_NAME: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.\
@@ -48,7 +106,12 @@ fn real_clients_parse_to_what_they_sent() {
         let hello = parse_client_hello(&bytes).unwrap_or_else(|e| panic!("{}: {e}", c.file));
         eprintln!("{}: {:?} ja4={}", c.file, hello, hello.ja4());
         assert_eq!(hello.server_name(), c.sni, "{}", c.file);
-        assert_eq!(hello.has_server_name_extension(), c.sni.is_some(), "{}", c.file);
+        assert_eq!(
+            hello.has_server_name_extension(),
+            c.sni.is_some(),
+            "{}",
+            c.file
+        );
         assert_eq!(hello.alpn().collect::<Vec<_>>(), c.alpn, "{}", c.file);
         assert_eq!(hello.max_version(), c.max_version, "{}", c.file);
         assert_eq!(hello.legacy_version(), 0x0303, "{}", c.file);
@@ -56,23 +119,39 @@ fn real_clients_parse_to_what_they_sent() {
         assert_eq!(hello.consumed(), bytes.len(), "{}", c.file);
         assert!(hello.cipher_suites().count() >= 3, "{}", c.file);
         assert_eq!(hello.random().len(), 32);
-        assert!(!hello.has_psk(), "{}: fresh connections carry no PSK", c.file);
+        assert!(
+            !hello.has_psk(),
+            "{}: fresh connections carry no PSK",
+            c.file
+        );
         let ja4 = hello.ja4().to_string();
         assert_eq!(ja4.len(), 36, "{}: {ja4}", c.file);
         assert_eq!(&ja4[3..4], if c.sni.is_some() { "d" } else { "i" });
         // TLS 1.3 clients list 1.3 in supported_versions; 1.2-only ones omit it.
         let versions: Vec<u16> = ClientHelloInfo::from(&hello).versions;
-        assert_eq!(versions.contains(&0x0304), c.max_version == 0x0304, "{}: {versions:x?}", c.file);
+        assert_eq!(
+            versions.contains(&0x0304),
+            c.max_version == 0x0304,
+            "{}: {versions:x?}",
+            c.file
+        );
     }
 }
 
 #[test]
 fn chromium_sends_a_post_quantum_hello() {
     let bytes = load("chromium");
-    assert!(bytes.len() > 1800, "a post-quantum hello is ~1.9 KB, got {}", bytes.len());
+    assert!(
+        bytes.len() > 1800,
+        "a post-quantum hello is ~1.9 KB, got {}",
+        bytes.len()
+    );
     let hello = parse_client_hello(&bytes).unwrap();
     // key_share carries X25519MLKEM768 (0x11ec, 1216-byte share).
-    let (_, key_share) = hello.extensions().find(|(t, _)| *t == 0x0033).expect("key_share");
+    let (_, key_share) = hello
+        .extensions()
+        .find(|(t, _)| *t == 0x0033)
+        .expect("key_share");
     let mut groups = Vec::new();
     let mut rest = key_share.get(2..).unwrap();
     while rest.len() >= 4 {
@@ -97,7 +176,11 @@ fn every_prefix_needs_more() {
         for end in 0..bytes.len() {
             match parse_client_hello(&bytes[..end]) {
                 Err(Error::NeedMore { needed: Some(n) }) => {
-                    assert!(n >= 1 && end + n <= bytes.len(), "{}: prefix {end} needs {n}", c.file)
+                    assert!(
+                        n >= 1 && end + n <= bytes.len(),
+                        "{}: prefix {end} needs {n}",
+                        c.file
+                    )
                 }
                 other => panic!("{}: prefix of {end} bytes: {other:?}", c.file),
             }
@@ -114,19 +197,45 @@ fn reframing_keeps_every_field() {
         let original = parse_client_hello(&bytes).unwrap();
         let expected = ClientHelloInfo::from(&original);
         let mut handshake = vec![1u8];
-        let body = reassemble_client_hello(&bytes, &Limits::default()).unwrap().body;
+        let body = reassemble_client_hello(&bytes, &Limits::default())
+            .unwrap()
+            .body;
         handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
         handshake.extend_from_slice(&body);
-        for size in [1, 2, 3, 4, 5, 7, 13, 64, 100, 255, 511, 1000, handshake.len() - 1, handshake.len()] {
+        for size in [
+            1,
+            2,
+            3,
+            4,
+            5,
+            7,
+            13,
+            64,
+            100,
+            255,
+            511,
+            1000,
+            handshake.len() - 1,
+            handshake.len(),
+        ] {
             let framed = frame_records(&handshake, size, 0x0301);
-            let hello = parse_client_hello(&framed).unwrap_or_else(|e| panic!("{} in {size}-byte records: {e}", c.file));
-            assert_eq!(ClientHelloInfo::from(&hello), expected, "{} in {size}-byte records", c.file);
+            let hello = parse_client_hello(&framed)
+                .unwrap_or_else(|e| panic!("{} in {size}-byte records: {e}", c.file));
+            assert_eq!(
+                ClientHelloInfo::from(&hello),
+                expected,
+                "{} in {size}-byte records",
+                c.file
+            );
             assert_eq!(hello.records(), handshake.len().div_ceil(size));
             assert_same_fields(&hello, &original);
             // Bytes after the hello (early data, the next flight) are not its business.
             let mut with_tail = framed.clone();
             with_tail.extend_from_slice(b"\x17\x03\x03\x00\x01x");
-            assert_eq!(parse_client_hello(&with_tail).unwrap().consumed(), framed.len());
+            assert_eq!(
+                parse_client_hello(&with_tail).unwrap().consumed(),
+                framed.len()
+            );
         }
     }
 }
