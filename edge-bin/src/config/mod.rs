@@ -1,0 +1,656 @@
+//! The config file: parse (TOML, unknown keys refused), then validate and
+//! compile into [`Validated`], which is everything a run needs except sockets.
+//!
+//! `edge check` runs exactly this; `edge run` runs it and then binds.
+
+pub mod duration;
+pub mod error;
+pub mod model;
+pub mod net;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::sign::CertifiedKey;
+use toml::Spanned;
+
+pub use duration::ConfigDuration;
+pub use error::{ConfigError, ConfigErrors, Source};
+pub use model::{BackendProtocol, HealthKind, Limits, Policy, ProxyProtocolOut};
+pub use net::{HostPattern, IpNet};
+
+/// A validated, compiled config.
+#[derive(Debug)]
+pub struct Validated {
+    pub worker_threads: usize,
+    pub log_level: String,
+    pub limits: Limits,
+    pub https: HttpsSettings,
+    pub http: HttpSettings,
+    pub certificates: Vec<LoadedCert>,
+    pub passthrough: Vec<PassthroughRule>,
+    pub routes: Vec<RouteRule>,
+    pub pools: Vec<PoolSettings>,
+    pub demo_backends: Vec<SocketAddr>,
+}
+
+/// `[https]`, validated.
+#[derive(Debug, Clone)]
+pub struct HttpsSettings {
+    pub listen: Vec<SocketAddr>,
+    pub proxy_protocol: bool,
+    pub trusted_proxies: Vec<IpNet>,
+    pub default_certificate: Option<String>,
+    pub strict_host: bool,
+    pub trusted_upstreams: Vec<IpNet>,
+    pub alpn: Vec<Vec<u8>>,
+}
+
+/// `[http]`, validated.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub listen: Vec<SocketAddr>,
+    pub proxy_protocol: bool,
+    pub trusted_proxies: Vec<IpNet>,
+    pub redirect_to_https: bool,
+    pub https_port: u16,
+    pub acme_challenge_dir: Option<std::path::PathBuf>,
+}
+
+/// A certificate loaded (or generated) and checked against its key.
+#[derive(Debug, Clone)]
+pub struct LoadedCert {
+    pub name: String,
+    pub names: Vec<HostPattern>,
+    pub key: Arc<CertifiedKey>,
+}
+
+/// `[[passthrough]]`, validated.
+#[derive(Debug, Clone)]
+pub struct PassthroughRule {
+    pub sni: Vec<HostPattern>,
+    pub pool: String,
+    pub proxy_protocol: ProxyProtocolOut,
+}
+
+/// `[[route]]`, validated.
+#[derive(Debug, Clone)]
+pub struct RouteRule {
+    pub name: String,
+    pub hosts: Vec<HostPattern>,
+    pub path_prefix: String,
+    pub headers: Vec<(http::HeaderName, Option<http::HeaderValue>)>,
+    pub action: RouteAction,
+}
+
+/// What a matched route does.
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    Proxy {
+        pool: String,
+    },
+    Redirect {
+        location: String,
+        status: http::StatusCode,
+        keep_path: bool,
+    },
+    Respond {
+        status: http::StatusCode,
+        body: bytes::Bytes,
+        content_type: http::HeaderValue,
+    },
+}
+
+/// `[[pool]]`, validated.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub name: String,
+    pub servers: Vec<(SocketAddr, u32)>,
+    pub policy: Policy,
+    pub protocol: BackendProtocol,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections_per_server: usize,
+    pub max_queue: usize,
+    pub queue_timeout: Duration,
+    pub retries: u32,
+    pub health: Option<HealthSettings>,
+    pub outlier_consecutive_failures: u32,
+    pub outlier_ejection_time: Duration,
+}
+
+/// `[pool.health]`, validated.
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    pub kind: HealthKind,
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Validated, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            key: String::new(),
+            message: format!("cannot read config file: {e}"),
+        }])
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    load_str(Source::new(path, text), base)
+}
+
+/// Parses and validates config text; relative file paths are resolved against `base`.
+pub fn load_str(src: Source, base: &Path) -> Result<Validated, ConfigErrors> {
+    let file: model::ConfigFile =
+        toml::from_str(&src.text).map_err(|e| ConfigErrors(vec![src.from_toml(&e)]))?;
+    let mut v = Validator {
+        src: &src,
+        base,
+        errors: Vec::new(),
+    };
+    let out = v.validate(file);
+    if v.errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+struct Validator<'a> {
+    src: &'a Source,
+    base: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn err<T>(&mut self, s: &Spanned<T>, key: impl Into<String>, msg: impl Into<String>) {
+        let e = self.src.error(s.span(), key, msg);
+        self.errors.push(e);
+    }
+
+    fn addr(&mut self, s: &Spanned<String>, key: &str) -> Option<SocketAddr> {
+        match s.get_ref().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(s, key, format!("invalid address {:?}: expected IP:PORT, e.g. \"127.0.0.1:8443\" or \"[::1]:443\"", s.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn addrs(&mut self, list: &[Spanned<String>], key: &str) -> Vec<SocketAddr> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.addr(s, &format!("{key}[{i}]")))
+            .collect()
+    }
+
+    fn check_proxy_protocol(&mut self, enabled: bool, trusted: &[Spanned<String>], section: &str) {
+        if enabled && trusted.is_empty() {
+            self.errors.push(self.src.error(
+                0..0,
+                format!("{section}.trusted_proxies"),
+                "proxy_protocol = true needs at least one trusted proxy network",
+            ));
+        }
+    }
+
+    fn nets(&mut self, list: &[Spanned<String>], key: &str) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for (i, s) in list.iter().enumerate() {
+            match s.get_ref().parse::<IpNet>() {
+                Ok(n) => out.push(n),
+                Err(e) => self.err(s, format!("{key}[{i}]"), e),
+            }
+        }
+        out
+    }
+
+    fn host(&mut self, s: &Spanned<String>, key: &str) -> Option<HostPattern> {
+        match s.get_ref().parse::<HostPattern>() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                self.err(s, key, e);
+                None
+            }
+        }
+    }
+
+    fn status(
+        &mut self,
+        s: &Spanned<u16>,
+        key: &str,
+        allowed: std::ops::RangeInclusive<u16>,
+    ) -> http::StatusCode {
+        match http::StatusCode::from_u16(*s.get_ref()) {
+            Ok(c) if allowed.contains(&c.as_u16()) => c,
+            _ => {
+                self.err(
+                    s,
+                    key,
+                    format!(
+                        "status {} not allowed here (expected {}..={})",
+                        s.get_ref(),
+                        allowed.start(),
+                        allowed.end()
+                    ),
+                );
+                http::StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    fn path(&self, p: &str) -> std::path::PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn validate(&mut self, f: model::ConfigFile) -> Validated {
+        // Pools first: everything else refers to them.
+        let mut pools = Vec::new();
+        let mut pool_names = HashSet::new();
+        for (i, p) in f.pools.iter().enumerate() {
+            let key = format!("pool[{i}]");
+            if !pool_names.insert(p.name.get_ref().clone()) {
+                self.err(
+                    &p.name,
+                    format!("{key}.name"),
+                    format!("duplicate pool name {:?}", p.name.get_ref()),
+                );
+            }
+            if p.servers.is_empty() {
+                self.err(
+                    &p.name,
+                    format!("{key}.server"),
+                    "a pool needs at least one [[pool.server]]",
+                );
+            }
+            let mut servers = Vec::new();
+            for (j, s) in p.servers.iter().enumerate() {
+                if let Some(a) = self.addr(&s.address, &format!("{key}.server[{j}].address")) {
+                    servers.push((a, *s.weight.get_ref()));
+                }
+                if *s.weight.get_ref() == 0 || *s.weight.get_ref() > 10_000 {
+                    self.err(
+                        &s.weight,
+                        format!("{key}.server[{j}].weight"),
+                        "weight must be 1..=10000",
+                    );
+                }
+            }
+            let health = p.health.as_ref().map(|h| {
+                if h.rise == 0 || h.fall == 0 {
+                    self.err(
+                        &p.name,
+                        format!("{key}.health"),
+                        "rise and fall must be at least 1",
+                    );
+                }
+                if !h.path.starts_with('/') {
+                    self.err(
+                        &p.name,
+                        format!("{key}.health.path"),
+                        "path must start with '/'",
+                    );
+                }
+                HealthSettings {
+                    kind: h.kind,
+                    path: h.path.clone(),
+                    host: h.host.clone(),
+                    interval: h.interval.0.max(Duration::from_millis(50)),
+                    timeout: h.timeout.0,
+                    rise: h.rise,
+                    fall: h.fall,
+                }
+            });
+            pools.push(PoolSettings {
+                name: p.name.get_ref().clone(),
+                servers,
+                policy: p.policy,
+                protocol: p.protocol,
+                connect_timeout: p.connect_timeout.0,
+                response_timeout: p.response_timeout.0,
+                idle_timeout: p.idle_timeout.0,
+                max_connections_per_server: p.max_connections_per_server,
+                max_queue: p.max_queue,
+                queue_timeout: p.queue_timeout.0,
+                retries: p.retries.min(10),
+                health,
+                outlier_consecutive_failures: p.outlier.consecutive_failures,
+                outlier_ejection_time: p.outlier.ejection_time.0,
+            });
+        }
+
+        let pool_ref = |v: &mut Self, s: &Spanned<String>, key: String| {
+            if !pool_names.contains(s.get_ref()) {
+                v.err(s, key, format!("no [[pool]] named {:?}", s.get_ref()));
+            }
+        };
+
+        // Certificates.
+        let mut certificates = Vec::new();
+        let mut cert_names = HashSet::new();
+        for (i, c) in f.certificates.iter().enumerate() {
+            let key = format!("certificate[{i}]");
+            if !cert_names.insert(c.name.get_ref().clone()) {
+                self.err(
+                    &c.name,
+                    format!("{key}.name"),
+                    format!("duplicate certificate name {:?}", c.name.get_ref()),
+                );
+            }
+            let names: Vec<HostPattern> = c
+                .names
+                .iter()
+                .enumerate()
+                .filter_map(|(j, n)| self.host(n, &format!("{key}.names[{j}]")))
+                .collect();
+            let loaded = if c.self_signed {
+                if c.cert.is_some() || c.key.is_some() {
+                    self.err(
+                        &c.name,
+                        key.clone(),
+                        "self_signed = true cannot be combined with cert/key",
+                    );
+                }
+                if names.is_empty() {
+                    self.err(
+                        &c.name,
+                        format!("{key}.names"),
+                        "a self-signed certificate needs at least one name",
+                    );
+                    None
+                } else {
+                    match crate::certs::self_signed(&names) {
+                        Ok(k) => Some(k),
+                        Err(e) => {
+                            self.err(&c.name, key.clone(), e.to_string());
+                            None
+                        }
+                    }
+                }
+            } else {
+                match (&c.cert, &c.key) {
+                    (Some(cert), Some(k)) => {
+                        if names.is_empty() {
+                            self.err(
+                                &c.name,
+                                format!("{key}.names"),
+                                "list the names this certificate serves (names = [...])",
+                            );
+                        }
+                        let cp = self.path(cert.get_ref());
+                        let kp = self.path(k.get_ref());
+                        match crate::certs::load_pair(&cp, &kp) {
+                            Ok(k) => Some(k),
+                            Err(crate::certs::CertError::Cert(m)) => {
+                                self.err(cert, format!("{key}.cert"), m);
+                                None
+                            }
+                            Err(crate::certs::CertError::Key(m)) => {
+                                self.err(k, format!("{key}.key"), m);
+                                None
+                            }
+                        }
+                    }
+                    _ => {
+                        self.err(
+                            &c.name,
+                            key.clone(),
+                            "set both cert and key, or self_signed = true",
+                        );
+                        None
+                    }
+                }
+            };
+            if let Some(k) = loaded {
+                certificates.push(LoadedCert {
+                    name: c.name.get_ref().clone(),
+                    names,
+                    key: k,
+                });
+            }
+        }
+
+        // Listeners.
+        let h = &f.https;
+        let https = HttpsSettings {
+            listen: self.addrs(&h.listen, "https.listen"),
+            proxy_protocol: h.proxy_protocol,
+            trusted_proxies: self.nets(&h.trusted_proxies, "https.trusted_proxies"),
+            default_certificate: h.default_certificate.as_ref().map(|d| {
+                if !cert_names.contains(d.get_ref()) {
+                    self.err(
+                        d,
+                        "https.default_certificate",
+                        format!("no [[certificate]] named {:?}", d.get_ref()),
+                    );
+                }
+                d.get_ref().clone()
+            }),
+            strict_host: h.strict_host,
+            trusted_upstreams: self.nets(&h.trusted_upstreams, "https.trusted_upstreams"),
+            alpn: h
+                .alpn
+                .iter()
+                .enumerate()
+                .filter_map(|(i, a)| match a.get_ref().as_str() {
+                    "h2" | "http/1.1" => Some(a.get_ref().as_bytes().to_vec()),
+                    other => {
+                        self.err(
+                            a,
+                            format!("https.alpn[{i}]"),
+                            format!("unsupported ALPN protocol {other:?} (h2, http/1.1)"),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+        };
+        self.check_proxy_protocol(h.proxy_protocol, &h.trusted_proxies, "https");
+        let hp = &f.http;
+        let http = HttpSettings {
+            listen: self.addrs(&hp.listen, "http.listen"),
+            proxy_protocol: hp.proxy_protocol,
+            trusted_proxies: self.nets(&hp.trusted_proxies, "http.trusted_proxies"),
+            redirect_to_https: hp.redirect_to_https,
+            https_port: hp.https_port,
+            acme_challenge_dir: hp
+                .acme_challenge_dir
+                .as_ref()
+                .map(|d| self.path(d.get_ref())),
+        };
+        self.check_proxy_protocol(hp.proxy_protocol, &hp.trusted_proxies, "http");
+        let mut all_listen = HashMap::new();
+        for (a, key) in https
+            .listen
+            .iter()
+            .map(|a| (a, "https.listen"))
+            .chain(http.listen.iter().map(|a| (a, "http.listen")))
+        {
+            if let Some(prev) = all_listen.insert(*a, key) {
+                self.errors.push(self.src.error(
+                    0..0,
+                    key,
+                    format!("address {a} is already used by {prev}"),
+                ));
+            }
+        }
+
+        // Passthrough.
+        let mut passthrough = Vec::new();
+        for (i, p) in f.passthrough.iter().enumerate() {
+            let key = format!("passthrough[{i}]");
+            pool_ref(self, &p.pool, format!("{key}.pool"));
+            let sni: Vec<HostPattern> = p
+                .sni
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| self.host(s, &format!("{key}.sni[{j}]")))
+                .collect();
+            if p.sni.is_empty() {
+                self.err(
+                    &p.pool,
+                    format!("{key}.sni"),
+                    "a passthrough rule needs at least one SNI name",
+                );
+            }
+            passthrough.push(PassthroughRule {
+                sni,
+                pool: p.pool.get_ref().clone(),
+                proxy_protocol: p.proxy_protocol,
+            });
+        }
+
+        // Routes.
+        let mut routes = Vec::new();
+        for (i, r) in f.routes.iter().enumerate() {
+            let key = format!("route[{i}]");
+            let hosts = r
+                .host
+                .iter()
+                .enumerate()
+                .filter_map(|(j, s)| self.host(s, &format!("{key}.host[{j}]")))
+                .collect();
+            if !r.path_prefix.get_ref().starts_with('/') {
+                self.err(
+                    &r.path_prefix,
+                    format!("{key}.path_prefix"),
+                    "path_prefix must start with '/'",
+                );
+            }
+            let mut headers = Vec::new();
+            for (j, hm) in r.header.iter().enumerate() {
+                let name = http::HeaderName::from_bytes(hm.name.get_ref().as_bytes());
+                let value = hm
+                    .value
+                    .as_deref()
+                    .map(http::HeaderValue::from_str)
+                    .transpose();
+                match (name, value) {
+                    (Ok(n), Ok(v)) => headers.push((n, v)),
+                    _ => self.err(
+                        &hm.name,
+                        format!("{key}.header[{j}]"),
+                        "invalid header name or value",
+                    ),
+                }
+            }
+            let n_actions = usize::from(r.pool.is_some())
+                + usize::from(r.redirect.is_some())
+                + usize::from(r.respond.is_some());
+            let action = if n_actions != 1 {
+                self.err(
+                    &r.path_prefix,
+                    key.clone(),
+                    "a route needs exactly one of pool, redirect or respond",
+                );
+                None
+            } else if let Some(p) = &r.pool {
+                pool_ref(self, p, format!("{key}.pool"));
+                Some(RouteAction::Proxy {
+                    pool: p.get_ref().clone(),
+                })
+            } else if let Some(rd) = &r.redirect {
+                let status = self.status(&rd.status, &format!("{key}.redirect.status"), 300..=399);
+                if http::HeaderValue::from_str(rd.location.get_ref()).is_err()
+                    || rd.location.get_ref().is_empty()
+                {
+                    self.err(
+                        &rd.location,
+                        format!("{key}.redirect.location"),
+                        "invalid location",
+                    );
+                }
+                Some(RouteAction::Redirect {
+                    location: rd.location.get_ref().clone(),
+                    status,
+                    keep_path: rd.keep_path,
+                })
+            } else if let Some(rs) = &r.respond {
+                let status = self.status(&rs.status, &format!("{key}.respond.status"), 200..=599);
+                let content_type = match http::HeaderValue::from_str(&rs.content_type) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.err(
+                            &rs.status,
+                            format!("{key}.respond.content_type"),
+                            "invalid content type",
+                        );
+                        http::HeaderValue::from_static("text/plain")
+                    }
+                };
+                Some(RouteAction::Respond {
+                    status,
+                    body: bytes::Bytes::from(rs.body.clone()),
+                    content_type,
+                })
+            } else {
+                None
+            };
+            if let Some(action) = action {
+                routes.push(RouteRule {
+                    name: r.name.clone().unwrap_or_else(|| format!("route{i}")),
+                    hosts,
+                    path_prefix: r.path_prefix.get_ref().clone(),
+                    headers,
+                    action,
+                });
+            }
+        }
+
+        let demo_backends = f
+            .demo_backends
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| self.addr(&d.listen, &format!("demo_backend[{i}].listen")))
+            .collect();
+
+        let l = &f.limits;
+        if l.max_connections == 0
+            || l.max_headers == 0
+            || l.max_header_bytes < 1024
+            || l.h2_max_concurrent_streams == 0
+        {
+            self.errors.push(self.src.error(0..0, "limits", "max_connections, max_headers and h2_max_concurrent_streams must be > 0 and max_header_bytes >= 1024"));
+        }
+        if f.runtime.worker_threads > 1024 {
+            self.errors.push(self.src.error(
+                0..0,
+                "runtime.worker_threads",
+                "at most 1024 worker threads",
+            ));
+        }
+
+        Validated {
+            worker_threads: f.runtime.worker_threads,
+            log_level: f.runtime.log_level,
+            limits: f.limits,
+            https,
+            http,
+            certificates,
+            passthrough,
+            routes,
+            pools,
+            demo_backends,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

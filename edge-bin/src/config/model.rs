@@ -1,0 +1,411 @@
+//! The config file's shape: one struct per section, unknown keys refused.
+//!
+//! Every default here is documented in `docs/CONFIG.md`; keep both in step.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::duration::ConfigDuration;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub runtime: Runtime,
+    #[serde(default)]
+    pub https: Https,
+    #[serde(default)]
+    pub http: Http,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<Certificate>,
+    #[serde(default, rename = "passthrough")]
+    pub passthrough: Vec<Passthrough>,
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    #[serde(default, rename = "pool")]
+    pub pools: Vec<Pool>,
+    #[serde(default, rename = "demo_backend")]
+    pub demo_backends: Vec<DemoBackend>,
+}
+
+/// `[runtime]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runtime {
+    /// Tokio worker threads; 0 = one per core.
+    pub worker_threads: usize,
+    /// Default `tracing` filter when `RUST_LOG` is unset.
+    pub log_level: String,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self {
+            worker_threads: 0,
+            log_level: "info".into(),
+        }
+    }
+}
+
+/// `[https]`: the TLS listener (termination and passthrough on one port).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Https {
+    pub listen: Vec<Spanned<String>>,
+    pub proxy_protocol: bool,
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Name of a `[[certificate]]` served when SNI is absent or unknown.
+    pub default_certificate: Option<Spanned<String>>,
+    /// Reject requests whose Host differs from the TLS SNI (421).
+    pub strict_host: bool,
+    /// Clients whose X-Forwarded-* and X-Request-Id headers are kept (appended to).
+    pub trusted_upstreams: Vec<Spanned<String>>,
+    /// ALPN protocols offered, in preference order.
+    pub alpn: Vec<Spanned<String>>,
+}
+
+impl Default for Https {
+    fn default() -> Self {
+        Self {
+            listen: vec![Spanned::new(0..0, "0.0.0.0:443".into())],
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            default_certificate: None,
+            strict_host: true,
+            trusted_upstreams: Vec::new(),
+            alpn: vec![
+                Spanned::new(0..0, "h2".into()),
+                Spanned::new(0..0, "http/1.1".into()),
+            ],
+        }
+    }
+}
+
+/// `[http]`: the plain-HTTP listener (ACME challenges and redirects only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    pub listen: Vec<Spanned<String>>,
+    pub proxy_protocol: bool,
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// Redirect to HTTPS (true) or answer 404 (false).
+    pub redirect_to_https: bool,
+    /// Port written in redirect locations (443 leaves it out).
+    pub https_port: u16,
+    /// Directory of ACME HTTP-01 tokens (`<dir>/<token>` holds the key authorization).
+    pub acme_challenge_dir: Option<Spanned<String>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Self {
+            listen: vec![Spanned::new(0..0, "0.0.0.0:80".into())],
+            proxy_protocol: false,
+            trusted_proxies: Vec::new(),
+            redirect_to_https: true,
+            https_port: 443,
+            acme_challenge_dir: None,
+        }
+    }
+}
+
+/// `[limits]`: safety limits, all on by default.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub client_hello_timeout: ConfigDuration,
+    pub tls_handshake_timeout: ConfigDuration,
+    pub header_read_timeout: ConfigDuration,
+    pub idle_timeout: ConfigDuration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub h2_max_concurrent_streams: u32,
+    pub h2_max_header_list_size: u32,
+    pub h2_max_pending_accept_reset_streams: usize,
+    pub h2_max_local_error_reset_streams: usize,
+    pub passthrough_idle_timeout: ConfigDuration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            client_hello_timeout: ConfigDuration::secs(5),
+            tls_handshake_timeout: ConfigDuration::secs(10),
+            header_read_timeout: ConfigDuration::secs(10),
+            idle_timeout: ConfigDuration::secs(60),
+            max_header_bytes: 65_536,
+            max_headers: 100,
+            h2_max_concurrent_streams: 128,
+            h2_max_header_list_size: 65_536,
+            h2_max_pending_accept_reset_streams: 20,
+            h2_max_local_error_reset_streams: 256,
+            passthrough_idle_timeout: ConfigDuration::secs(3600),
+        }
+    }
+}
+
+/// `[[certificate]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub name: Spanned<String>,
+    /// Names this certificate serves; defaults to the names in the certificate.
+    #[serde(default)]
+    pub names: Vec<Spanned<String>>,
+    /// PEM chain (leaf first).
+    pub cert: Option<Spanned<String>>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<Spanned<String>>,
+    /// Generate a self-signed certificate for `names` at start (testing only).
+    #[serde(default)]
+    pub self_signed: bool,
+}
+
+/// `[[passthrough]]`: SNI names relayed untouched to a pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Passthrough {
+    pub sni: Vec<Spanned<String>>,
+    pub pool: Spanned<String>,
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocolOut,
+}
+
+/// PROXY protocol sent to a passthrough backend.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolOut {
+    #[default]
+    None,
+    V2,
+}
+
+/// `[[route]]`: HTTP routing rules, first match wins in file order.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub host: Vec<Spanned<String>>,
+    #[serde(default = "default_prefix")]
+    pub path_prefix: Spanned<String>,
+    #[serde(default)]
+    pub header: Vec<HeaderMatch>,
+    pub pool: Option<Spanned<String>>,
+    pub redirect: Option<Redirect>,
+    pub respond: Option<Respond>,
+}
+
+fn default_prefix() -> Spanned<String> {
+    Spanned::new(0..0, "/".into())
+}
+
+/// `header = [{ name = "...", value = "..." }]` in a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: Spanned<String>,
+    /// Exact value; absent = the header only has to be present.
+    pub value: Option<String>,
+}
+
+/// `redirect = { location = "...", status = 301 }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    pub location: Spanned<String>,
+    #[serde(default = "default_redirect_status")]
+    pub status: Spanned<u16>,
+    /// Append the request path and query to `location`.
+    #[serde(default)]
+    pub keep_path: bool,
+}
+
+fn default_redirect_status() -> Spanned<u16> {
+    Spanned::new(0..0, 302)
+}
+
+/// `respond = { status = 200, body = "...", content_type = "..." }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Respond {
+    #[serde(default = "default_respond_status")]
+    pub status: Spanned<u16>,
+    #[serde(default)]
+    pub body: String,
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+}
+
+fn default_respond_status() -> Spanned<u16> {
+    Spanned::new(0..0, 200)
+}
+fn default_content_type() -> String {
+    "text/plain; charset=utf-8".into()
+}
+
+/// `[[pool]]`: a set of backend servers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub name: Spanned<String>,
+    #[serde(rename = "server")]
+    pub servers: Vec<Server>,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub protocol: BackendProtocol,
+    #[serde(default = "d_connect_timeout")]
+    pub connect_timeout: ConfigDuration,
+    #[serde(default = "d_response_timeout")]
+    pub response_timeout: ConfigDuration,
+    #[serde(default = "d_idle_timeout")]
+    pub idle_timeout: ConfigDuration,
+    /// Concurrent requests per server; 0 = unlimited.
+    #[serde(default)]
+    pub max_connections_per_server: usize,
+    /// Requests waiting for a server slot before 503.
+    #[serde(default = "d_max_queue")]
+    pub max_queue: usize,
+    #[serde(default = "d_queue_timeout")]
+    pub queue_timeout: ConfigDuration,
+    #[serde(default = "d_retries")]
+    pub retries: u32,
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub outlier: Outlier,
+}
+
+fn d_connect_timeout() -> ConfigDuration {
+    ConfigDuration::secs(3)
+}
+fn d_response_timeout() -> ConfigDuration {
+    ConfigDuration::secs(60)
+}
+fn d_idle_timeout() -> ConfigDuration {
+    ConfigDuration::secs(90)
+}
+fn d_max_queue() -> usize {
+    128
+}
+fn d_queue_timeout() -> ConfigDuration {
+    ConfigDuration::secs(5)
+}
+fn d_retries() -> u32 {
+    2
+}
+
+/// `[[pool.server]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub address: Spanned<String>,
+    #[serde(default = "d_weight")]
+    pub weight: Spanned<u32>,
+}
+
+fn d_weight() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+/// Balancing policy of a pool.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    #[default]
+    RoundRobin,
+    LeastRequest,
+    Random,
+}
+
+/// How edge speaks to a pool's servers (HTTP routes only).
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendProtocol {
+    #[default]
+    Http1,
+    H2c,
+}
+
+/// `[pool.health]`: active health checks.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default)]
+    pub kind: HealthKind,
+    #[serde(default = "d_health_path")]
+    pub path: String,
+    #[serde(default = "d_health_interval")]
+    pub interval: ConfigDuration,
+    #[serde(default = "d_health_timeout")]
+    pub timeout: ConfigDuration,
+    #[serde(default = "d_rise")]
+    pub rise: u32,
+    #[serde(default = "d_fall")]
+    pub fall: u32,
+    /// Host header sent with HTTP checks.
+    pub host: Option<String>,
+}
+
+fn d_health_path() -> String {
+    "/".into()
+}
+fn d_health_interval() -> ConfigDuration {
+    ConfigDuration::secs(2)
+}
+fn d_health_timeout() -> ConfigDuration {
+    ConfigDuration::secs(1)
+}
+fn d_rise() -> u32 {
+    2
+}
+fn d_fall() -> u32 {
+    3
+}
+
+/// Kind of active probe.
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthKind {
+    /// `GET path`, healthy on 2xx/3xx.
+    #[default]
+    Http,
+    /// TCP connect only.
+    Tcp,
+}
+
+/// `[pool.outlier]`: passive detection from live traffic.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields, default)]
+pub struct Outlier {
+    /// Consecutive failures that eject a server; 0 = off.
+    pub consecutive_failures: u32,
+    pub ejection_time: ConfigDuration,
+}
+
+impl Default for Outlier {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            ejection_time: ConfigDuration::secs(30),
+        }
+    }
+}
+
+/// `[[demo_backend]]`: a tiny built-in HTTP echo server, for trying edge out.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoBackend {
+    pub listen: Spanned<String>,
+    #[serde(default = "d_demo_name")]
+    pub name: String,
+}
+
+fn d_demo_name() -> String {
+    "demo".into()
+}

@@ -1,0 +1,352 @@
+//! Request-smuggling guard for HTTP/1: watches the bytes hyper reads and
+//! follows request framing (heads, Content-Length bodies, chunked bodies) so
+//! it can flag a request that carries both `Content-Length` and
+//! `Transfer-Encoding`. hyper alone would let Transfer-Encoding win; edge
+//! answers such a request 400 and closes, as the issue asks.
+//!
+//! The scanner is a byte-at-a-time state machine with no allocation beyond
+//! the current head (capped); on anything it does not understand it stops
+//! watching and leaves the verdict to hyper's parser.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Per-connection flags shared with the HTTP service.
+#[derive(Debug, Default)]
+pub struct Flags {
+    /// 1 + index of the first request with CL+TE; 0 = none.
+    flagged: AtomicUsize,
+    /// Bytes moved in either direction (for the idle timeout).
+    pub activity: AtomicU64,
+}
+
+impl Flags {
+    /// Whether request number `seq` (0-based) had both CL and TE.
+    pub fn is_flagged(&self, seq: usize) -> bool {
+        self.flagged.load(Ordering::Acquire) == seq.wrapping_add(1)
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Head,
+    Fixed(u64),
+    ChunkSize {
+        size: u64,
+        digits: u32,
+        in_ext: bool,
+    },
+    ChunkData(u64),
+    ChunkDataEnd(u8),
+    Trailers,
+    Stop,
+}
+
+#[derive(Debug)]
+struct Scanner {
+    state: State,
+    head: Vec<u8>,
+    max_head: usize,
+    seq: usize,
+}
+
+impl Scanner {
+    fn new(max_head: usize) -> Self {
+        Self {
+            state: State::Head,
+            head: Vec::new(),
+            max_head,
+            seq: 0,
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8], flags: &Flags) {
+        while !data.is_empty() {
+            match &mut self.state {
+                State::Stop => return,
+                State::Head => {
+                    let b = data[0];
+                    data = &data[1..];
+                    if self.head.is_empty() && (b == b'\r' || b == b'\n') {
+                        continue;
+                    }
+                    self.head.push(b);
+                    if self.head.ends_with(b"\r\n\r\n") || self.head.ends_with(b"\n\n") {
+                        self.state = self.end_of_head(flags);
+                        self.head.clear();
+                        self.seq += 1;
+                    } else if self.head.len() > self.max_head {
+                        self.state = State::Stop;
+                    }
+                }
+                State::Fixed(n) => {
+                    let take = (*n).min(data.len() as u64);
+                    *n -= take;
+                    // take <= data.len(), so the cast is exact.
+                    data = &data[take as usize..];
+                    if *n == 0 {
+                        self.state = State::Head;
+                    }
+                }
+                State::ChunkSize {
+                    size,
+                    digits,
+                    in_ext,
+                } => {
+                    let b = data[0];
+                    data = &data[1..];
+                    match b {
+                        b'\n' => {
+                            self.state = if *size == 0 {
+                                State::Trailers
+                            } else {
+                                State::ChunkData(*size)
+                            };
+                        }
+                        b'\r' => {}
+                        _ if *in_ext => {}
+                        b';' | b' ' | b'\t' => *in_ext = true,
+                        _ => match (b as char).to_digit(16) {
+                            Some(d) if *digits < 15 => {
+                                *size = *size * 16 + u64::from(d);
+                                *digits += 1;
+                            }
+                            _ => self.state = State::Stop,
+                        },
+                    }
+                }
+                State::ChunkData(n) => {
+                    let take = (*n).min(data.len() as u64);
+                    *n -= take;
+                    data = &data[take as usize..];
+                    if *n == 0 {
+                        self.state = State::ChunkDataEnd(0);
+                    }
+                }
+                State::ChunkDataEnd(seen) => {
+                    let b = data[0];
+                    data = &data[1..];
+                    if b == b'\n' {
+                        self.state = State::ChunkSize {
+                            size: 0,
+                            digits: 0,
+                            in_ext: false,
+                        };
+                    } else if b == b'\r' && *seen == 0 {
+                        *seen = 1;
+                    } else {
+                        self.state = State::Stop;
+                    }
+                }
+                State::Trailers => {
+                    let b = data[0];
+                    data = &data[1..];
+                    self.head.push(b);
+                    if self.head == b"\r\n" || self.head == b"\n" {
+                        self.head.clear();
+                        self.state = State::Head;
+                    } else if b == b'\n' {
+                        self.head.clear();
+                    } else if self.head.len() > self.max_head {
+                        self.state = State::Stop;
+                    }
+                }
+            }
+        }
+    }
+
+    fn end_of_head(&self, flags: &Flags) -> State {
+        let Ok(text) = std::str::from_utf8(&self.head) else {
+            return State::Stop;
+        };
+        let mut lines = text.split('\n');
+        let request_line = lines.next().unwrap_or("");
+        if request_line.starts_with("CONNECT ") || request_line.starts_with("PRI ") {
+            return State::Stop;
+        }
+        let mut cl: Option<u64> = None;
+        let mut te = false;
+        let mut upgrade = false;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let name = name.trim();
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                match value.parse::<u64>() {
+                    Ok(n) => cl = Some(n),
+                    Err(_) => return State::Stop,
+                }
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                te = true;
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            }
+        }
+        if te && cl.is_some() {
+            let _ = flags.flagged.compare_exchange(
+                0,
+                self.seq.wrapping_add(1),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+            // hyper closes the connection after this request.
+            return State::Stop;
+        }
+        if upgrade {
+            return State::Stop;
+        }
+        if te {
+            State::ChunkSize {
+                size: 0,
+                digits: 0,
+                in_ext: false,
+            }
+        } else {
+            match cl {
+                Some(n) if n > 0 => State::Fixed(n),
+                _ => State::Head,
+            }
+        }
+    }
+}
+
+/// Wraps a client stream: counts activity, and (for HTTP/1) scans framing.
+#[derive(Debug)]
+pub struct Guarded<S> {
+    inner: S,
+    scanner: Option<Scanner>,
+    flags: Arc<crate::http::ConnInfo>,
+}
+
+impl<S> Guarded<S> {
+    /// `h1`: scan for CL+TE (false for HTTP/2 connections).
+    pub fn new(inner: S, conn: Arc<crate::http::ConnInfo>, h1: bool, max_head: usize) -> Self {
+        Self {
+            inner,
+            scanner: h1.then(|| Scanner::new(max_head)),
+            flags: conn,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let new = &buf.filled()[before..];
+            this.flags
+                .smuggle
+                .activity
+                .fetch_add(new.len() as u64 + 1, Ordering::Relaxed);
+            if let Some(s) = &mut this.scanner {
+                s.feed(new, &this.flags.smuggle);
+                if matches!(s.state, State::Stop) {
+                    this.scanner = None;
+                }
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = r {
+            this.flags
+                .smuggle
+                .activity
+                .fetch_add(n as u64 + 1, Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = r {
+            this.flags
+                .smuggle
+                .activity
+                .fetch_add(n as u64 + 1, Ordering::Relaxed);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(chunks: &[&[u8]]) -> (Scanner, Flags) {
+        let flags = Flags::default();
+        let mut s = Scanner::new(8192);
+        for c in chunks {
+            s.feed(c, &flags);
+        }
+        (s, flags)
+    }
+
+    #[test]
+    fn flags_cl_te_on_the_right_request() {
+        let (_, f) = scan(&[
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhel",
+            b"lo",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\nX-T: 1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ]);
+        assert!(!f.is_flagged(0) && !f.is_flagged(1) && !f.is_flagged(2));
+        assert!(f.is_flagged(3));
+    }
+
+    #[test]
+    fn byte_by_byte_is_the_same() {
+        let msg = b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nokGET / HTTP/1.1\r\ncontent-length: 0\r\nTRANSFER-ENCODING: chunked\r\n\r\n";
+        let flags = Flags::default();
+        let mut s = Scanner::new(8192);
+        for b in msg.iter() {
+            s.feed(std::slice::from_ref(b), &flags);
+        }
+        assert!(flags.is_flagged(1));
+    }
+
+    #[test]
+    fn stops_on_oversized_head_and_garbage() {
+        let (s, f) = scan(&[&[b'a'; 9000]]);
+        assert!(matches!(s.state, State::Stop));
+        assert!(!f.is_flagged(0));
+        let (s, _) = scan(&[b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]);
+        assert!(matches!(s.state, State::Stop));
+    }
+}

@@ -1,0 +1,189 @@
+//! Forwarding a request to a pool: pick, slot, send through the pool's
+//! pooled client, retry/redispatch on another server when safe, Upgrade
+//! tunnels, and 502/503/504 without internal detail.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{CONNECTION, CONTENT_LENGTH, UPGRADE};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::body::{EdgeBody, Guarded, boxed, empty, full};
+use super::headers::{X_REQUEST_ID, strip_hop_by_hop};
+use super::respond;
+use crate::accesslog::AccessRecord;
+use crate::config::BackendProtocol;
+use crate::pool::{AcquireError, Outcome};
+use crate::state::Backend;
+
+/// Request bodies up to this size are buffered so the request can be retried.
+const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+enum ReqBody {
+    /// Replayable: empty or buffered.
+    Bytes(Option<Bytes>),
+    /// Streamed; can be sent once.
+    Stream(Option<Incoming>),
+}
+
+impl ReqBody {
+    fn take(&mut self) -> Option<EdgeBody> {
+        match self {
+            ReqBody::Bytes(None) => Some(empty()),
+            ReqBody::Bytes(Some(b)) => Some(full(b.clone())),
+            ReqBody::Stream(s) => s.take().map(boxed),
+        }
+    }
+    fn replayable(&self) -> bool {
+        matches!(self, ReqBody::Bytes(_))
+    }
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// Sends `req` (headers already rewritten) to the backend, with retries.
+pub async fn forward(
+    backend: &Backend,
+    mut req: Request<Incoming>,
+    upgrade: Option<HeaderValue>,
+    request_id: &str,
+    rec: &mut AccessRecord,
+) -> Response<EdgeBody> {
+    let pool = &backend.pool;
+    let settings = &pool.settings;
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    if let Some(proto) = &upgrade {
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(UPGRADE, proto.clone());
+    }
+    let version = match settings.protocol {
+        BackendProtocol::Http1 => Version::HTTP_11,
+        BackendProtocol::H2c => Version::HTTP_2,
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+
+    // Small bodies are buffered so the request can go to another server.
+    let mut body = if body.is_end_stream() {
+        ReqBody::Bytes(None)
+    } else if body
+        .size_hint()
+        .upper()
+        .is_some_and(|n| n <= MAX_REPLAY_BODY)
+        && upgrade.is_none()
+    {
+        match body.collect().await {
+            Ok(c) => ReqBody::Bytes(Some(c.to_bytes())),
+            Err(_) => return respond::error(StatusCode::BAD_REQUEST, request_id),
+        }
+    } else {
+        ReqBody::Stream(Some(body))
+    };
+    if let ReqBody::Bytes(b) = &body {
+        let n = b.as_ref().map_or(0, Bytes::len);
+        if n > 0 || headers.contains_key(CONTENT_LENGTH) {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
+        }
+    }
+
+    let max_attempts = settings.retries.saturating_add(1);
+    let mut exclude = Vec::new();
+    let mut last_status = StatusCode::SERVICE_UNAVAILABLE;
+    while rec.attempts < max_attempts {
+        let Some(i) = pool.pick(&exclude) else { break };
+        rec.attempts += 1;
+        let guard = match pool.acquire(i).await {
+            Ok(g) => g,
+            Err(AcquireError::QueueFull | AcquireError::QueueTimeout) => {
+                exclude.push(i);
+                last_status = StatusCode::SERVICE_UNAVAILABLE;
+                continue;
+            }
+        };
+        let addr = guard.addr();
+        rec.backend = Some(addr);
+        let Some(b) = body.take() else { break };
+        let uri: Uri = match format!("http://{addr}{path}").parse() {
+            Ok(u) => u,
+            Err(_) => return respond::error(StatusCode::BAD_REQUEST, request_id),
+        };
+        let mut out = Request::new(b);
+        *out.method_mut() = parts.method.clone();
+        *out.uri_mut() = uri;
+        *out.version_mut() = version;
+        *out.headers_mut() = headers.clone();
+        let started = Instant::now();
+        let result =
+            tokio::time::timeout(settings.response_timeout, backend.client.request(out)).await;
+        rec.backend_time = Some(started.elapsed());
+        match result {
+            Ok(Ok(mut resp)) => {
+                pool.record(i, Outcome::Success);
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(cu) = client_upgrade {
+                        let bu = hyper::upgrade::on(&mut resp);
+                        tokio::spawn(async move {
+                            let _guard = guard;
+                            if let (Ok(c), Ok(b)) = tokio::join!(cu, bu) {
+                                let mut c = TokioIo::new(c);
+                                let mut b = TokioIo::new(b);
+                                let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
+                            }
+                        });
+                        let (mut p, _) = resp.into_parts();
+                        let proto = p.headers.get(UPGRADE).cloned();
+                        strip_hop_by_hop(&mut p.headers);
+                        p.headers
+                            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+                        if let Some(proto) = proto {
+                            p.headers.insert(UPGRADE, proto);
+                        }
+                        return Response::from_parts(p, empty());
+                    }
+                    return respond::error(StatusCode::BAD_GATEWAY, request_id);
+                }
+                let (mut p, rb) = resp.into_parts();
+                strip_hop_by_hop(&mut p.headers);
+                if let Ok(v) = HeaderValue::from_str(request_id) {
+                    p.headers.entry(X_REQUEST_ID).or_insert(v);
+                }
+                p.version = Version::HTTP_11;
+                let rb = EdgeBody::new(Guarded::new(boxed(rb), guard));
+                return Response::from_parts(p, rb);
+            }
+            Ok(Err(e)) => {
+                pool.record(i, Outcome::Failure);
+                exclude.push(i);
+                let connect = e.is_connect();
+                tracing::debug!(server = %addr, error = %e, connect, "backend request failed");
+                last_status = StatusCode::BAD_GATEWAY;
+                let retry = body.replayable() && (connect || idempotent(&parts.method));
+                if !retry {
+                    break;
+                }
+            }
+            Err(_) => {
+                pool.record(i, Outcome::Failure);
+                tracing::debug!(server = %addr, "backend response timed out");
+                last_status = StatusCode::GATEWAY_TIMEOUT;
+                break;
+            }
+        }
+    }
+    respond::error(last_status, request_id)
+}

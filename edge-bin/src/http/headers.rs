@@ -1,0 +1,250 @@
+//! Request header work: the Host, hop-by-hop stripping, `X-Forwarded-*`,
+//! `Forwarded` and `X-Request-Id`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{CONNECTION, HOST, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
+use http::{HeaderMap, HeaderValue, Request, Version};
+
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Why a request's Host is refused (400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    Missing,
+    Multiple,
+    Invalid,
+}
+
+/// The request's host (lower case, port removed), from the URI authority
+/// (HTTP/2, absolute-form) or the single `Host` header.
+pub fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let header = hosts.next();
+    if hosts.next().is_some() {
+        return Err(HostError::Multiple);
+    }
+    let authority = match (req.uri().authority(), header) {
+        (Some(a), _) => a.as_str().to_string(),
+        (None, Some(h)) => h.to_str().map_err(|_| HostError::Invalid)?.to_string(),
+        (None, None) => return Err(HostError::Missing),
+    };
+    let auth: http::uri::Authority = authority.parse().map_err(|_| HostError::Invalid)?;
+    if authority.contains('@') {
+        return Err(HostError::Invalid);
+    }
+    let host = auth.host().to_ascii_lowercase();
+    let host = host.trim_end_matches('.');
+    let valid = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && l.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+    };
+    if !valid {
+        return Err(HostError::Invalid);
+    }
+    Ok(host.to_string())
+}
+
+/// Whether this is an HTTP/1.1 Upgrade request (WebSocket and the like);
+/// returns the `Upgrade` value to pass on.
+pub fn upgrade_protocol<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let wants = req
+        .headers()
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        req.headers().get(UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        TE,
+        TRANSFER_ENCODING,
+        UPGRADE,
+        http::header::TRAILER,
+    ] {
+        h.remove(n);
+    }
+}
+
+/// What the forwarding headers say about the client.
+#[derive(Debug, Clone)]
+pub struct ForwardInfo<'a> {
+    pub client: SocketAddr,
+    pub host: &'a str,
+    pub proto: &'static str,
+    /// The client is a trusted upstream: keep its X-Forwarded-* (append) and X-Request-Id.
+    pub trusted: bool,
+}
+
+/// Sets `X-Forwarded-For/Proto/Host`, `Forwarded` and `X-Request-Id`; returns the request id used.
+pub fn set_forwarding(
+    h: &mut HeaderMap,
+    fi: &ForwardInfo<'_>,
+    new_id: impl FnOnce() -> String,
+) -> String {
+    let ip = fi.client.ip();
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    let ip_s = ip.to_string();
+    let xff = match (
+        fi.trusted,
+        h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
+    ) {
+        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {ip_s}"),
+        _ => ip_s.clone(),
+    };
+    let node = if ip.is_ipv6() {
+        format!("\"[{ip_s}]\"")
+    } else {
+        ip_s
+    };
+    let fwd_elem = format!("for={node};host=\"{}\";proto={}", fi.host, fi.proto);
+    let fwd = match (fi.trusted, h.get(&FORWARDED).and_then(|v| v.to_str().ok())) {
+        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {fwd_elem}"),
+        _ => fwd_elem,
+    };
+    let set = |h: &mut HeaderMap, n: HeaderName, v: &str| {
+        h.remove(&n);
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(n, v);
+        }
+    };
+    set(h, X_FORWARDED_FOR, &xff);
+    set(h, FORWARDED, &fwd);
+    if !(fi.trusted && h.contains_key(&X_FORWARDED_PROTO)) {
+        set(h, X_FORWARDED_PROTO, fi.proto);
+    }
+    if !(fi.trusted && h.contains_key(&X_FORWARDED_HOST)) {
+        set(h, X_FORWARDED_HOST, fi.host);
+    }
+    let kept = fi
+        .trusted
+        .then(|| {
+            h.get(&X_REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .flatten()
+        .filter(|id| !id.is_empty() && id.len() <= 200);
+    let id = kept.unwrap_or_else(new_id);
+    set(h, X_REQUEST_ID, &id);
+    id
+}
+
+/// A fresh request id: 128 random bits in hex.
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(host: Option<&str>, uri: &str) -> Request<()> {
+        let mut b = Request::builder().uri(uri);
+        if let Some(h) = host {
+            b = b.header(HOST, h);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn hosts() {
+        assert_eq!(
+            request_host(&req(Some("Example.COM:8443"), "/")),
+            Ok("example.com".into())
+        );
+        assert_eq!(request_host(&req(None, "https://a.b/x")), Ok("a.b".into()));
+        assert_eq!(request_host(&req(None, "/")), Err(HostError::Missing));
+        assert_eq!(
+            request_host(&req(Some("bad host"), "/")),
+            Err(HostError::Invalid)
+        );
+        assert_eq!(
+            request_host(&req(Some("a/b"), "/")),
+            Err(HostError::Invalid)
+        );
+        assert_eq!(
+            request_host(&req(Some("[::1]:80"), "/")),
+            Ok("[::1]".into())
+        );
+        let mut r = req(Some("a"), "/");
+        r.headers_mut().append(HOST, HeaderValue::from_static("b"));
+        assert_eq!(request_host(&r), Err(HostError::Multiple));
+    }
+
+    #[test]
+    fn hop_by_hop_and_forwarding() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        h.insert("x-request-id", HeaderValue::from_static("forged"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key("x-secret") && !h.contains_key(CONNECTION));
+        let fi = ForwardInfo {
+            client: "[::ffff:192.0.2.7]:1".parse().unwrap(),
+            host: "a.example",
+            proto: "https",
+            trusted: false,
+        };
+        let id = set_forwarding(&mut h, &fi, || "fresh".into());
+        assert_eq!(id, "fresh");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.7;host=\"a.example\";proto=https"
+        );
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["accept"], "*/*");
+        let fi = ForwardInfo {
+            trusted: true,
+            ..fi
+        };
+        h.insert("x-request-id", HeaderValue::from_static("upstream-id"));
+        let id = set_forwarding(&mut h, &fi, || "fresh".into());
+        assert_eq!(id, "upstream-id");
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7, 192.0.2.7");
+    }
+}

@@ -1,0 +1,165 @@
+//! Terminated HTTP: one service per connection that validates the request,
+//! routes it (first match in file order) and answers, redirects or forwards.
+
+pub mod body;
+pub mod forward;
+pub mod headers;
+pub mod respond;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::accesslog::AccessRecord;
+use crate::config::{IpNet, RouteAction};
+use crate::state::State;
+use body::EdgeBody;
+use headers::{ForwardInfo, new_request_id, request_host, set_forwarding, upgrade_protocol};
+
+/// What is known about the client connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client (from PROXY protocol when a trusted upstream sent one).
+    pub client: SocketAddr,
+    pub sni: Option<String>,
+    pub tls_version: Option<&'static str>,
+    /// Requests being served on this connection (for the idle timeout).
+    pub in_flight: AtomicUsize,
+    /// Set by the HTTP/1 framing guard when a request had both
+    /// Content-Length and Transfer-Encoding: the index of that request.
+    pub smuggle: crate::h1guard::Flags,
+    /// Requests seen so far on this connection (HTTP/1 only, in order).
+    pub seq: AtomicUsize,
+}
+
+impl ConnInfo {
+    pub fn new(client: SocketAddr, sni: Option<String>, tls_version: Option<&'static str>) -> Self {
+        Self {
+            client,
+            sni,
+            tls_version,
+            in_flight: AtomicUsize::new(0),
+            smuggle: Default::default(),
+            seq: AtomicUsize::new(0),
+        }
+    }
+}
+
+struct InFlight<'a>(&'a AtomicUsize);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves one request on a terminated (HTTPS) connection.
+pub async fn serve(
+    state: Arc<State>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<EdgeBody>, Infallible> {
+    conn.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight(&conn.in_flight);
+    let start = Instant::now();
+    let mut rec = AccessRecord {
+        kind: "http",
+        client: Some(conn.client),
+        sni: conn.sni.clone(),
+        method: Some(req.method().to_string()),
+        path: Some(req.uri().path().to_string()),
+        tls_version: conn.tls_version,
+        ..Default::default()
+    };
+    let resp = serve_inner(&state, &conn, req, &mut rec).await;
+    rec.status = resp.status().as_u16();
+    rec.duration = start.elapsed();
+    rec.emit();
+    Ok(resp)
+}
+
+async fn serve_inner(
+    state: &State,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    rec: &mut AccessRecord,
+) -> Response<EdgeBody> {
+    let trusted = IpNet::any_contains(&state.https.trusted_upstreams, conn.client.ip());
+    let seq = if req.version() <= http::Version::HTTP_11 {
+        Some(conn.seq.fetch_add(1, Ordering::Relaxed))
+    } else {
+        None
+    };
+    if seq.is_some_and(|s| conn.smuggle.is_flagged(s)) {
+        let id = new_request_id();
+        rec.request_id = Some(id.clone());
+        return respond::error(StatusCode::BAD_REQUEST, &id);
+    }
+    let host = match request_host(&req) {
+        Ok(h) => h,
+        Err(_) => {
+            let id = new_request_id();
+            rec.request_id = Some(id.clone());
+            return respond::error(StatusCode::BAD_REQUEST, &id);
+        }
+    };
+    rec.host = Some(host.clone());
+    let forward = ForwardInfo {
+        client: conn.client,
+        host: &host,
+        proto: "https",
+        trusted,
+    };
+    let id = set_forwarding(req.headers_mut(), &forward, new_request_id);
+    rec.request_id = Some(id.clone());
+    if state.https.strict_host && conn.sni.as_ref().is_some_and(|sni| *sni != host) {
+        return respond::error(StatusCode::MISDIRECTED_REQUEST, &id);
+    }
+    let Some(route) = state.route(&host, req.uri().path(), req.headers()) else {
+        return respond::error(StatusCode::NOT_FOUND, &id);
+    };
+    rec.route = Some(route.name.clone());
+    match &route.action {
+        RouteAction::Respond {
+            status,
+            body,
+            content_type,
+        } => respond::fixed(*status, body.clone(), content_type.clone(), &id),
+        RouteAction::Redirect {
+            location,
+            status,
+            keep_path,
+        } => {
+            let loc = if *keep_path {
+                let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                format!("{}{}", location.trim_end_matches('/'), pq)
+            } else {
+                location.clone()
+            };
+            respond::redirect(*status, &loc, &id)
+        }
+        RouteAction::Proxy { pool } => {
+            let Some(backend) = state.backends.get(pool) else {
+                return respond::error(StatusCode::SERVICE_UNAVAILABLE, &id);
+            };
+            if req.headers().contains_key(http::header::HOST)
+                || req.version() >= http::Version::HTTP_2
+            {
+                // Backends get the client's Host (HTTP/2 carries it as :authority).
+                if let Some(v) = req
+                    .uri()
+                    .authority()
+                    .and_then(|a| http::HeaderValue::from_str(a.as_str()).ok())
+                {
+                    req.headers_mut().insert(http::header::HOST, v);
+                }
+            }
+            let upgrade = upgrade_protocol(&req);
+            forward::forward(backend, req, upgrade, &id, rec).await
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Listeners: the TLS port (SNI read → passthrough or termination) and the
+//! plain-HTTP port (ACME challenges, redirects). Each accepted connection
+//! takes the current [`State`] once and keeps it to the end.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::accesslog::AccessRecord;
+use crate::config::{IpNet, Limits, ProxyProtocolOut};
+use crate::h1guard::Guarded;
+use crate::http::body::EdgeBody;
+use crate::http::headers::{new_request_id, request_host};
+use crate::http::{ConnInfo, respond};
+use crate::pool::Outcome;
+use crate::state::{SharedState, State};
+
+/// Binds a listening socket (SO_REUSEADDR, backlog 1024).
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    sock.listen(1024)?;
+    TcpListener::from_std(sock.into())
+}
+
+/// The HTTP server settings every terminated connection uses.
+pub fn http_builder(l: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(l.header_read_timeout.0)
+        .max_buf_size(l.max_header_bytes.max(8192))
+        .max_headers(l.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(l.h2_max_concurrent_streams)
+        .max_header_list_size(l.h2_max_header_list_size)
+        .max_pending_accept_reset_streams(l.h2_max_pending_accept_reset_streams)
+        .max_local_error_reset_streams(l.h2_max_local_error_reset_streams)
+        .keep_alive_interval(Some(l.idle_timeout.0))
+        .keep_alive_timeout(Duration::from_secs(20));
+    b
+}
+
+/// Accepts on `listener` forever; `tls` picks the TLS or the plain handler.
+pub async fn accept_loop(
+    listener: TcpListener,
+    shared: SharedState,
+    conns: Arc<Semaphore>,
+    tls: bool,
+) {
+    let local = listener.local_addr().ok();
+    loop {
+        // Stop accepting while at max_connections (the kernel backlog queues).
+        let Ok(permit) = conns.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = shared.load_full();
+        let local = stream.local_addr().ok().or(local).unwrap_or(peer);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if tls {
+                tls_connection(state, stream, peer, local).await;
+            } else {
+                plain_connection(state, stream, peer).await;
+            }
+        });
+    }
+}
+
+/// Reads a PROXY header when the listener expects one; refuses untrusted peers.
+async fn client_address(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    enabled: bool,
+    trusted: &[IpNet],
+    timeout: Duration,
+) -> Option<SocketAddr> {
+    if !enabled {
+        return Some(peer);
+    }
+    if !IpNet::any_contains(trusted, peer.ip()) {
+        tracing::debug!(%peer, "PROXY protocol expected but peer is not trusted: closed");
+        return None;
+    }
+    match tokio::time::timeout(timeout, crate::proxy_protocol::read_header(stream)).await {
+        Ok(Ok(addr)) => Some(addr.unwrap_or(peer)),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "bad PROXY header: closed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+async fn tls_connection(
+    state: Arc<State>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
+    let l = &state.limits;
+    let Some(client) = client_address(
+        &mut stream,
+        peer,
+        state.https.proxy_protocol,
+        &state.https.trusted_proxies,
+        l.client_hello_timeout.0,
+    )
+    .await
+    else {
+        return;
+    };
+    let opts = edge_sni::ReadOptions::default().with_timeout(l.client_hello_timeout.0);
+    let (info, replay) = match edge_sni::read_client_hello(stream, &opts).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::debug!(%client, error = %e.without_stream(), "no usable ClientHello: closed");
+            return;
+        }
+    };
+    if let Some(rule) = info.sni.as_deref().and_then(|s| state.passthrough_for(s)) {
+        let (pool, pp) = (rule.pool.clone(), rule.proxy_protocol);
+        passthrough(&state, replay, client, local, info.sni, &pool, pp).await;
+        return;
+    }
+    if !state.certs.covers(info.sni.as_deref()) {
+        // Closed with an alert by rustls (no certificate for this name).
+        tracing::debug!(%client, sni = ?info.sni, "no certificate for SNI");
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
+    let tls = match tokio::time::timeout(l.tls_handshake_timeout.0, acceptor.accept(replay)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::debug!(%client, sni = ?info.sni, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%client, "TLS handshake timed out");
+            return;
+        }
+    };
+    let (_, session) = tls.get_ref();
+    let h2 = session.alpn_protocol() == Some(b"h2");
+    let version = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+        Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+        _ => None,
+    };
+    let sni = session.server_name().map(str::to_string);
+    let conn = Arc::new(ConnInfo::new(client, sni, version));
+    let io = Guarded::new(tls, conn.clone(), !h2, l.max_header_bytes.max(8192));
+    let svc_state = state.clone();
+    let svc_conn = conn.clone();
+    let svc = service_fn(move |req| crate::http::serve(svc_state.clone(), svc_conn.clone(), req));
+    let mut builder = http_builder(l);
+    if h2 {
+        builder = builder.http2_only();
+    } else {
+        builder = builder.http1_only();
+    }
+    serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0).await;
+}
+
+/// Serves one connection; closes it gracefully after `idle` without traffic
+/// and without a request in flight.
+async fn serve_with_idle_timeout<I, S>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    svc: S,
+    conn: &ConnInfo,
+    idle: Duration,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<EdgeBody>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(c);
+    let mut last = conn.smuggle.activity.load(Ordering::Relaxed);
+    let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)));
+    tick.tick().await;
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = c.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = tick.tick(), if !closing => {
+                let now = conn.smuggle.activity.load(Ordering::Relaxed);
+                if now == last && conn.in_flight.load(Ordering::Relaxed) == 0 {
+                    c.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                last = now;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn passthrough<S>(
+    state: &State,
+    mut client_io: S,
+    client: SocketAddr,
+    local: SocketAddr,
+    sni: Option<String>,
+    pool_name: &str,
+    pp: ProxyProtocolOut,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let mut rec = AccessRecord {
+        kind: "passthrough",
+        client: Some(client),
+        sni: sni.clone(),
+        route: Some(pool_name.to_string()),
+        ..Default::default()
+    };
+    let Some(backend) = state.backends.get(pool_name) else {
+        return;
+    };
+    let pool = &backend.pool;
+    let mut exclude = Vec::new();
+    let attempts = pool.settings.retries.saturating_add(1);
+    let mut connected = None;
+    while rec.attempts < attempts {
+        let Some(i) = pool.pick(&exclude) else { break };
+        rec.attempts += 1;
+        let Ok(guard) = pool.acquire(i).await else {
+            exclude.push(i);
+            continue;
+        };
+        let addr = guard.addr();
+        match tokio::time::timeout(pool.settings.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                pool.record(i, Outcome::Success);
+                connected = Some((s, guard));
+                break;
+            }
+            _ => {
+                tracing::debug!(server = %addr, "passthrough connect failed");
+                pool.record(i, Outcome::Failure);
+                exclude.push(i);
+            }
+        }
+    }
+    let Some((mut upstream, guard)) = connected else {
+        rec.duration = start.elapsed();
+        rec.emit();
+        return;
+    };
+    rec.backend = Some(guard.addr());
+    let _ = upstream.set_nodelay(true);
+    if pp == ProxyProtocolOut::V2 {
+        let header = crate::proxy_protocol::encode_v2(client, local, sni.as_deref());
+        if upstream.write_all(&header).await.is_err() {
+            return;
+        }
+    }
+    let idle = state.limits.passthrough_idle_timeout.0;
+    let relay = tokio::io::copy_bidirectional(&mut client_io, &mut upstream);
+    // A passthrough connection ends when either side closes, or after the
+    // whole idle limit (a coarse bound; byte-level idle tracking comes with
+    // the splice relay).
+    if let Ok(Ok((up, down))) = tokio::time::timeout(idle, relay).await {
+        rec.bytes_in = up;
+        rec.bytes_out = down;
+    }
+    drop(guard);
+    rec.duration = start.elapsed();
+    rec.emit();
+}
+
+async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: SocketAddr) {
+    let l = &state.limits;
+    let Some(client) = client_address(
+        &mut stream,
+        peer,
+        state.http.proxy_protocol,
+        &state.http.trusted_proxies,
+        l.header_read_timeout.0,
+    )
+    .await
+    else {
+        return;
+    };
+    let conn = Arc::new(ConnInfo::new(client, None, None));
+    let io = Guarded::new(stream, conn.clone(), false, 0);
+    let svc_state = state.clone();
+    let svc = service_fn(move |req| {
+        let state = svc_state.clone();
+        async move { Ok::<_, std::convert::Infallible>(plain_request(&state, client, req)) }
+    });
+    let builder = http_builder(l).http1_only();
+    serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0).await;
+}
+
+/// Port 80: ACME HTTP-01 tokens, everything else a redirect to HTTPS (or 404).
+fn plain_request(state: &State, client: SocketAddr, req: Request<Incoming>) -> Response<EdgeBody> {
+    let id = new_request_id();
+    let start = Instant::now();
+    let mut rec = AccessRecord {
+        kind: "http",
+        client: Some(client),
+        method: Some(req.method().to_string()),
+        path: Some(req.uri().path().to_string()),
+        request_id: Some(id.clone()),
+        ..Default::default()
+    };
+    let resp = (|| {
+        if let Some(token) = req
+            .uri()
+            .path()
+            .strip_prefix("/.well-known/acme-challenge/")
+        {
+            return crate::acme::challenge_response(state, token, &id);
+        }
+        let host = match request_host(&req) {
+            Ok(h) => h,
+            Err(_) => return respond::error(StatusCode::BAD_REQUEST, &id),
+        };
+        rec.host = Some(host.clone());
+        if !state.http.redirect_to_https {
+            return respond::error(StatusCode::NOT_FOUND, &id);
+        }
+        let port = match state.http.https_port {
+            443 => String::new(),
+            p => format!(":{p}"),
+        };
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let status = if req.method() == http::Method::GET || req.method() == http::Method::HEAD {
+            StatusCode::MOVED_PERMANENTLY
+        } else {
+            StatusCode::PERMANENT_REDIRECT
+        };
+        respond::redirect(status, &format!("https://{host}{port}{pq}"), &id)
+    })();
+    rec.status = resp.status().as_u16();
+    rec.duration = start.elapsed();
+    rec.emit();
+    resp
+}

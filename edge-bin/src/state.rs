@@ -1,0 +1,129 @@
+//! The runtime state compiled from a validated config: immutable, shared as
+//! `Arc<State>` and swapped whole (see [`SharedState`]), so a reload can
+//! replace it atomically while connections in flight keep the one they began with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::certs::SniCertResolver;
+use crate::config::{
+    BackendProtocol, HostPattern, HttpSettings, HttpsSettings, Limits, PassthroughRule,
+    PoolSettings, RouteRule, Validated,
+};
+use crate::http::body::EdgeBody;
+use crate::pool::Pool;
+
+/// A pool plus the pooled HTTP client that talks to its servers.
+#[derive(Debug)]
+pub struct Backend {
+    pub pool: Arc<Pool>,
+    pub client: Client<HttpConnector, EdgeBody>,
+}
+
+impl Backend {
+    fn new(settings: PoolSettings) -> Self {
+        let mut conn = HttpConnector::new();
+        conn.set_connect_timeout(Some(settings.connect_timeout));
+        conn.set_nodelay(true);
+        conn.enforce_http(true);
+        let mut b = Client::builder(TokioExecutor::new());
+        b.pool_idle_timeout(settings.idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .retry_canceled_requests(true)
+            .set_host(false);
+        if settings.protocol == BackendProtocol::H2c {
+            b.http2_only(true);
+        }
+        let client = b.build(conn);
+        Self {
+            pool: Pool::new(settings),
+            client,
+        }
+    }
+}
+
+/// Everything a connection needs, compiled once per config load.
+#[derive(Debug)]
+pub struct State {
+    pub https: HttpsSettings,
+    pub http: HttpSettings,
+    pub limits: Limits,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub certs: Arc<SniCertResolver>,
+    pub passthrough: Vec<PassthroughRule>,
+    pub routes: Vec<RouteRule>,
+    pub backends: HashMap<String, Arc<Backend>>,
+}
+
+/// The state every listener reads; `store` a new one to switch config.
+pub type SharedState = Arc<ArcSwap<State>>;
+
+impl State {
+    /// Builds the runtime state. Must run inside the tokio runtime (health checks start here).
+    pub fn build(v: &Validated) -> Result<Self, rustls::Error> {
+        let certs = Arc::new(SniCertResolver::new(
+            &v.certificates,
+            v.https.default_certificate.as_deref(),
+        ));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(certs.clone());
+        tls.alpn_protocols = v.https.alpn.clone();
+        tls.ignore_client_order = false;
+        let backends = v
+            .pools
+            .iter()
+            .map(|p| {
+                let b = Arc::new(Backend::new(p.clone()));
+                b.pool.start_health_checks();
+                (p.name.clone(), b)
+            })
+            .collect();
+        Ok(Self {
+            https: v.https.clone(),
+            http: v.http.clone(),
+            limits: v.limits.clone(),
+            tls: Arc::new(tls),
+            certs,
+            passthrough: v.passthrough.clone(),
+            routes: v.routes.clone(),
+            backends,
+        })
+    }
+
+    /// The passthrough rule for an SNI, if any (exact names win over wildcards).
+    pub fn passthrough_for(&self, sni: &str) -> Option<&PassthroughRule> {
+        self.passthrough
+            .iter()
+            .find(|r| {
+                r.sni
+                    .iter()
+                    .any(|p| matches!(p, HostPattern::Exact(e) if e == sni))
+            })
+            .or_else(|| {
+                self.passthrough
+                    .iter()
+                    .find(|r| r.sni.iter().any(|p| p.matches(sni)))
+            })
+    }
+
+    /// The first route matching host, path and headers, in file order.
+    pub fn route(&self, host: &str, path: &str, headers: &http::HeaderMap) -> Option<&RouteRule> {
+        self.routes.iter().find(|r| {
+            (r.hosts.is_empty() || r.hosts.iter().any(|h| h.matches(host)))
+                && path.starts_with(r.path_prefix.as_str())
+                && r.headers.iter().all(|(name, value)| match value {
+                    None => headers.contains_key(name),
+                    Some(v) => headers.get_all(name).iter().any(|x| x == v),
+                })
+        })
+    }
+}
