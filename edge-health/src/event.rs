@@ -1,0 +1,89 @@
+//! What the checker publishes: per-target events and per-pool status.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::Stream;
+use tokio::sync::broadcast;
+
+use crate::checker::Shared;
+use crate::machine::TargetState;
+use crate::reason::Reason;
+
+/// One target's health, sent on every state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthEvent {
+    /// The target.
+    pub target: SocketAddr,
+    /// Its pool.
+    pub pool: Arc<str>,
+    /// Whether traffic may go to it.
+    pub healthy: bool,
+    /// Its state (why it is not healthy: unchecked, down or ejected).
+    pub state: TargetState,
+    /// Why it is in this state.
+    pub reason: Reason,
+    /// Since when.
+    pub since: Instant,
+}
+
+/// A pool's capacity, for metrics and VRRP priority tracking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The pool.
+    pub pool: Arc<str>,
+    /// Targets in rotation.
+    pub healthy: usize,
+    /// All targets.
+    pub total: usize,
+    /// Targets without a first result yet.
+    pub unchecked: usize,
+    /// Targets ejected by outlier detection.
+    pub ejected: usize,
+    /// Whether the capacity alert is raised (below the configured share or
+    /// count). Never raised before every target has a first result.
+    pub low: bool,
+}
+
+/// A stream of [`HealthEvent`]s. It starts with the current state of every
+/// target, then yields each change. A subscriber that falls behind gets the
+/// full current state again rather than losing changes, so applying events
+/// in order always ends in the checker's state.
+#[derive(Debug)]
+pub struct HealthStream {
+    pub(crate) rx: Option<broadcast::Receiver<HealthEvent>>,
+    pub(crate) backlog: VecDeque<HealthEvent>,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl HealthStream {
+    /// The next event; `None` once the checker has stopped.
+    pub async fn next(&mut self) -> Option<HealthEvent> {
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                return Some(e);
+            }
+            let rx = self.rx.as_mut()?;
+            match rx.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "health subscriber lagged, resending state");
+                    self.backlog = self.shared.snapshot().into();
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.rx = None;
+                }
+            }
+        }
+    }
+
+    /// As a [`futures::Stream`].
+    pub fn into_stream(self) -> impl Stream<Item = HealthEvent> + Send + 'static {
+        futures::stream::unfold(self, |mut s| async move {
+            let e = s.next().await?;
+            Some((e, s))
+        })
+    }
+}
