@@ -20,8 +20,8 @@ use crate::view::{Cands, View};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct BalancerConfig {
-    /// Slow start: an endpoint that comes up (or joins a set that already
-    /// serves) gets its weight ramped linearly from ~0 to full over this
+    /// Slow start: an endpoint that comes back up (health down → up) or is
+    /// undrained gets its weight ramped linearly from ~0 to full over this
     /// window. Default: zero (off). Maglev ignores it (a ramp would move
     /// keys twice).
     pub slow_start: Duration,
@@ -441,7 +441,14 @@ where
                 let (def, decay) = (cfg.default_ns(), cfg.decay_ns());
                 random::p2c(view, cands, ramp, &mut rng, |i| {
                     let s = view.avail[i].stats();
-                    s.rtt_ns_at(now, def, decay).max(1.0) * (s.in_flight() as f64 + 1.0)
+                    let pending = s.in_flight() as f64;
+                    match s.rtt_ns_at(now, decay) {
+                        Some(rtt) => rtt.max(1.0) * (pending + 1.0),
+                        // Never answered yet: try it while it is idle (as
+                        // Finagle does), else assume the default latency.
+                        None if pending == 0.0 => 0.0,
+                        None => def * (pending + 1.0),
+                    }
                 })
             }
             Policy::Maglev(cfg) => {
@@ -472,3 +479,7 @@ where
         }
     }
 }
+
+#[cfg(test)]
+#[path = "balancer_tests.rs"]
+mod tests;

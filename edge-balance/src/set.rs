@@ -92,7 +92,7 @@ impl<K, T> Endpoint<K, T> {
         self.healthy && !self.draining && self.weight > 0
     }
 
-    /// When its slow-start ramp began (it came up or joined a serving set).
+    /// When its slow-start ramp began (it last came up or was undrained).
     pub fn ramp_start(&self) -> Option<Instant> {
         self.ramp_start
     }
@@ -263,8 +263,10 @@ where
     /// Adds an endpoint, healthy, or replaces the value and weight of an
     /// existing key (keeping its health, drain state and counters).
     ///
-    /// An endpoint added to a set that already serves traffic starts its
-    /// slow-start ramp (when the balancer has one configured).
+    /// A new endpoint takes its full weight at once, as in nginx and
+    /// HAProxy; to have it ramp up (slow start) insert it down with
+    /// [`insert_with_health`](Self::insert_with_health) and mark it healthy
+    /// when its first check passes.
     pub fn insert(&self, key: K, value: T, weight: u32) {
         self.insert_with_health(key, value, weight, true);
     }
@@ -273,7 +275,6 @@ where
     /// for checkers that want endpoints down until proven up.
     pub fn insert_with_health(&self, key: K, value: T, weight: u32, healthy: bool) {
         let mut w = self.lock();
-        let serving = w.endpoints.iter().any(Endpoint::is_available);
         match w.index.get(&key).copied() {
             Some(i) => {
                 let Some(old) = w.endpoints.get(i) else {
@@ -307,7 +308,7 @@ where
                     weight,
                     healthy,
                     draining: false,
-                    ramp_start: (serving && healthy).then(Instant::now),
+                    ramp_start: None,
                 });
             }
         }
@@ -366,9 +367,17 @@ where
         self.update(key, |e| !std::mem::replace(&mut e.draining, true))
     }
 
-    /// Takes a draining endpoint back into service.
+    /// Takes a draining endpoint back into service (starting its
+    /// slow-start ramp).
     pub fn undrain(&self, key: &K) -> bool {
-        self.update(key, |e| std::mem::replace(&mut e.draining, false))
+        self.update(key, |e| {
+            if !e.draining {
+                return false;
+            }
+            e.draining = false;
+            e.ramp_start = Some(Instant::now());
+            true
+        })
     }
 
     /// Records a health result. A repeated result is a cheap no-op (no
@@ -390,7 +399,6 @@ where
     /// the new value and weight and keep their state and counters.
     pub fn replace_all(&self, endpoints: impl IntoIterator<Item = (K, T, u32)>) {
         let mut w = self.lock();
-        let serving = w.endpoints.iter().any(Endpoint::is_available);
         let old_index = std::mem::take(&mut w.index);
         let old = std::mem::take(&mut w.endpoints);
         for (key, value, weight) in endpoints {
@@ -416,7 +424,7 @@ where
                     weight,
                     healthy: true,
                     draining: false,
-                    ramp_start: serving.then(Instant::now),
+                    ramp_start: None,
                 },
             };
             match w.index.get(&key).copied() {

@@ -130,19 +130,19 @@ impl EndpointStats {
     }
 
     /// The estimate decayed towards zero for the time since its last update,
-    /// or `default_ns` before the first sample.
+    /// or `None` before the first sample.
     ///
     /// As in Finagle and tower's `PeakEwma`, an idle endpoint's estimate
     /// decays, so a once-slow endpoint is tried again eventually.
-    pub(crate) fn rtt_ns_at(&self, now: Instant, default_ns: f64, decay_ns: f64) -> f64 {
+    pub(crate) fn rtt_ns_at(&self, now: Instant, decay_ns: f64) -> Option<f64> {
         let bits = self.rtt_bits.load(Ordering::Relaxed);
         if bits == NO_SAMPLE {
-            return default_ns;
+            return None;
         }
         let est = f64::from_bits(bits);
         let at = self.rtt_at.load(Ordering::Relaxed);
         let elapsed = self.nanos_since_epoch(now).saturating_sub(at) as f64;
-        est * (-elapsed / decay_ns).exp()
+        Some(est * (-elapsed / decay_ns).exp())
     }
 
     /// Folds one latency sample into the Peak-EWMA estimate: a sample above

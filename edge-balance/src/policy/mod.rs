@@ -69,8 +69,10 @@ impl Policy {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct PeakEwmaConfig {
-    /// Latency assumed for an endpoint before its first response.
-    /// Default: 30 ms (linkerd's default).
+    /// Latency assumed for an endpoint that has requests outstanding but
+    /// has not answered yet. An endpoint with no answer and no outstanding
+    /// request costs nothing, so every new endpoint gets tried (as in
+    /// Finagle). Default: 30 ms (linkerd's default).
     pub default_rtt: Duration,
     /// Time constant of the moving average: how long a latency peak takes
     /// to fade to 1/e. Default: 10 s (linkerd's default).
