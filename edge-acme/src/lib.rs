@@ -1,3 +1,108 @@
-//! ACME HTTP-01 certificates shared by an HA pair: storage, challenge responder, rustls resolver.
+//! Automatic certificates over ACME HTTP-01, shared by the two nodes of an
+//! HA pair.
 //!
-//! Work in progress: see the project's issues.
+//! Port 80 stays open only so the CA can validate HTTP-01 challenges; the
+//! certificates are obtained and renewed in the background, and both nodes
+//! serve them, although the CA's validation request reaches only whichever
+//! node holds the virtual IP at that moment.
+//!
+//! # Design
+//!
+//! - [`Storage`] (certmagic-style: load/store/list/delete and a lock with an
+//!   expiry) holds the account, certificates, keys and **pending challenge
+//!   tokens**. [`DirStorage`] keeps them in a directory, with atomic writes
+//!   and `0600` files, safe on a shared filesystem. Any node sharing the
+//!   storage answers the CA, whichever node placed the order.
+//! - [`ChallengeResponder`] is the tower service for port 80: it answers
+//!   `GET /.well-known/acme-challenge/{token}` for pending tokens, forwards
+//!   unknown tokens to the peer node when the pair does not share storage,
+//!   and redirects everything else to HTTPS (or answers 404).
+//! - [`CertResolver`] is a rustls [`ResolvesServerCert`](rustls::server::ResolvesServerCert)
+//!   choosing by SNI (exact, then wildcard), swapped atomically on renewal,
+//!   with static certificate files beside the ACME ones.
+//! - [`AcmeManager`] runs the ACME client (instant-acme, keys and CSRs by
+//!   rcgen, ECDSA P-256 by default): account created once and reused,
+//!   renewal with a third of the lifetime left or earlier when the CA's
+//!   renewal information (RFC 9773) says so, capped jittered exponential
+//!   backoff, a per-account order rate cap, and the storage lock so only one
+//!   node orders at a time while the other picks the result up. It reports
+//!   [`AcmeEvent`]s and a [`CertificateStatus`] (seconds to expiry) per
+//!   certificate. The timing decisions are pure functions tested in
+//!   isolation; the manager is the thin tokio driver around them.
+//!
+//! # Example: automatic certificates for your own rustls server
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use edge_acme::{AcmeConfig, AcmeManager, CertResolver, ChallengeResponder, DirStorage, Storage};
+//!
+//! # async fn run() -> Result<(), edge_acme::Error> {
+//! let storage: Arc<dyn Storage> = Arc::new(DirStorage::new("/var/lib/edge/acme"));
+//! let resolver = CertResolver::new();
+//! let mut config = AcmeConfig::default();
+//! config.contact("mailto:ops@example.com").certificate(["example.com", "www.example.com"]);
+//! let acme = AcmeManager::spawn(config, storage.clone(), resolver.clone())?;
+//!
+//! // Port 443: rustls picks the certificate by SNI, renewed in place.
+//! let tls = rustls::ServerConfig::builder()
+//!     .with_no_client_auth()
+//!     .with_cert_resolver(resolver);
+//! // Port 80: serve `ChallengeResponder` with hyper (it is a tower service).
+//! let port80 = ChallengeResponder::new(storage);
+//! # let _ = (tls, port80, acme);
+//! # Ok(()) }
+//! ```
+//!
+//! The resolver and responder work without a CA too:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::sync::Arc;
+//! use edge_acme::{CertResolver, ChallengeResponder, DirStorage, Storage};
+//!
+//! // A static certificate beside the ACME ones.
+//! let key = rcgen::KeyPair::generate().unwrap();
+//! let cert = rcgen::CertificateParams::new(vec!["*.example.net".to_string()])
+//!     .unwrap()
+//!     .self_signed(&key)
+//!     .unwrap();
+//! let resolver = CertResolver::new();
+//! resolver
+//!     .add_static(&[], vec![cert.der().clone()], key.serialize_der().try_into().unwrap())
+//!     .unwrap();
+//! assert!(resolver.lookup("www.example.net").is_some());
+//!
+//! // Port 80 redirects everything but pending challenges.
+//! let dir = tempfile::tempdir().unwrap();
+//! let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.path()));
+//! let rsp = ChallengeResponder::new(storage)
+//!     .respond(http::Request::get("/shop?x=1").header("host", "example.net").body(()).unwrap())
+//!     .await;
+//! assert_eq!(rsp.status(), 301);
+//! assert_eq!(rsp.headers()["location"], "https://example.net/shop?x=1");
+//! # }
+//! ```
+
+mod cert;
+mod client;
+mod config;
+mod error;
+mod manager;
+mod resolver;
+mod responder;
+mod schedule;
+mod storage;
+
+pub use cert::{CertError, CertInfo};
+pub use config::{
+    AcmeConfig, CertificateConfig, ChallengeConfig, ExternalAccountBinding, KeyType,
+    LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, RenewalConfig,
+};
+pub use error::Error;
+pub use manager::{AcmeEvent, AcmeHandle, AcmeManager, CertificateStatus};
+pub use resolver::CertResolver;
+pub use responder::{CHALLENGE_PREFIX, ChallengeResponder, FORWARDED_HEADER, Fallback, is_token};
+pub use storage::{
+    DirStorage, KeyInfo, Storage, StorageError, StorageFuture, StorageLock, validate_key,
+};

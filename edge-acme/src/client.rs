@@ -1,0 +1,432 @@
+//! Talking to the CA: the HTTP client under instant-acme, the account, and
+//! one order from creation to a checked certificate.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Limited};
+use hyper_rustls::HttpsConnectorBuilder;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, BodyWrapper, BytesResponse,
+    CertificateIdentifier, ChallengeType, ExternalAccountKey, HttpClient, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use rcgen::{CertificateParams, DistinguishedName, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use crate::cert::{self, LoadedCert};
+use crate::config::{AcmeConfig, CertificateConfig, KeyType};
+use crate::error::Error;
+use crate::storage::{self, Storage, StorageError, keys};
+
+/// Largest response accepted from the CA (chains are a few KiB).
+const MAX_RESPONSE: usize = 1 << 20;
+
+/// instant-acme's HTTP client: hyper over rustls (ring), Mozilla roots plus
+/// configured extra roots, a timeout on every request including its body.
+struct TimeoutClient {
+    inner: Client<hyper_rustls::HttpsConnector<HttpConnector>, BodyWrapper<Bytes>>,
+    timeout: Duration,
+}
+
+impl TimeoutClient {
+    fn new(config: &AcmeConfig) -> Result<Self, Error> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for root in &config.extra_roots {
+            roots
+                .add(root.clone())
+                .map_err(|e| Error::Config(format!("extra trusted root: {e}")))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.request_timeout));
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Ok(Self {
+            inner: Client::builder(TokioExecutor::new()).build(connector),
+            timeout: config.request_timeout,
+        })
+    }
+}
+
+impl HttpClient for TimeoutClient {
+    fn request(
+        &self,
+        req: Request<BodyWrapper<Bytes>>,
+    ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
+        let fut = self.inner.request(req);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let exchange = async {
+                let rsp = fut
+                    .await
+                    .map_err(|e| instant_acme::Error::Other(Box::new(e)))?;
+                let (parts, body) = rsp.into_parts();
+                let body = Limited::new(body, MAX_RESPONSE)
+                    .collect()
+                    .await
+                    .map_err(instant_acme::Error::Other)?
+                    .to_bytes();
+                Ok(BytesResponse {
+                    parts,
+                    body: Box::new(body),
+                })
+            };
+            match tokio::time::timeout(timeout, exchange).await {
+                Ok(result) => result,
+                Err(_) => Err(instant_acme::Error::Other(
+                    format!("no complete answer from the CA within {timeout:?}").into(),
+                )),
+            }
+        })
+    }
+}
+
+/// The account as stored: credentials plus the contacts it was made with.
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    contact: Vec<String>,
+    credentials: AccountCredentials,
+}
+
+/// A storage-safe id for a directory URL: `host_port_path`.
+pub(crate) fn directory_id(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let id: String = rest
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let id = id.trim_matches('_').trim_start_matches('.');
+    if id.is_empty() {
+        "ca".to_owned()
+    } else {
+        id.to_owned()
+    }
+}
+
+/// Wraps instant-acme errors with the CA they came from.
+pub(crate) fn acme_err(config: &AcmeConfig) -> impl Fn(instant_acme::Error) -> Error + '_ {
+    move |source| Error::Acme {
+        directory: config.directory_url.clone(),
+        source,
+    }
+}
+
+/// The ACME account: loaded from storage, or created once (under the
+/// account lock, re-checking storage after taking it) and stored.
+pub(crate) async fn load_or_create_account(
+    config: &AcmeConfig,
+    storage: &Arc<dyn Storage>,
+) -> Result<Account, Error> {
+    let dir_id = directory_id(&config.directory_url);
+    let key = keys::account(&dir_id);
+    if let Some(account) = load_account(config, storage, &key).await? {
+        return Ok(account);
+    }
+    let lock_name = format!("account-{dir_id}");
+    let lock = storage::acquire(
+        storage,
+        &lock_name,
+        &config.node_id,
+        config.lock_ttl,
+        Duration::from_millis(250),
+        config.lock_wait,
+    )
+    .await?
+    .ok_or(Error::LockBusy {
+        name: lock_name,
+        waited: config.lock_wait,
+    })?;
+    let result = async {
+        if let Some(account) = load_account(config, storage, &key).await? {
+            return Ok(account);
+        }
+        let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
+        let eab = config
+            .eab
+            .as_ref()
+            .map(|e| ExternalAccountKey::new(e.key_id.clone(), &e.hmac_key));
+        let (account, credentials) =
+            Account::builder_with_http(Box::new(TimeoutClient::new(config)?))
+                .create(
+                    &NewAccount {
+                        contact: &contact,
+                        terms_of_service_agreed: true,
+                        only_return_existing: false,
+                    },
+                    config.directory_url.clone(),
+                    eab.as_ref(),
+                )
+                .await
+                .map_err(acme_err(config))?;
+        let stored = StoredAccount {
+            contact: config.contact.clone(),
+            credentials,
+        };
+        let json = serde_json::to_vec_pretty(&stored)
+            .map_err(|e| Error::Protocol(format!("serialising the account: {e}")))?;
+        storage.store(&key, &json).await?;
+        tracing::info!(account = %account.id(), "created ACME account");
+        Ok(account)
+    }
+    .await;
+    lock.release().await;
+    result
+}
+
+async fn load_account(
+    config: &AcmeConfig,
+    storage: &Arc<dyn Storage>,
+    key: &str,
+) -> Result<Option<Account>, Error> {
+    let raw = match storage.load(key).await {
+        Ok(raw) => raw,
+        Err(StorageError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let stored: StoredAccount =
+        serde_json::from_slice(&raw).map_err(|e| Error::CorruptStorage {
+            key: key.to_owned(),
+            reason: format!("{e} (move the file away to create a new account)"),
+        })?;
+    let account = Account::builder_with_http(Box::new(TimeoutClient::new(config)?))
+        .from_credentials(stored.credentials)
+        .await
+        .map_err(acme_err(config))?;
+    if stored.contact != config.contact {
+        let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
+        match account.update_contacts(&contact).await {
+            Ok(()) => {
+                let credentials = serde_json::from_slice::<StoredAccount>(&raw)
+                    .map_err(|e| Error::Protocol(e.to_string()))?
+                    .credentials;
+                let updated = StoredAccount {
+                    contact: config.contact.clone(),
+                    credentials,
+                };
+                if let Ok(json) = serde_json::to_vec_pretty(&updated) {
+                    storage.store(key, &json).await?;
+                }
+                tracing::info!("updated the ACME account's contacts");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not update the account's contacts"),
+        }
+    }
+    Ok(Some(account))
+}
+
+/// A certificate freshly obtained from the CA, checked, with its PEM forms.
+pub(crate) struct Issued {
+    pub(crate) loaded: LoadedCert,
+    pub(crate) chain_pem: String,
+    pub(crate) key_pem: String,
+}
+
+/// Runs one order: new order, HTTP-01 challenges published in storage,
+/// finalize with a fresh key, download and check the chain. Challenge
+/// tokens are removed from storage whatever the outcome.
+pub(crate) async fn order(
+    config: &AcmeConfig,
+    storage: &Arc<dyn Storage>,
+    account: &Account,
+    cert: &CertificateConfig,
+    replaces: Option<&str>,
+) -> Result<Issued, Error> {
+    let mut tokens = Vec::new();
+    let result = order_inner(config, storage, account, cert, replaces, &mut tokens).await;
+    for token in tokens {
+        if let Err(e) = storage.delete(&keys::challenge(&token)).await {
+            tracing::warn!(%token, error = %e, "could not remove challenge token");
+        }
+    }
+    result
+}
+
+async fn order_inner(
+    config: &AcmeConfig,
+    storage: &Arc<dyn Storage>,
+    account: &Account,
+    cert: &CertificateConfig,
+    replaces: Option<&str>,
+    tokens: &mut Vec<String>,
+) -> Result<Issued, Error> {
+    let err = acme_err(config);
+    let identifiers: Vec<Identifier> = cert
+        .names
+        .iter()
+        .map(|n| Identifier::Dns(n.clone()))
+        .collect();
+    let replaces_id = replaces.and_then(|r| {
+        let (aki, serial) = r.split_once('.')?;
+        Some(CertificateIdentifier {
+            authority_key_identifier: aki.to_owned().into(),
+            serial: serial.to_owned().into(),
+        })
+    });
+    let mut new_order = NewOrder::new(&identifiers);
+    if let Some(id) = replaces_id.clone() {
+        new_order = new_order.replaces(id);
+    }
+    let mut order = match account.new_order(&new_order).await {
+        Ok(order) => order,
+        // A CA without ARI, or one that already saw this certificate
+        // replaced: order again without `replaces`.
+        Err(e) if replaces_id.is_some() => {
+            tracing::info!(error = %e, "order with `replaces` refused; ordering without it");
+            account
+                .new_order(&NewOrder::new(&identifiers))
+                .await
+                .map_err(&err)?
+        }
+        Err(e) => return Err(err(e)),
+    };
+    tracing::info!(order = %order.url(), "ACME order created");
+
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz.map_err(&err)?;
+        match authz.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            status => {
+                return Err(Error::Protocol(format!(
+                    "authorization for {} is {status:?}",
+                    authz.identifier()
+                )));
+            }
+        }
+        let name = authz.identifier().to_string();
+        let mut challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
+            Error::Protocol(format!("the CA offers no http-01 challenge for {name}"))
+        })?;
+        let token = challenge.token.clone();
+        if !crate::responder::is_token(&token) {
+            return Err(Error::Protocol(format!(
+                "challenge token for {name} is not base64url"
+            )));
+        }
+        let key_auth = challenge.key_authorization();
+        storage
+            .store(&keys::challenge(&token), key_auth.as_str().as_bytes())
+            .await?;
+        tokens.push(token);
+        challenge.set_ready().await.map_err(&err)?;
+    }
+
+    let poll = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(250))
+        .backoff(1.5)
+        .timeout(config.order_timeout);
+    let status = order.poll_ready(&poll).await.map_err(&err)?;
+    if status != OrderStatus::Ready {
+        // Find which name failed and why.
+        let mut authorizations = order.authorizations();
+        while let Some(authz) = authorizations.next().await {
+            let mut authz = authz.map_err(&err)?;
+            let state = authz.refresh().await.map_err(&err)?;
+            if state.status == AuthorizationStatus::Invalid {
+                let problem = state
+                    .challenges
+                    .iter()
+                    .find_map(|c| c.error.as_ref())
+                    .map_or_else(|| "no detail given".to_owned(), ToString::to_string);
+                return Err(Error::Validation {
+                    name: state.identifier().to_string(),
+                    problem,
+                });
+            }
+        }
+        return Err(Error::Protocol(format!("order ended {status:?}")));
+    }
+
+    let alg = match cert.key_type {
+        KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+        KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+    };
+    let key = KeyPair::generate_for(alg).map_err(|e| Error::Protocol(format!("key: {e}")))?;
+    let mut params = CertificateParams::new(cert.names.clone())
+        .map_err(|e| Error::Config(format!("names: {e}")))?;
+    params.distinguished_name = DistinguishedName::new();
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| Error::Protocol(format!("CSR: {e}")))?;
+    order.finalize_csr(csr.der()).await.map_err(&err)?;
+    let chain_pem = order.poll_certificate(&poll).await.map_err(&err)?;
+    let key_pem = key.serialize_pem();
+    let loaded = cert::load_pem(chain_pem.as_bytes(), key_pem.as_bytes())?;
+    cert::check_issued(&loaded, &cert.names, SystemTime::now())?;
+    Ok(Issued {
+        loaded,
+        chain_pem,
+        key_pem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_ids_are_storage_keys() {
+        for url in [
+            "https://acme-v02.api.letsencrypt.org/directory",
+            "https://127.0.0.1:14000/dir",
+            "http://[::1]:80/",
+            "",
+            "https://.../..",
+        ] {
+            let id = directory_id(url);
+            storage::validate_key(&keys::account(&id)).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+        assert_eq!(
+            directory_id("https://acme-v02.api.letsencrypt.org/directory"),
+            "acme-v02.api.letsencrypt.org_directory"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_ca_that_never_answers_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s); // accept, never answer
+            }
+        });
+        let mut config = AcmeConfig::default();
+        config.request_timeout(Duration::from_millis(300));
+        let client = TimeoutClient::new(&config).unwrap();
+        let req = Request::get(format!("http://{addr}/dir"))
+            .body(BodyWrapper::default())
+            .unwrap();
+        let started = std::time::Instant::now();
+        let err = client.request(req).await.err().expect("must time out");
+        assert!(err.to_string().contains("no complete answer"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,603 @@
+//! [`AcmeManager`]: orders and renews in the background.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use instant_acme::{Account, CertificateIdentifier};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::cert::{self, LoadedCert};
+use crate::client;
+use crate::config::{AcmeConfig, CertificateConfig};
+use crate::error::Error;
+use crate::resolver::CertResolver;
+use crate::schedule::{Backoff, RateLimiter, pick_in_window, renew_at};
+use crate::storage::{self, Storage, StorageError, keys};
+
+/// Something that happened to a managed certificate, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AcmeEvent {
+    /// This node obtained a certificate for names that had none.
+    Issued {
+        /// The certificate's names.
+        names: Vec<String>,
+        /// Serial (hex) of the new certificate.
+        serial: String,
+        /// End of validity.
+        not_after: SystemTime,
+    },
+    /// This node replaced a certificate with a new one.
+    Renewed {
+        /// The certificate's names.
+        names: Vec<String>,
+        /// Serial (hex) of the new certificate.
+        serial: String,
+        /// End of validity.
+        not_after: SystemTime,
+        /// Serial of the certificate it replaces.
+        previous_serial: String,
+    },
+    /// A certificate was taken from storage (at start, or because another
+    /// node sharing the storage obtained it).
+    Loaded {
+        /// The certificate's names.
+        names: Vec<String>,
+        /// Serial (hex).
+        serial: String,
+        /// End of validity.
+        not_after: SystemTime,
+    },
+    /// An attempt failed; the certificate in service (if any) keeps serving.
+    Failed {
+        /// The certificate's names.
+        names: Vec<String>,
+        /// What went wrong, including the CA's problem document.
+        error: String,
+        /// The CA's problem type, e.g. `urn:ietf:params:acme:error:rateLimited`.
+        ca_problem: Option<String>,
+        /// Consecutive failures.
+        attempt: u32,
+        /// The nominal (un-jittered) backoff for this attempt.
+        backoff: Duration,
+        /// How long until the next attempt.
+        retry_in: Duration,
+    },
+    /// A stored certificate or key could not be used; it is left in place
+    /// (the next successful order overwrites it).
+    StorageCorrupt {
+        /// The certificate's names.
+        names: Vec<String>,
+        /// What is wrong.
+        error: String,
+    },
+}
+
+/// The state of one managed certificate, for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CertificateStatus {
+    /// The names configured.
+    pub names: Vec<String>,
+    /// Serial of the certificate in service.
+    pub serial: Option<String>,
+    /// End of validity of the certificate in service.
+    pub not_after: Option<SystemTime>,
+    /// When it is due for renewal (own threshold or ARI, the earlier).
+    pub renew_at: Option<SystemTime>,
+    /// The CA's suggested renewal window (RFC 9773), if it gave one.
+    pub ari_window: Option<(SystemTime, SystemTime)>,
+    /// Consecutive failed attempts.
+    pub failures: u32,
+    /// The last error, until the next success.
+    pub last_error: Option<String>,
+    /// Orders this node completed for it.
+    pub orders: u64,
+}
+
+impl CertificateStatus {
+    /// Seconds until the certificate in service expires (negative once
+    /// expired), `None` when there is none.
+    pub fn seconds_until_expiry(&self) -> Option<i64> {
+        let not_after = self.not_after?;
+        Some(match not_after.duration_since(SystemTime::now()) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+        })
+    }
+}
+
+/// Extra facts stored beside a certificate.
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    names: Vec<String>,
+    serial: String,
+    issued_by_node: String,
+    issued_at_unix: u64,
+}
+
+struct Shared {
+    config: AcmeConfig,
+    storage: Arc<dyn Storage>,
+    resolver: Arc<CertResolver>,
+    events: broadcast::Sender<AcmeEvent>,
+    status: Mutex<BTreeMap<String, CertificateStatus>>,
+    account: tokio::sync::Mutex<Option<Account>>,
+    rate: Mutex<RateLimiter>,
+}
+
+impl Shared {
+    fn emit(&self, event: AcmeEvent) {
+        let _ = self.events.send(event);
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut CertificateStatus)) {
+        let mut status = self.status.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(s) = status.get_mut(id) {
+            f(s);
+        }
+    }
+
+    async fn account(&self) -> Result<Account, Error> {
+        let mut cached = self.account.lock().await;
+        if let Some(account) = cached.as_ref() {
+            return Ok(account.clone());
+        }
+        let account = client::load_or_create_account(&self.config, &self.storage).await?;
+        *cached = Some(account.clone());
+        Ok(account)
+    }
+}
+
+/// Orders and renews the configured certificates in the background.
+#[derive(Debug)]
+pub struct AcmeManager;
+
+impl AcmeManager {
+    /// Starts one task per configured certificate (on the current tokio
+    /// runtime). Each task loads the certificate from `storage` into
+    /// `resolver`, orders it when missing or due, renews it when a third of
+    /// its lifetime remains (or when the CA's renewal information says so),
+    /// and retries failures with capped, jittered exponential backoff. Only
+    /// one node sharing `storage` orders a given certificate at a time; the
+    /// others pick the result up from storage.
+    pub fn spawn(
+        config: AcmeConfig,
+        storage: Arc<dyn Storage>,
+        resolver: Arc<CertResolver>,
+    ) -> Result<AcmeHandle, Error> {
+        config.validate()?;
+        let (events, _) = broadcast::channel(256);
+        let status = config
+            .certificates
+            .iter()
+            .map(|c| {
+                let status = CertificateStatus {
+                    names: c.names.clone(),
+                    ..Default::default()
+                };
+                (c.id(), status)
+            })
+            .collect();
+        let rate = RateLimiter::new(config.renewal.rate_limit, config.renewal.rate_window);
+        let shared = Arc::new(Shared {
+            storage,
+            resolver,
+            events: events.clone(),
+            status: Mutex::new(status),
+            account: tokio::sync::Mutex::new(None),
+            rate: Mutex::new(rate),
+            config,
+        });
+        let tasks = shared
+            .config
+            .certificates
+            .iter()
+            .map(|cert| {
+                let span = tracing::info_span!("acme_cert", cert = %cert.id());
+                tokio::spawn(
+                    CertTask::new(Arc::clone(&shared), cert.clone())
+                        .run()
+                        .instrument(span),
+                )
+            })
+            .collect();
+        Ok(AcmeHandle {
+            shared,
+            tasks,
+            events,
+        })
+    }
+}
+
+/// Handle to the running manager. Dropping it stops the background tasks.
+pub struct AcmeHandle {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+    events: broadcast::Sender<AcmeEvent>,
+}
+
+impl std::fmt::Debug for AcmeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcmeHandle")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl AcmeHandle {
+    /// Events from now on (issued, renewed, loaded, failed).
+    pub fn subscribe(&self) -> broadcast::Receiver<AcmeEvent> {
+        self.events.subscribe()
+    }
+
+    /// The state of every managed certificate.
+    pub fn status(&self) -> Vec<CertificateStatus> {
+        let status = self
+            .shared
+            .status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        status.values().cloned().collect()
+    }
+
+    /// Stops the background tasks. An order in flight is abandoned (its
+    /// storage lock expires on its own).
+    pub fn shutdown(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for AcmeHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The CA's renewal window for one certificate, as last fetched.
+struct AriState {
+    serial: String,
+    pick: Option<SystemTime>,
+    window: Option<(SystemTime, SystemTime)>,
+    refetch_at: SystemTime,
+}
+
+enum Outcome {
+    Ordered,
+    PickedUp,
+}
+
+struct CertTask {
+    shared: Arc<Shared>,
+    cert: CertificateConfig,
+    id: String,
+    current: Option<LoadedCert>,
+    backoff: Backoff,
+    ari: Option<AriState>,
+}
+
+impl CertTask {
+    fn new(shared: Arc<Shared>, cert: CertificateConfig) -> Self {
+        let r = &shared.config.renewal;
+        let backoff = Backoff::new(r.backoff_initial, r.backoff_max);
+        Self {
+            id: cert.id(),
+            shared,
+            cert,
+            current: None,
+            backoff,
+            ari: None,
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            if let Err(e) = self.sync_from_storage().await {
+                self.corrupt(&e);
+            }
+            let now = SystemTime::now();
+            let due = self.due_at().await;
+            self.shared.update(&self.id, |s| s.renew_at = Some(due));
+            if let Ok(wait) = due.duration_since(now)
+                && !wait.is_zero()
+            {
+                tokio::time::sleep(wait.min(self.shared.config.renewal.storage_poll)).await;
+                continue;
+            }
+            match self.renew().await {
+                Ok(_) => {
+                    self.backoff.reset();
+                    self.shared.update(&self.id, |s| {
+                        s.failures = 0;
+                        s.last_error = None;
+                    });
+                }
+                Err(e) => {
+                    let wait = self.failed(&e);
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    fn corrupt(&self, e: &Error) {
+        tracing::error!(error = %e, "stored certificate unusable; the one in service (if any) keeps serving and a new one will be ordered");
+        self.shared.emit(AcmeEvent::StorageCorrupt {
+            names: self.cert.names.clone(),
+            error: e.to_string(),
+        });
+    }
+
+    /// Records a failure; returns how long to wait before the next attempt.
+    fn failed(&mut self, e: &Error) -> Duration {
+        let (backoff, mut retry_in) = self.backoff.fail(rand::random::<f64>());
+        if let Error::RateLimited { retry_in: until } = e {
+            retry_in = retry_in.max(*until);
+        }
+        let attempt = self.backoff.failures();
+        tracing::warn!(error = %e, attempt, ?retry_in, "certificate order failed; the certificate in service (if any) keeps serving");
+        self.shared.update(&self.id, |s| {
+            s.failures = attempt;
+            s.last_error = Some(e.to_string());
+        });
+        self.shared.emit(AcmeEvent::Failed {
+            names: self.cert.names.clone(),
+            error: e.to_string(),
+            ca_problem: e.ca_problem_type().map(str::to_owned),
+            attempt,
+            backoff,
+            retry_in,
+        });
+        retry_in
+    }
+
+    fn covers_all(&self, loaded: &LoadedCert) -> bool {
+        self.cert.names.iter().all(|n| loaded.info.covers(n))
+    }
+
+    fn own_due(&self, loaded: &LoadedCert) -> SystemTime {
+        if !self.covers_all(loaded) {
+            return SystemTime::UNIX_EPOCH;
+        }
+        renew_at(&loaded.info, self.shared.config.renewal.remaining_fraction)
+    }
+
+    /// When to act: now without a certificate, else the earlier of the own
+    /// threshold and the CA's suggestion.
+    async fn due_at(&mut self) -> SystemTime {
+        let Some(current) = self.current.clone() else {
+            return SystemTime::UNIX_EPOCH;
+        };
+        let own = self.own_due(&current);
+        match self.ari_pick(&current).await {
+            Some(ari) => own.min(ari),
+            None => own,
+        }
+    }
+
+    async fn ari_pick(&mut self, current: &LoadedCert) -> Option<SystemTime> {
+        if !self.shared.config.renewal.use_ari {
+            return None;
+        }
+        let id = current.info.ari_id.as_deref()?;
+        let now = SystemTime::now();
+        if let Some(state) = &self.ari
+            && state.serial == current.info.serial
+            && now < state.refetch_at
+        {
+            return state.pick;
+        }
+        let (aki, serial) = id.split_once('.')?;
+        let cert_id = CertificateIdentifier {
+            authority_key_identifier: aki.to_owned().into(),
+            serial: serial.to_owned().into(),
+        };
+        let fetched = match self.shared.account().await {
+            Ok(account) => account.renewal_info(&cert_id).await.map_err(Some),
+            Err(e) => {
+                tracing::warn!(error = %e, "no account to ask the CA for renewal information");
+                Err(None)
+            }
+        };
+        let state = match fetched {
+            Ok((info, retry_after)) => {
+                let start = SystemTime::from(info.suggested_window.start);
+                let end = SystemTime::from(info.suggested_window.end);
+                let pick = pick_in_window(start, end, rand::random::<f64>());
+                tracing::info!(?start, ?end, "CA renewal window (ARI)");
+                let refetch =
+                    retry_after.clamp(Duration::from_secs(60), Duration::from_secs(86_400));
+                AriState {
+                    serial: current.info.serial.clone(),
+                    pick: Some(pick),
+                    window: Some((start, end)),
+                    refetch_at: now + refetch,
+                }
+            }
+            Err(Some(instant_acme::Error::Unsupported(_))) => AriState {
+                serial: current.info.serial.clone(),
+                pick: None,
+                window: None,
+                refetch_at: now + Duration::from_secs(86_400),
+            },
+            Err(e) => {
+                if let Some(e) = e {
+                    tracing::warn!(error = %e, "could not fetch renewal information");
+                }
+                AriState {
+                    serial: current.info.serial.clone(),
+                    pick: None,
+                    window: None,
+                    refetch_at: now + self.shared.config.renewal.storage_poll,
+                }
+            }
+        };
+        let (pick, window) = (state.pick, state.window);
+        self.ari = Some(state);
+        self.shared.update(&self.id, |s| s.ari_window = window);
+        pick
+    }
+
+    /// Loads the stored certificate; installs it when newer than the one in
+    /// service. Returns whether it changed what is served.
+    async fn sync_from_storage(&mut self) -> Result<bool, Error> {
+        let storage = &self.shared.storage;
+        let chain_key = keys::cert_chain(&self.id);
+        let chain = match storage.load(&chain_key).await {
+            Ok(chain) => chain,
+            Err(StorageError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let key_key = keys::cert_key(&self.id);
+        let key = match storage.load(&key_key).await {
+            Ok(key) => key,
+            Err(StorageError::NotFound(_)) => {
+                return Err(Error::CorruptStorage {
+                    key: key_key,
+                    reason: "certificate stored without its key".into(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let loaded = cert::load_pem(&chain, &key).map_err(|e| Error::CorruptStorage {
+            key: chain_key,
+            reason: e.to_string(),
+        })?;
+        if let Some(current) = &self.current
+            && (current.info.serial == loaded.info.serial
+                || current.info.not_after > loaded.info.not_after)
+        {
+            return Ok(false);
+        }
+        self.install(&loaded);
+        tracing::info!(serial = %loaded.info.serial, "certificate loaded from storage");
+        self.shared.emit(AcmeEvent::Loaded {
+            names: self.cert.names.clone(),
+            serial: loaded.info.serial.clone(),
+            not_after: loaded.info.not_after,
+        });
+        self.current = Some(loaded);
+        Ok(true)
+    }
+
+    fn install(&self, loaded: &LoadedCert) {
+        self.shared.resolver.set_acme(&self.id, loaded);
+        self.shared.update(&self.id, |s| {
+            s.serial = Some(loaded.info.serial.clone());
+            s.not_after = Some(loaded.info.not_after);
+        });
+    }
+
+    async fn renew(&mut self) -> Result<Outcome, Error> {
+        let config = &self.shared.config;
+        let lock_name = format!("cert-{}", self.id);
+        let lock = storage::acquire(
+            &self.shared.storage,
+            &lock_name,
+            &config.node_id,
+            config.lock_ttl,
+            Duration::from_millis(250),
+            config.lock_wait,
+        )
+        .await?
+        .ok_or(Error::LockBusy {
+            name: lock_name,
+            waited: config.lock_wait,
+        })?;
+        let result = self.renew_locked().await;
+        lock.release().await;
+        result
+    }
+
+    async fn renew_locked(&mut self) -> Result<Outcome, Error> {
+        // Re-check under the lock: another node may have done the work.
+        let before = self.current.as_ref().map(|c| c.info.serial.clone());
+        match self.sync_from_storage().await {
+            Ok(true) => {
+                if let Some(current) = &self.current
+                    && self.own_due(current) > SystemTime::now()
+                {
+                    tracing::info!("another node renewed it; picked up from storage");
+                    return Ok(Outcome::PickedUp);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => self.corrupt(&e),
+        }
+        {
+            let mut rate = self
+                .shared
+                .rate
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            rate.try_acquire(std::time::Instant::now())
+                .map_err(|retry_in| Error::RateLimited { retry_in })?;
+        }
+        let account = self.shared.account().await?;
+        let config = &self.shared.config;
+        let replaces = if config.renewal.use_ari {
+            self.current.as_ref().and_then(|c| c.info.ari_id.clone())
+        } else {
+            None
+        };
+        tracing::info!(names = ?self.cert.names, renewing = before.is_some(), "ordering certificate");
+        let order = client::order(
+            config,
+            &self.shared.storage,
+            &account,
+            &self.cert,
+            replaces.as_deref(),
+        );
+        let limit = config.order_timeout.saturating_mul(2);
+        let issued = tokio::time::timeout(limit, order)
+            .await
+            .map_err(|_| Error::Timeout {
+                what: "ACME order",
+                after: limit,
+            })??;
+        // Key first: a reader that sees the new chain finds its key.
+        let storage = &self.shared.storage;
+        storage
+            .store(&keys::cert_key(&self.id), issued.key_pem.as_bytes())
+            .await?;
+        storage
+            .store(&keys::cert_chain(&self.id), issued.chain_pem.as_bytes())
+            .await?;
+        let meta = Meta {
+            names: self.cert.names.clone(),
+            serial: issued.loaded.info.serial.clone(),
+            issued_by_node: config.node_id.clone(),
+            issued_at_unix: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        };
+        if let Ok(json) = serde_json::to_vec_pretty(&meta) {
+            storage.store(&keys::cert_meta(&self.id), &json).await?;
+        }
+        self.install(&issued.loaded);
+        let info = issued.loaded.info.clone();
+        tracing::info!(serial = %info.serial, not_after = ?info.not_after, "certificate obtained");
+        let previous = self.current.replace(issued.loaded);
+        self.shared
+            .update(&self.id, |s| s.orders = s.orders.saturating_add(1));
+        self.shared.emit(match previous {
+            Some(previous) => AcmeEvent::Renewed {
+                names: self.cert.names.clone(),
+                serial: info.serial,
+                not_after: info.not_after,
+                previous_serial: previous.info.serial,
+            },
+            None => AcmeEvent::Issued {
+                names: self.cert.names.clone(),
+                serial: info.serial,
+                not_after: info.not_after,
+            },
+        });
+        Ok(Outcome::Ordered)
+    }
+}

@@ -1,0 +1,394 @@
+//! [`CertResolver`]: the rustls certificate resolver, chosen by SNI.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::cert::{self, CertInfo, LoadedCert};
+use crate::error::Error;
+
+/// Where a certificate in the resolver came from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Source {
+    /// Managed by ACME, by certificate id. Takes precedence.
+    Acme(String),
+    /// Added with [`CertResolver::add_static`] or from files.
+    Static(String),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    names: Vec<String>,
+    certified: Arc<CertifiedKey>,
+    info: CertInfo,
+}
+
+/// The immutable lookup table readers use; replaced whole on every change.
+#[derive(Default)]
+struct Table {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` stored as `example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+}
+
+#[derive(Debug, Clone)]
+struct StaticFiles {
+    cert: PathBuf,
+    key: PathBuf,
+    names: Vec<String>,
+    stamp: Option<(SystemTime, u64, SystemTime, u64)>,
+}
+
+#[derive(Default, Debug)]
+struct Sources {
+    entries: BTreeMap<Source, Entry>,
+    files: Vec<StaticFiles>,
+    default_name: Option<String>,
+}
+
+/// A rustls [`ResolvesServerCert`] that picks a certificate by SNI.
+///
+/// - Exact names first, then a wildcard one label up (`*.example.com`
+///   serves `www.example.com`, not `example.com` nor `a.b.example.com`).
+///   Names are matched case-insensitively.
+/// - ACME-managed certificates take precedence over static ones for the
+///   same name; static certificates serve names ACME does not manage.
+/// - Updates swap an immutable table atomically: handshakes in progress
+///   keep the certificate they chose, established connections are never
+///   touched, new handshakes see the new certificate.
+/// - A client without SNI gets the certificate of the name set with
+///   [`set_default_name`](Self::set_default_name), or the handshake fails.
+pub struct CertResolver {
+    table: ArcSwap<Table>,
+    sources: Mutex<Sources>,
+}
+
+impl fmt::Debug for CertResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertResolver")
+            .field("names", &self.names())
+            .finish()
+    }
+}
+
+fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn file_stamp(cert: &Path, key: &Path) -> Option<(SystemTime, u64, SystemTime, u64)> {
+    let c = std::fs::metadata(cert).ok()?;
+    let k = std::fs::metadata(key).ok()?;
+    Some((c.modified().ok()?, c.len(), k.modified().ok()?, k.len()))
+}
+
+impl CertResolver {
+    /// An empty resolver.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            table: ArcSwap::from_pointee(Table::default()),
+            sources: Mutex::new(Sources::default()),
+        })
+    }
+
+    fn with_sources<T>(&self, f: impl FnOnce(&mut Sources) -> T) -> T {
+        let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = f(&mut sources);
+        self.rebuild(&sources);
+        out
+    }
+
+    fn rebuild(&self, sources: &Sources) {
+        let mut table = Table::default();
+        // BTreeMap order puts Acme before Static: first insert wins.
+        for entry in sources.entries.values() {
+            for name in &entry.names {
+                let map = match name.strip_prefix("*.") {
+                    Some(_) => &mut table.wildcard,
+                    None => &mut table.exact,
+                };
+                let key = name.strip_prefix("*.").unwrap_or(name).to_owned();
+                map.entry(key)
+                    .or_insert_with(|| Arc::clone(&entry.certified));
+            }
+        }
+        if let Some(default) = &sources.default_name {
+            table.default = Self::lookup_in(&table, default);
+        }
+        self.table.store(Arc::new(table));
+    }
+
+    fn lookup_in(table: &Table, name: &str) -> Option<Arc<CertifiedKey>> {
+        let name = normalize(name);
+        if let Some(found) = table.exact.get(&name) {
+            return Some(Arc::clone(found));
+        }
+        let (_, parent) = name.split_once('.')?;
+        table.wildcard.get(parent).cloned()
+    }
+
+    /// The certificate a client asking for `server_name` gets.
+    pub fn lookup(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
+        Self::lookup_in(&self.table.load(), server_name)
+    }
+
+    /// Serve the certificate of `name` to clients that send no SNI.
+    pub fn set_default_name(&self, name: &str) {
+        self.with_sources(|s| s.default_name = Some(normalize(name)));
+    }
+
+    /// Every name served (wildcards as `*.example.com`), sorted.
+    pub fn names(&self) -> Vec<String> {
+        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut names: Vec<String> = sources
+            .entries
+            .values()
+            .flat_map(|e| e.names.iter().cloned())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Validity of the certificate that serves `name`, if any.
+    pub fn info(&self, name: &str) -> Option<CertInfo> {
+        let certified = self.lookup(name)?;
+        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        sources
+            .entries
+            .values()
+            .find(|e| Arc::ptr_eq(&e.certified, &certified))
+            .map(|e| e.info.clone())
+    }
+
+    /// Installs or replaces the ACME certificate `id` (used by the manager).
+    pub(crate) fn set_acme(&self, id: &str, loaded: &LoadedCert) {
+        self.insert(Source::Acme(id.to_owned()), loaded, None);
+    }
+
+    fn insert(&self, source: Source, loaded: &LoadedCert, names: Option<Vec<String>>) {
+        let names = names
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| loaded.info.names.clone())
+            .iter()
+            .map(|n| normalize(n))
+            .collect();
+        let entry = Entry {
+            names,
+            certified: Arc::clone(&loaded.certified),
+            info: loaded.info.clone(),
+        };
+        self.with_sources(|s| {
+            s.entries.insert(source, entry);
+        });
+    }
+
+    /// Adds a certificate not managed by ACME. `names` may be empty: the
+    /// certificate's own DNS names are used. Replaces a static certificate
+    /// added before under the same first name.
+    pub fn add_static(
+        &self,
+        names: &[&str],
+        cert_chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<(), Error> {
+        let loaded = cert::load_der(cert_chain, key)?;
+        let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+        let id = names
+            .first()
+            .or(loaded.info.names.first())
+            .cloned()
+            .unwrap_or_else(|| loaded.info.serial.clone());
+        self.insert(Source::Static(id), &loaded, Some(names));
+        Ok(())
+    }
+
+    /// Adds a static certificate from PEM files (full chain and key), to be
+    /// reloaded by [`reload_static_files`](Self::reload_static_files) when
+    /// they change.
+    pub fn add_static_pem_files(
+        &self,
+        names: &[&str],
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> Result<(), Error> {
+        let mut files = StaticFiles {
+            cert: cert_path.into(),
+            key: key_path.into(),
+            names: names.iter().map(|n| normalize(n)).collect(),
+            stamp: None,
+        };
+        self.load_files(&mut files)?;
+        self.with_sources(|s| {
+            s.files.retain(|f| f.cert != files.cert);
+            s.files.push(files);
+        });
+        Ok(())
+    }
+
+    fn load_files(&self, files: &mut StaticFiles) -> Result<(), Error> {
+        let stamp = file_stamp(&files.cert, &files.key);
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|source| Error::Io {
+                path: p.to_owned(),
+                source,
+            })
+        };
+        let chain = read(&files.cert)?;
+        let key = read(&files.key)?;
+        let loaded = cert::load_pem(&chain, &key).map_err(|source| Error::StaticCert {
+            path: files.cert.clone(),
+            source,
+        })?;
+        let id = format!("file:{}", files.cert.display());
+        self.insert(Source::Static(id), &loaded, Some(files.names.clone()));
+        files.stamp = stamp;
+        Ok(())
+    }
+
+    /// Re-reads static certificate files whose size or modification time
+    /// changed. A file that fails to load is reported and the certificate
+    /// loaded before keeps serving. Returns how many were reloaded.
+    pub fn reload_static_files(&self) -> (usize, Vec<Error>) {
+        let files = {
+            let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+            sources.files.clone()
+        };
+        let mut reloaded = 0;
+        let mut errors = Vec::new();
+        for mut files in files {
+            if file_stamp(&files.cert, &files.key) == files.stamp && files.stamp.is_some() {
+                continue;
+            }
+            match self.load_files(&mut files) {
+                Ok(()) => {
+                    tracing::info!(cert = %files.cert.display(), "reloaded static certificate");
+                    reloaded += 1;
+                    let mut sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(f) = sources.files.iter_mut().find(|f| f.cert == files.cert) {
+                        f.stamp = files.stamp;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(cert = %files.cert.display(), error = %e, "static certificate not reloaded; the previous one keeps serving");
+                    errors.push(e);
+                }
+            }
+        }
+        (reloaded, errors)
+    }
+
+    /// Spawns a task that calls [`reload_static_files`](Self::reload_static_files)
+    /// every `interval`.
+    pub fn watch_static_files(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                this.reload_static_files();
+            }
+        })
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
+        match client_hello.server_name() {
+            Some(name) => Self::lookup_in(&table, name),
+            None => table.default.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::pem::PemObject;
+
+    use super::*;
+    use crate::cert::tests::self_signed;
+
+    fn loaded(names: &[&str]) -> LoadedCert {
+        let (c, k) = self_signed(names);
+        cert::load_pem(c.as_bytes(), k.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn exact_then_wildcard_and_acme_wins() {
+        let r = CertResolver::new();
+        let a = loaded(&["a.example"]);
+        let w = loaded(&["*.example"]);
+        r.set_acme("a", &a);
+        r.set_acme("w", &w);
+        let (c, k) = self_signed(&["a.example", "static.example"]);
+        let chain = vec![CertificateDer::from_pem_slice(c.as_bytes()).unwrap()];
+        r.add_static(
+            &[],
+            chain,
+            PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
+        )
+        .unwrap();
+        assert!(Arc::ptr_eq(&r.lookup("A.EXAMPLE.").unwrap(), &a.certified));
+        assert!(Arc::ptr_eq(&r.lookup("b.example").unwrap(), &w.certified));
+        assert!(r.lookup("x.b.example").is_none());
+        assert!(r.lookup("example").is_none());
+        assert!(r.lookup("static.example").is_some());
+        assert_eq!(r.names(), ["*.example", "a.example", "static.example"]);
+        // Replacing keeps the other names.
+        let a2 = loaded(&["a.example"]);
+        r.set_acme("a", &a2);
+        assert!(Arc::ptr_eq(&r.lookup("a.example").unwrap(), &a2.certified));
+        assert!(Arc::ptr_eq(&r.lookup("b.example").unwrap(), &w.certified));
+    }
+
+    #[test]
+    fn static_files_reload_when_changed_and_survive_bad_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cp, kp) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let (c, k) = self_signed(&["files.example"]);
+        std::fs::write(&cp, &c).unwrap();
+        std::fs::write(&kp, &k).unwrap();
+        let r = CertResolver::new();
+        r.add_static_pem_files(&[], &cp, &kp).unwrap();
+        let first = r.info("files.example").unwrap();
+        assert_eq!(r.reload_static_files().0, 0);
+
+        std::fs::write(&cp, b"garbage, being rewritten").unwrap();
+        let (n, errors) = r.reload_static_files();
+        assert_eq!((n, errors.len()), (0, 1));
+        assert_eq!(r.info("files.example").unwrap(), first, "old cert kept");
+
+        let (c2, k2) = self_signed(&["files.example", "more.example"]);
+        std::fs::write(&cp, &c2).unwrap();
+        std::fs::write(&kp, &k2).unwrap();
+        assert_eq!(r.reload_static_files().0, 1);
+        let second = r.info("files.example").unwrap();
+        assert_ne!(second.serial, first.serial);
+        assert!(r.lookup("more.example").is_some());
+    }
+
+    #[test]
+    fn bad_static_input_is_an_error() {
+        let r = CertResolver::new();
+        let (_, k) = self_signed(&["x.example"]);
+        let err = r
+            .add_static(
+                &["x.example"],
+                vec![],
+                PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("no certificate"), "{err}");
+        assert!(
+            r.add_static_pem_files(&[], "/nonexistent/c.pem", "/nonexistent/k.pem")
+                .is_err()
+        );
+    }
+}
