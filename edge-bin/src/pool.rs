@@ -152,10 +152,12 @@ impl Pool {
         let ok = |i: usize| !exclude.contains(&i) && self.is_available(i);
         match self.settings.policy {
             Policy::RoundRobin => {
+                // Each probe takes the next slot of the shared cursor, so the
+                // share of a server that is down spreads over all the others
+                // instead of falling on its neighbour in the schedule.
                 let n = self.schedule.len();
-                let start = self.cursor.fetch_add(1, Ordering::Relaxed);
                 (0..n)
-                    .map(|k| self.schedule[(start.wrapping_add(k)) % n])
+                    .map(|_| self.schedule[self.cursor.fetch_add(1, Ordering::Relaxed) % n])
                     .find(|&i| ok(i))
             }
             Policy::LeastRequest => {
