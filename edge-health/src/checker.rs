@@ -557,7 +557,6 @@ impl Driver {
         {
             *slot = ev.clone();
         }
-        let _ = self.events.send(ev);
         let mut status = pool.status();
         let change = pool
             .capacity
@@ -581,6 +580,9 @@ impl Driver {
         if let Some(ps) = self.shared.pools.get(key.0) {
             ps.status.send_replace(status);
         }
+        // After the pool status, so a subscriber seeing the event sees a
+        // summary that includes it.
+        let _ = self.events.send(ev);
     }
 }
 
