@@ -169,8 +169,19 @@ impl AcmeManager {
         storage: Arc<dyn Storage>,
         resolver: Arc<CertResolver>,
     ) -> Result<AcmeHandle, Error> {
-        config.validate()?;
         let (events, _) = broadcast::channel(256);
+        Self::spawn_with_events(config, storage, resolver, events)
+    }
+
+    /// Like [`spawn`](Self::spawn), sending events to `events`, so a
+    /// receiver subscribed before the start misses none.
+    pub fn spawn_with_events(
+        config: AcmeConfig,
+        storage: Arc<dyn Storage>,
+        resolver: Arc<CertResolver>,
+        events: broadcast::Sender<AcmeEvent>,
+    ) -> Result<AcmeHandle, Error> {
+        config.validate()?;
         let status = config
             .certificates
             .iter()
@@ -310,19 +321,21 @@ impl CertTask {
                 continue;
             }
             match self.renew().await {
-                Ok(_) => {
-                    self.backoff.reset();
-                    self.shared.update(&self.id, |s| {
-                        s.failures = 0;
-                        s.last_error = None;
-                    });
-                }
+                Ok(_) => self.succeeded(),
                 Err(e) => {
                     let wait = self.failed(&e);
                     tokio::time::sleep(wait).await;
                 }
             }
         }
+    }
+
+    fn succeeded(&mut self) {
+        self.backoff.reset();
+        self.shared.update(&self.id, |s| {
+            s.failures = 0;
+            s.last_error = None;
+        });
     }
 
     fn corrupt(&self, e: &Error) {
@@ -583,6 +596,7 @@ impl CertTask {
         let info = issued.loaded.info.clone();
         tracing::info!(serial = %info.serial, not_after = ?info.not_after, "certificate obtained");
         let previous = self.current.replace(issued.loaded);
+        self.succeeded();
         self.shared
             .update(&self.id, |s| s.orders = s.orders.saturating_add(1));
         self.shared.emit(match previous {
