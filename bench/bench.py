@@ -463,30 +463,93 @@ def measured(proxy: Proxy, fn):
     return out
 
 
+def workloads(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
+    """The load runs of workloads 1, 2, 3 and 5, each measured (4 is `idle`)."""
+    secs = a.seconds
+    tls_url = f"https://{NAME}:{PORT_TLS}/"
+    plain_url = f"http://{HOST}:{PORT_PLAIN}/" + ("" if proxy.has_plain_proxy and not a.plain_redirect else "redirect")
+    return {
+        "h1": lambda: measured(proxy, lambda: wrk(tls_url, secs, a.conns)),
+        "h2": lambda: measured(proxy, lambda: h2load(tls_url, secs, a.h2_conns, a.h2_streams, proxy.work)),
+        "plain": lambda: measured(proxy, lambda: wrk(plain_url, secs, a.conns)),
+        "tls_new": lambda: measured(proxy, lambda: tlsconn(tool, "new", secs, a.tls_procs)),
+        "tls_reuse": lambda: measured(proxy, lambda: tlsconn(tool, "reuse", secs, a.tls_procs)),
+        "pass": lambda: measured(proxy, lambda: bulk(tool, hello, proxy.pass_port, secs, a.bulk_conns)),
+    }
+
+
 def one_round(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
     """All five workloads against a freshly started proxy."""
     res: dict = {}
-    secs = a.seconds
     proxy.start()
     try:
         res["threads"] = threads(proxy.pids())
         res["tls"] = tls_params()
         guard(res, "idle", lambda: idle(proxy, a.idle_conns, a.idle_timeout))
-        guard(res, "h1", lambda: measured(proxy, lambda: wrk(f"https://{NAME}:{PORT_TLS}/", secs, a.conns)))
-        guard(res, "h2", lambda: measured(
-            proxy, lambda: h2load(f"https://{NAME}:{PORT_TLS}/", secs, a.h2_conns, a.h2_streams, proxy.work)))
-        plain_path = "/" if proxy.has_plain_proxy and not a.plain_redirect else "/redirect"
-        guard(res, "plain", lambda: measured(
-            proxy, lambda: wrk(f"http://{HOST}:{PORT_PLAIN}{plain_path}", secs, a.conns)))
-        guard(res, "tls_new", lambda: measured(proxy, lambda: tlsconn(tool, "new", secs, a.tls_procs)))
-        guard(res, "tls_reuse", lambda: measured(proxy, lambda: tlsconn(tool, "reuse", secs, a.tls_procs)))
-        guard(res, "pass", lambda: measured(proxy, lambda: bulk(tool, hello, proxy.pass_port, secs, a.bulk_conns)))
+        for key, fn in workloads(proxy, a, tool, hello).items():
+            guard(res, key, fn)
         res["rss_end"] = rss_bytes(proxy.pids())
         if proxy.proc.poll() is not None:
             res["died"] = f"exited with {proxy.proc.returncode}"
     finally:
         proxy.stop()
     return res
+
+
+SYSCALLS = ["read", "write", "readv", "writev", "recvfrom", "sendto", "recvmsg", "sendmsg",
+            "epoll_wait", "epoll_ctl", "accept4", "close", "futex", "sched_yield", "getrandom",
+            "mmap", "munmap", "madvise", "brk", "splice"]
+
+
+def profile(proxy: Proxy, a, tool: Path, hello: Path) -> None:
+    """One workload under `perf record` (cpu-clock sampling, works without
+    hardware counters); prints the hottest symbols."""
+    wl = a.perf
+    data = proxy.work / f"perf-{proxy.name}-{wl}.data"
+    proxy.start()
+    try:
+        pids = ",".join(str(p) for p in proxy.pids())
+        rec = subprocess.Popen(
+            ["perf", "record", "-q", "-e", "cpu-clock", "-F", "1999", "-o", str(data), "-p", pids],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0,
+        )
+        events = ",".join(["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{c}" for c in SYSCALLS])
+        stat = subprocess.Popen(
+            ["perf", "stat", "-x", ",", "-e", events, "-p", pids],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, process_group=0,
+        )
+        _children.extend([rec, stat])
+        time.sleep(0.5)
+        res: dict = {}
+        guard(res, wl, workloads(proxy, a, tool, hello)[wl])
+        for p in (rec, stat):
+            p.send_signal(signal.SIGINT)
+        rec.wait(30)
+        counts = stat.communicate(timeout=30)[1]
+        for p in (rec, stat):
+            _children.remove(p)
+    finally:
+        proxy.stop()
+    r = res.get(wl, {})
+    per = r.get("requests") or r.get("ok") or (r.get("bytes", 0) / 1e6) or 0
+    unit = "request" if ("requests" in r or "ok" in r) else "MB"
+    syscalls = []
+    for line in counts.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and f[0].strip().isdigit() and per:
+            syscalls.append(f"{f[2].split(':')[-1].replace('sys_enter_', ''):>16} {int(f[0]) / per:8.2f} per {unit}")
+    out = ["syscalls (perf stat):", *syscalls, ""]
+    for sort in ("dso", "dso,sym"):
+        rep = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--stdio", "--sort", sort],
+                             capture_output=True, text=True, timeout=120)
+        out += [line for line in rep.stdout.splitlines() if line.strip() and not line.startswith("#")][:a.perf_top]
+        out.append("")
+    text = "\n".join(out)
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    Path(a.results_dir).mkdir(parents=True, exist_ok=True)
+    dest = Path(a.results_dir) / f"{today}-profile-{wl}-{proxy.name}.txt"
+    dest.write_text(f"# {proxy.name}, workload {wl}: {summary(wl, r) if 'error' not in r else r}\n{text}\n")
+    print(f"--- {proxy.name} {wl}: where the proxy's CPU time goes ---\n{text}", flush=True)
 
 
 def guard(res: dict, key: str, fn) -> None:
@@ -820,6 +883,9 @@ def main() -> int:
     ap.add_argument("--plain-redirect", action="store_true",
                     help="plain-HTTP workload answers a redirect on every proxy (set when edge has no plain proxy)")
     ap.add_argument("--results-dir", default=str(BENCH / "results"))
+    ap.add_argument("--perf", default="", choices=["", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass"],
+                    help="profile this one workload with perf instead of benchmarking")
+    ap.add_argument("--perf-top", type=int, default=60)
     a = ap.parse_args()
 
     started = time.monotonic()
@@ -887,6 +953,11 @@ def main() -> int:
     wait_port(PORT_BACKEND, backend)
     bulkd = start("bulk-server", [str(tool), "bulk-server", str(PORT_BULK)], LOAD_CPU, work)
     wait_port(PORT_BULK, bulkd)
+
+    if a.perf:
+        for p in proxies:
+            profile(p, a, tool, hello)
+        return 0
 
     results: dict = {p.name: [] for p in proxies}
     for rnd in range(1, a.rounds + 1):
