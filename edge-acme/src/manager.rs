@@ -290,6 +290,8 @@ struct CertTask {
     current: Option<LoadedCert>,
     backoff: Backoff,
     ari: Option<AriState>,
+    /// The last storage problem reported, so it is reported once.
+    last_corrupt: Option<String>,
 }
 
 impl CertTask {
@@ -303,14 +305,13 @@ impl CertTask {
             current: None,
             backoff,
             ari: None,
+            last_corrupt: None,
         }
     }
 
     async fn run(mut self) {
         loop {
-            if let Err(e) = self.sync_from_storage().await {
-                self.corrupt(&e);
-            }
+            self.sync_from_storage().await;
             let now = SystemTime::now();
             let due = self.due_at().await;
             self.shared.update(&self.id, |s| s.renew_at = Some(due));
@@ -456,36 +457,70 @@ impl CertTask {
         pick
     }
 
+    /// Reads the stored certificate and key. A key that does not match
+    /// may be a write by the other node in progress (key first, then chain):
+    /// read again briefly before calling it corrupt.
+    async fn read_stored(&self) -> Result<Option<LoadedCert>, Error> {
+        let storage = &self.shared.storage;
+        let (chain_key, key_key) = (keys::cert_chain(&self.id), keys::cert_key(&self.id));
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let chain = match storage.load(&chain_key).await {
+                Ok(chain) => chain,
+                Err(StorageError::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let key = match storage.load(&key_key).await {
+                Ok(key) => key,
+                Err(StorageError::NotFound(_)) => {
+                    return Err(Error::CorruptStorage {
+                        key: key_key,
+                        reason: "certificate stored without its key".into(),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match cert::load_pem(&chain, &key) {
+                Ok(loaded) => return Ok(Some(loaded)),
+                Err(cert::CertError::KeyMismatch(_)) if attempt < 4 => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => {
+                    return Err(Error::CorruptStorage {
+                        key: chain_key,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
     /// Loads the stored certificate; installs it when newer than the one in
     /// service. Returns whether it changed what is served.
-    async fn sync_from_storage(&mut self) -> Result<bool, Error> {
-        let storage = &self.shared.storage;
-        let chain_key = keys::cert_chain(&self.id);
-        let chain = match storage.load(&chain_key).await {
-            Ok(chain) => chain,
-            Err(StorageError::NotFound(_)) => return Ok(false),
-            Err(e) => return Err(e.into()),
-        };
-        let key_key = keys::cert_key(&self.id);
-        let key = match storage.load(&key_key).await {
-            Ok(key) => key,
-            Err(StorageError::NotFound(_)) => {
-                return Err(Error::CorruptStorage {
-                    key: key_key,
-                    reason: "certificate stored without its key".into(),
-                });
+    async fn sync_from_storage(&mut self) -> bool {
+        let stored = match self.read_stored().await {
+            Ok(stored) => {
+                self.last_corrupt = None;
+                stored
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                let reason = e.to_string();
+                if self.last_corrupt.as_ref() != Some(&reason) {
+                    self.corrupt(&e);
+                    self.last_corrupt = Some(reason);
+                }
+                return false;
+            }
         };
-        let loaded = cert::load_pem(&chain, &key).map_err(|e| Error::CorruptStorage {
-            key: chain_key,
-            reason: e.to_string(),
-        })?;
+        let Some(loaded) = stored else {
+            return false;
+        };
         if let Some(current) = &self.current
             && (current.info.serial == loaded.info.serial
                 || current.info.not_after > loaded.info.not_after)
         {
-            return Ok(false);
+            return false;
         }
         self.install(&loaded);
         tracing::info!(serial = %loaded.info.serial, "certificate loaded from storage");
@@ -495,7 +530,7 @@ impl CertTask {
             not_after: loaded.info.not_after,
         });
         self.current = Some(loaded);
-        Ok(true)
+        true
     }
 
     fn install(&self, loaded: &LoadedCert) {
@@ -530,17 +565,12 @@ impl CertTask {
     async fn renew_locked(&mut self) -> Result<Outcome, Error> {
         // Re-check under the lock: another node may have done the work.
         let before = self.current.as_ref().map(|c| c.info.serial.clone());
-        match self.sync_from_storage().await {
-            Ok(true) => {
-                if let Some(current) = &self.current
-                    && self.own_due(current) > SystemTime::now()
-                {
-                    tracing::info!("another node renewed it; picked up from storage");
-                    return Ok(Outcome::PickedUp);
-                }
-            }
-            Ok(false) => {}
-            Err(e) => self.corrupt(&e),
+        if self.sync_from_storage().await
+            && let Some(current) = &self.current
+            && self.own_due(current) > SystemTime::now()
+        {
+            tracing::info!("another node renewed it; picked up from storage");
+            return Ok(Outcome::PickedUp);
         }
         {
             let mut rate = self

@@ -29,28 +29,6 @@ struct Stub {
     orders: Vec<serde_json::Value>,
 }
 
-fn b64url_decode(s: &str) -> Vec<u8> {
-    // Small base64url decoder (no padding) for the stub.
-    let val = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        _ => 63,
-    };
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in s.bytes() {
-        acc = (acc << 6) | u32::from(val(c));
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
-}
-
 async fn handle(
     state: Arc<Mutex<Stub>>,
     base: String,

@@ -448,3 +448,48 @@ async fn failed_orders_back_off_capped_then_recover() {
     let status = &handle.status()[0];
     assert_eq!((status.failures, status.last_error.as_deref()), (0, None));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_account_binding_is_used_when_the_ca_requires_it() {
+    init_tracing();
+    const KID: &str = "kid-edge";
+    const KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+    let (listener, port) = http_listener().await;
+    let pebble = Pebble::start_with(port, None, Some((KID, KEY)));
+    let store = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(store.path()));
+    let _http = serve_http(listener, ChallengeResponder::new(storage.clone()));
+
+    // Without a binding the CA refuses the account, and says why.
+    let mut config = pebble.config();
+    config.certificate(["eab.edge.test"]);
+    let (tx, mut rx) = broadcast::channel(64);
+    let handle =
+        AcmeManager::spawn_with_events(config, storage.clone(), CertResolver::new(), tx).unwrap();
+    match wait_event(&mut rx, Duration::from_secs(30), "refusal", |_| true).await {
+        AcmeEvent::Failed {
+            ca_problem, error, ..
+        } => assert_eq!(
+            ca_problem.as_deref(),
+            Some("urn:ietf:params:acme:error:externalAccountRequired"),
+            "{error}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    drop(handle);
+    assert!(storage.list("accounts").await.unwrap().is_empty());
+
+    let mut config = pebble.config();
+    config
+        .certificate(["eab.edge.test"])
+        .external_account(edge_acme::ExternalAccountBinding {
+            key_id: KID.into(),
+            hmac_key: b64url_decode(KEY),
+        });
+    let (tx, mut rx) = broadcast::channel(64);
+    let _handle = AcmeManager::spawn_with_events(config, storage, CertResolver::new(), tx).unwrap();
+    match wait_event(&mut rx, Duration::from_secs(30), "issue", |_| true).await {
+        AcmeEvent::Issued { names, .. } => assert_eq!(names, ["eab.edge.test"]),
+        other => panic!("{other:?}\n{}", pebble.logs()),
+    }
+}

@@ -41,6 +41,39 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Installs the Debian package `pebble` when it is missing (a fresh CI
+/// machine runs as root); without root it says what to install.
+pub fn ensure_pebble_installed() {
+    static ONCE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    if *done || Path::new("/usr/bin/pebble-challtestsrv").exists() {
+        *done = true;
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    assert!(
+        root,
+        "Pebble is not installed: run `apt-get install pebble` (Debian package)"
+    );
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "pebble"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !install() {
+        let _ = Command::new("apt-get").arg("update").status();
+        assert!(install(), "apt-get install pebble failed");
+    }
+    *done = true;
+}
+
 /// Kills and reaps a child process when dropped.
 pub struct ChildGuard(pub Child, pub &'static str);
 
@@ -66,6 +99,17 @@ pub struct Pebble {
 impl Pebble {
     /// Starts Pebble validating HTTP-01 on `127.0.0.1:http_port`.
     pub fn start(http_port: u16, validity_secs: Option<u64>) -> Pebble {
+        Self::start_with(http_port, validity_secs, None)
+    }
+
+    /// Like [`start`](Self::start), requiring external account binding with
+    /// key id `eab.0` and base64url HMAC key `eab.1` when given.
+    pub fn start_with(
+        http_port: u16,
+        validity_secs: Option<u64>,
+        eab: Option<(&str, &str)>,
+    ) -> Pebble {
+        ensure_pebble_installed();
         let dir = tempfile::tempdir().unwrap();
         // Pebble's own HTTPS certificate, from a throwaway CA.
         let ca_key = KeyPair::generate().unwrap();
@@ -105,6 +149,10 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         });
+        if let Some((kid, key)) = eab {
+            pebble["externalAccountBindingRequired"] = true.into();
+            pebble["externalAccountMACKeys"] = serde_json::json!({ kid: key });
+        }
         if let Some(v) = validity_secs {
             pebble["certificateValidityPeriod"] = v.into();
         }
@@ -303,6 +351,28 @@ pub async fn tls_leaf(
         .and_then(|c| c.first())
         .cloned()
         .ok_or_else(|| "no peer certificate".into())
+}
+
+/// Decodes unpadded base64url.
+pub fn b64url_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        _ => 63,
+    };
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes() {
+        acc = (acc << 6) | u32::from(val(c));
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
 }
 
 /// DNS names in a DER certificate.
