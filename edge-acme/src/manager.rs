@@ -150,6 +150,39 @@ impl Shared {
         *cached = Some(account.clone());
         Ok(account)
     }
+
+    /// The CA says the account does not exist (it was deleted, or the CA
+    /// was reset): move the stored credentials aside, never delete them, so
+    /// the next attempt creates a new account. Credentials another node
+    /// already replaced are left alone.
+    async fn forget_account(&self) {
+        let mut cached = self.account.lock().await;
+        let Some(gone) = cached.take() else { return };
+        let dir_id = client::directory_id(&self.config.directory_url);
+        let key = keys::account(&dir_id);
+        let Ok(raw) = self.storage.load(&key).await else {
+            return;
+        };
+        let stored_id = serde_json::from_slice::<serde_json::Value>(&raw)
+            .ok()
+            .and_then(|v| v["credentials"]["id"].as_str().map(str::to_owned));
+        if stored_id.as_deref() != Some(gone.id()) {
+            return;
+        }
+        let unix = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let aside = format!("accounts/{dir_id}/account-unknown-to-ca-{unix}.json");
+        match self.storage.store(&aside, &raw).await {
+            Ok(()) => {
+                if let Err(e) = self.storage.delete(&key).await {
+                    tracing::error!(error = %e, "could not remove the stale account");
+                }
+                tracing::warn!(account = %gone.id(), moved_to = %aside, "the CA does not know the stored account; a new one will be created");
+            }
+            Err(e) => tracing::error!(error = %e, "could not move the stale account aside"),
+        }
+    }
 }
 
 /// Orders and renews the configured certificates in the background.
@@ -324,6 +357,10 @@ impl CertTask {
             match self.renew().await {
                 Ok(_) => self.succeeded(),
                 Err(e) => {
+                    if e.ca_problem_type() == Some("urn:ietf:params:acme:error:accountDoesNotExist")
+                    {
+                        self.shared.forget_account().await;
+                    }
                     let wait = self.failed(&e);
                     tokio::time::sleep(wait).await;
                 }

@@ -493,3 +493,59 @@ async fn external_account_binding_is_used_when_the_ca_requires_it() {
         other => panic!("{other:?}\n{}", pebble.logs()),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_the_ca_forgot_is_replaced_and_kept_aside() {
+    init_tracing();
+    let (listener, port) = http_listener().await;
+    let mut pebble = Pebble::start(port, None);
+    let store = tempfile::tempdir().unwrap();
+    let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(store.path()));
+    let _http = serve_http(listener, ChallengeResponder::new(storage.clone()));
+    let issue = |name: &'static str, pebble: &Pebble| {
+        let mut config = pebble.config();
+        config.certificate([name]);
+        let (tx, rx) = broadcast::channel(64);
+        let handle =
+            AcmeManager::spawn_with_events(config, storage.clone(), CertResolver::new(), tx)
+                .unwrap();
+        (handle, rx)
+    };
+    let (handle, mut rx) = issue("first.edge.test", &pebble);
+    wait_event(&mut rx, Duration::from_secs(30), "first issue", |e| {
+        matches!(e, AcmeEvent::Issued { .. })
+    })
+    .await;
+    drop(handle);
+    let accounts = storage.list("accounts").await.unwrap();
+    let old_account = storage.load(&accounts[0]).await.unwrap();
+
+    pebble.restart(); // same directory URL, no accounts
+    let (_handle, mut rx) = issue("second.edge.test", &pebble);
+    match wait_event(&mut rx, Duration::from_secs(30), "refusal", |_| true).await {
+        AcmeEvent::Failed { ca_problem, .. } => assert_eq!(
+            ca_problem.as_deref(),
+            Some("urn:ietf:params:acme:error:accountDoesNotExist")
+        ),
+        other => panic!("{other:?}"),
+    }
+    wait_event(
+        &mut rx,
+        Duration::from_secs(30),
+        "issue with a new account",
+        |e| matches!(e, AcmeEvent::Issued { .. }),
+    )
+    .await;
+    let accounts = storage.list("accounts").await.unwrap();
+    assert_eq!(accounts.len(), 2, "{accounts:?}");
+    let aside = accounts
+        .iter()
+        .find(|k| k.contains("unknown-to-ca"))
+        .unwrap();
+    assert_eq!(storage.load(aside).await.unwrap(), old_account);
+    let current = accounts
+        .iter()
+        .find(|k| k.ends_with("/account.json"))
+        .unwrap();
+    assert_ne!(storage.load(current).await.unwrap(), old_account);
+}

@@ -93,6 +93,9 @@ pub struct Pebble {
     /// The CA that signed Pebble's own HTTPS certificate.
     pub tls_ca: CertificateDer<'static>,
     pub dir: tempfile::TempDir,
+    config_path: PathBuf,
+    dns_port: u16,
+    mgmt_port: u16,
     children: Vec<ChildGuard>,
 }
 
@@ -174,18 +177,6 @@ impl Pebble {
             .spawn()
             .expect("pebble-challtestsrv (Debian package `pebble`) must be installed");
         let chall = ChildGuard(chall, "pebble-challtestsrv");
-        let pebble = Command::new("pebble")
-            .arg("-config")
-            .arg(&config_path)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0")
-            .stdout(log("pebble.log"))
-            .stderr(log("pebble.err"))
-            .spawn()
-            .expect("pebble (Debian package `pebble`) must be installed");
-        let pebble = ChildGuard(pebble, "pebble");
         let directory_url = format!("https://127.0.0.1:{listen}/dir");
         let mut this = Pebble {
             directory_url,
@@ -193,30 +184,67 @@ impl Pebble {
             root_path: dir.path().join("pebble-root.pem"),
             tls_ca: ca_cert.der().clone(),
             dir,
-            children: vec![chall, pebble],
+            config_path,
+            dns_port: dns,
+            mgmt_port: mgmt,
+            children: vec![chall],
         };
+        this.spawn_pebble();
+        this
+    }
+
+    /// Starts the pebble process and waits until it serves its root.
+    fn spawn_pebble(&mut self) {
+        let log = |name: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(name))
+                .unwrap()
+        };
+        let pebble = Command::new("pebble")
+            .arg("-config")
+            .arg(&self.config_path)
+            .args(["-dnsserver", &format!("127.0.0.1:{}", self.dns_port)])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(log("pebble.log"))
+            .stderr(log("pebble.err"))
+            .spawn()
+            .expect("pebble (Debian package `pebble`) must be installed");
+        self.children.push(ChildGuard(pebble, "pebble"));
+        let ca_path = self.dir.path().join("pebble-tls-ca.pem");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let out = Command::new("curl")
                 .args(["-sf", "--cacert"])
                 .arg(&ca_path)
-                .arg(format!("https://127.0.0.1:{mgmt}/roots/0"))
+                .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt_port))
                 .output()
                 .unwrap();
             if out.status.success() && !out.stdout.is_empty() {
-                this.root_pem = String::from_utf8(out.stdout).unwrap();
+                self.root_pem = String::from_utf8(out.stdout).unwrap();
                 break;
             }
             assert!(
                 Instant::now() < deadline,
                 "Pebble did not start: {}\n{}",
                 String::from_utf8_lossy(&out.stderr),
-                this.logs()
+                self.logs()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        std::fs::write(&this.root_path, &this.root_pem).unwrap();
-        this
+        std::fs::write(&self.root_path, &self.root_pem).unwrap();
+    }
+
+    /// Restarts pebble on the same ports: it forgets every account, order
+    /// and certificate, and has a new root.
+    pub fn restart(&mut self) {
+        if let Some(pos) = self.children.iter().position(|c| c.1 == "pebble") {
+            drop(self.children.remove(pos));
+        }
+        self.spawn_pebble();
     }
 
     pub fn logs(&self) -> String {
