@@ -241,7 +241,7 @@ impl AcmeManager {
             .certificates
             .iter()
             .map(|cert| {
-                let span = tracing::info_span!("acme_cert", cert = %cert.id());
+                let span = tracing::info_span!("acme_cert", cert = %cert.id(), node = %shared.config.node_id);
                 tokio::spawn(
                     CertTask::new(Arc::clone(&shared), cert.clone())
                         .run()

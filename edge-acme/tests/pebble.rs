@@ -186,19 +186,24 @@ async fn issues_two_certificates_and_serves_each_by_sni() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn renews_short_certificates_without_failed_handshakes() {
+async fn a_pair_renews_short_certificates_once_each_without_failed_handshakes() {
     init_tracing();
     let (listener, port) = http_listener().await;
     let pebble = Pebble::start(port, Some(12));
     let store = tempfile::tempdir().unwrap();
     let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(store.path()));
     let _http = serve_http(listener, ChallengeResponder::new(storage.clone()));
-    let resolver = CertResolver::new();
-    let mut config = pebble.config();
-    config.certificate(["short.edge.test"]);
-    let (tx, mut rx) = broadcast::channel(64);
-    let _handle = AcmeManager::spawn_with_events(config, storage, resolver.clone(), tx).unwrap();
-    let first = match wait_event(&mut rx, Duration::from_secs(60), "issue", |e| {
+    let node = |id: &str| {
+        let mut config = pebble.config();
+        config.node_id(id).certificate(["short.edge.test"]);
+        config
+    };
+    let (resolver_a, resolver_b) = (CertResolver::new(), CertResolver::new());
+    let (tx_a, mut rx_a) = broadcast::channel(64);
+    let handle_a =
+        AcmeManager::spawn_with_events(node("node-a"), storage.clone(), resolver_a.clone(), tx_a)
+            .unwrap();
+    let first = match wait_event(&mut rx_a, Duration::from_secs(60), "issue", |e| {
         matches!(e, AcmeEvent::Issued { .. } | AcmeEvent::Failed { .. })
     })
     .await
@@ -208,13 +213,18 @@ async fn renews_short_certificates_without_failed_handshakes() {
         } => (serial, not_after),
         other => panic!("{other:?}\n{}", pebble.logs()),
     };
+    assert!(first.1 < SystemTime::now() + Duration::from_secs(13));
+    let (tx_b, mut rx_b) = broadcast::channel(64);
+    let handle_b =
+        AcmeManager::spawn_with_events(node("node-b"), storage.clone(), resolver_b.clone(), tx_b)
+            .unwrap();
 
-    // Handshake continuously while renewals happen.
-    let (addr, _tls) = serve_tls(resolver.clone()).await;
-    let root = pebble.root_pem.clone();
+    // Handshake with both nodes continuously while renewals happen.
+    let (addr_a, _tls_a) = serve_tls(resolver_a.clone()).await;
+    let (addr_b, _tls_b) = serve_tls(resolver_b.clone()).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let client = {
-        let stop = stop.clone();
+    let client = |addr| {
+        let (stop, root) = (stop.clone(), pebble.root_pem.clone());
         tokio::spawn(async move {
             let (mut ok, mut failed, mut serials) = (0u32, Vec::new(), Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -233,38 +243,62 @@ async fn renews_short_certificates_without_failed_handshakes() {
             (ok, failed, serials)
         })
     };
-    let mut serial = first.0.clone();
-    for round in 0..2 {
-        match wait_event(&mut rx, Duration::from_secs(40), "renewal", |e| {
-            matches!(e, AcmeEvent::Renewed { .. } | AcmeEvent::Failed { .. })
-        })
-        .await
-        {
-            AcmeEvent::Renewed {
-                serial: new,
-                previous_serial,
-                not_after,
-                ..
-            } => {
-                assert_eq!(previous_serial, serial, "round {round}");
-                assert!(not_after > SystemTime::now());
-                serial = new;
-            }
-            other => panic!("{other:?}"),
-        }
+    let (client_a, client_b) = (client(addr_a), client(addr_b));
+
+    // Two renewals, by whichever node takes the lock.
+    let orders = || handle_a.status()[0].orders + handle_b.status()[0].orders;
+    let deadline = std::time::Instant::now() + Duration::from_secs(45);
+    while orders() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?} {:?}",
+            handle_a.status(),
+            handle_b.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The other node picks the last one up from storage.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while handle_a.status()[0].serial != handle_b.status()[0].serial {
+        assert!(std::time::Instant::now() < deadline, "nodes disagree");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed, serials) = client.await.unwrap();
-    assert!(
-        failed.is_empty(),
-        "{} handshakes failed: {failed:?}",
-        failed.len()
-    );
-    assert!(ok > 20, "only {ok} handshakes");
-    assert!(serials.len() >= 3, "served serials {serials:?}");
-    assert_eq!(serials.last(), Some(&serial));
-    assert!(first.1 < SystemTime::now() + Duration::from_secs(13));
+    let latest = handle_a.status()[0].serial.clone().unwrap();
+
+    let mut replaced = Vec::new();
+    for rx in [&mut rx_a, &mut rx_b] {
+        while let Ok(event) = rx.try_recv() {
+            if let AcmeEvent::Renewed {
+                previous_serial,
+                not_after,
+                ..
+            } = event
+            {
+                assert!(not_after > SystemTime::now() - Duration::from_secs(12));
+                replaced.push(previous_serial);
+            }
+        }
+    }
+    let renewals = replaced.len();
+    replaced.sort();
+    replaced.dedup();
+    assert_eq!(replaced.len(), renewals, "a certificate was renewed twice");
+    assert!(replaced.contains(&first.0));
+    assert_eq!(u64::try_from(renewals).unwrap() + 1, orders());
+
+    for (name, client) in [("A", client_a), ("B", client_b)] {
+        let (ok, failed, serials) = client.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "node {name}: {} handshakes failed: {failed:?}",
+            failed.len()
+        );
+        assert!(ok > 20, "node {name}: only {ok} handshakes");
+        assert!(serials.len() >= 2, "node {name} served {serials:?}");
+        assert_eq!(serials.last(), Some(&latest), "node {name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
