@@ -1,5 +1,6 @@
 //! ACME Renewal Information (RFC 9773) against a small local ACME directory
-//! stub: Debian's Pebble has no `renewalInfo`.
+//! stub (Debian's Pebble has no `renewalInfo`), and a CA that sends a
+//! malformed certificate chain.
 
 mod common;
 
@@ -27,6 +28,24 @@ struct Stub {
     window: Option<(OffsetDateTime, OffsetDateTime)>,
     renewal_info_ids: Vec<String>,
     orders: Vec<serde_json::Value>,
+    /// When set, orders go through and this is the "certificate" served.
+    chain: Option<String>,
+    finalized: bool,
+}
+
+fn order_body(base: &str, s: &Stub, replaces: &serde_json::Value) -> serde_json::Value {
+    let mut order = serde_json::json!({
+        "status": if s.finalized { "valid" } else { "ready" },
+        "authorizations": [format!("{base}/authz/1")],
+        "finalize": format!("{base}/finalize/1"),
+    });
+    if s.finalized {
+        order["certificate"] = format!("{base}/cert/1").into();
+    }
+    if !replaces.is_null() {
+        order["replaces"] = replaces.clone();
+    }
+    order
 }
 
 async fn handle(
@@ -56,18 +75,65 @@ async fn handle(
         (Method::POST, "/order") => {
             let jws: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let payload = b64url_decode(jws["payload"].as_str().unwrap());
-            state
-                .lock()
-                .unwrap()
+            let payload: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            let mut s = state.lock().unwrap();
+            s.orders.push(payload.clone());
+            if s.chain.is_some() {
+                let order = order_body(&base, &s, &payload["replaces"]);
+                rsp.status(StatusCode::CREATED)
+                    .header("location", format!("{base}/order/1"))
+                    .body(json(order))
+            } else {
+                rsp.status(StatusCode::FORBIDDEN)
+                    .header("content-type", "application/problem+json")
+                    .body(json(serde_json::json!({
+                        "type": "urn:ietf:params:acme:error:unauthorized",
+                        "detail": "stub CA refuses orders",
+                        "status": 403,
+                    })))
+            }
+        }
+        (Method::POST, "/order/1") => {
+            let s = state.lock().unwrap();
+            let replaces = s
                 .orders
-                .push(serde_json::from_slice(&payload).unwrap());
-            rsp.status(StatusCode::FORBIDDEN)
-                .header("content-type", "application/problem+json")
-                .body(json(serde_json::json!({
-                    "type": "urn:ietf:params:acme:error:unauthorized",
-                    "detail": "stub CA refuses orders",
-                    "status": 403,
-                })))
+                .last()
+                .map_or(serde_json::Value::Null, |o| o["replaces"].clone());
+            rsp.body(json(order_body(&base, &s, &replaces)))
+        }
+        (Method::POST, "/authz/1") => {
+            let s = state.lock().unwrap();
+            let name = s.orders.last().unwrap()["identifiers"][0]["value"].clone();
+            rsp.body(json(serde_json::json!({
+                "status": "pending",
+                "identifier": {"type": "dns", "value": name},
+                "challenges": [{
+                    "type": "http-01",
+                    "url": format!("{base}/chall/1"),
+                    "token": "stubToken_1",
+                    "status": "pending",
+                }],
+            })))
+        }
+        (Method::POST, "/chall/1") => rsp.body(json(serde_json::json!({
+            "type": "http-01",
+            "url": format!("{base}/chall/1"),
+            "token": "stubToken_1",
+            "status": "valid",
+        }))),
+        (Method::POST, "/finalize/1") => {
+            let mut s = state.lock().unwrap();
+            s.finalized = true;
+            let replaces = s
+                .orders
+                .last()
+                .map_or(serde_json::Value::Null, |o| o["replaces"].clone());
+            rsp.body(json(order_body(&base, &s, &replaces)))
+        }
+        (Method::POST, "/cert/1") => {
+            let chain = state.lock().unwrap().chain.clone().unwrap_or_default();
+            rsp.header("content-type", "application/pem-certificate-chain")
+                .body(Full::new(Bytes::from(chain)))
         }
         (Method::GET, p) if p.starts_with("/renewal-info/") => {
             let mut s = state.lock().unwrap();
@@ -94,10 +160,18 @@ fn rand_nonce() -> u64 {
 }
 
 async fn start_stub(window: (OffsetDateTime, OffsetDateTime)) -> (String, Arc<Mutex<Stub>>) {
+    start_stub_with(window, None).await
+}
+
+async fn start_stub_with(
+    window: (OffsetDateTime, OffsetDateTime),
+    chain: Option<String>,
+) -> (String, Arc<Mutex<Stub>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = Arc::new(Mutex::new(Stub {
         window: Some(window),
+        chain,
         ..Stub::default()
     }));
     let (st, b) = (state.clone(), base.clone());
@@ -273,4 +347,73 @@ async fn ari_window_ahead_schedules_renewal_inside_it() {
         [ari_id],
         "renewal info is cached until Retry-After"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chain_from_the_ca_is_refused_and_the_old_certificate_kept() {
+    init_tracing();
+    let key = KeyPair::generate().unwrap();
+    let unrelated = CertificateParams::new(vec!["bad.edge.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap()
+        .pem();
+    let garbage =
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+    let cases = [
+        (garbage.to_string(), "malformed"),
+        (String::new(), "no certificate"),
+        (unrelated, "does not match"),
+    ];
+    for (chain, expected) in cases {
+        let now = OffsetDateTime::now_utc();
+        let window = (
+            now - time::Duration::hours(2),
+            now - time::Duration::hours(1),
+        );
+        let (directory, stub) = start_stub_with(window, Some(chain)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.path()));
+        let (_, serial) = store_cert(storage.as_ref(), "bad.edge.test").await;
+        let stored = storage
+            .load("certificates/bad.edge.test/fullchain.pem")
+            .await
+            .unwrap();
+
+        let resolver = CertResolver::new();
+        let (tx, mut rx) = broadcast::channel(64);
+        let _handle = AcmeManager::spawn_with_events(
+            config(&directory, "bad.edge.test"),
+            storage.clone(),
+            resolver.clone(),
+            tx,
+        )
+        .unwrap();
+        match wait_event(&mut rx, Duration::from_secs(20), "refused chain", |e| {
+            matches!(e, AcmeEvent::Failed { .. } | AcmeEvent::Renewed { .. })
+        })
+        .await
+        {
+            AcmeEvent::Failed { error, .. } => {
+                assert!(
+                    error.contains("certificate rejected") && error.contains(expected),
+                    "{error}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            stub.lock().unwrap().finalized,
+            "the order did not reach the download"
+        );
+        assert_eq!(
+            storage
+                .load("certificates/bad.edge.test/fullchain.pem")
+                .await
+                .unwrap(),
+            stored
+        );
+        assert_eq!(resolver.info("bad.edge.test").unwrap().serial, serial);
+        assert!(storage.list("challenges").await.unwrap().is_empty());
+    }
 }
