@@ -39,6 +39,7 @@ pub mod certs;
 pub mod config;
 pub mod demo;
 pub mod h1guard;
+pub mod health;
 pub mod http;
 pub mod pool;
 pub mod proxy_protocol;

@@ -135,7 +135,7 @@ async fn serve(v: config::Validated) -> Result<(), String> {
     demo::start_all(&v.demo_backends)
         .await
         .map_err(|e| format!("cannot start a demo backend: {e}"))?;
-    let state = state::State::build(&v).map_err(|e| format!("TLS setup failed: {e}"))?;
+    let state = state::State::build(&v).map_err(|e| e.to_string())?;
     let shared: state::SharedState = Arc::new(ArcSwap::from_pointee(state));
     let conns = Arc::new(tokio::sync::Semaphore::new(v.limits.max_connections));
     for (addrs, tls) in [(&v.https.listen, true), (&v.http.listen, false)] {

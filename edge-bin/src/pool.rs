@@ -1,63 +1,56 @@
-//! Backend pools: servers with weights, a balancing policy, per-server
-//! concurrency limits with a bounded queue, active health checks and
-//! passive outlier ejection fed from live results.
+//! Backend pools: servers with weights balanced by `edge-balance`, a
+//! per-server concurrency limit with a bounded queue, and health from
+//! `edge-health` (active probes and passive outlier detection fed with the
+//! outcome of every request and connection; see [`crate::health`]).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use edge_balance::{Balancer, BalancerConfig, EndpointSet, InFlight, PickContext, Picked};
+use edge_health::{Outcome, OutlierDetector};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::AbortHandle;
 
-use crate::config::{HealthKind, HealthSettings, Policy, PoolSettings};
+use crate::config::{Policy, PoolSettings};
 
-/// One backend server and its live state.
+/// The per-server admission state: its concurrency limit and queue.
 #[derive(Debug)]
-pub struct Endpoint {
+pub struct Slot {
     pub addr: SocketAddr,
-    pub weight: u32,
-    /// Active health (true until checks say otherwise).
-    healthy: AtomicBool,
-    /// Passive ejection: until this instant (ms since pool start), 0 = not ejected.
-    ejected_until_ms: AtomicU64,
-    consecutive_failures: AtomicU32,
-    in_flight: AtomicUsize,
-    /// Requests waiting for a slot.
-    queued: AtomicUsize,
     limiter: Option<Arc<Semaphore>>,
+    queued: AtomicUsize,
 }
 
-impl Endpoint {
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
-    }
-}
-
-/// Held while a request uses an endpoint; releases the slot on drop.
+/// A server in use by one request or connection. Counts as in flight for
+/// the balancer and holds the server's slot until dropped; report how it
+/// went with [`Lease::success`] / [`Lease::failure`].
 #[derive(Debug)]
-pub struct EndpointGuard {
-    ep: Arc<Endpoint>,
+pub struct Lease {
+    addr: SocketAddr,
+    in_flight: Option<InFlight>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
-impl EndpointGuard {
+impl Lease {
     pub fn addr(&self) -> SocketAddr {
-        self.ep.addr
+        self.addr
+    }
+    /// The server answered; `latency` feeds Peak-EWMA.
+    pub fn success(&mut self, latency: Duration) {
+        if let Some(f) = self.in_flight.take() {
+            f.success_after(latency);
+        }
+    }
+    /// The server failed.
+    pub fn failure(&mut self) {
+        if let Some(f) = self.in_flight.take() {
+            f.failure();
+        }
     }
 }
 
-impl Drop for EndpointGuard {
-    fn drop(&mut self) {
-        self.ep.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Why no slot on an endpoint could be had.
+/// Why no slot on a server could be had.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AcquireError {
     /// The queue in front of the server is full.
@@ -66,145 +59,72 @@ pub enum AcquireError {
     QueueTimeout,
 }
 
-/// Result of one use of an endpoint, fed to passive detection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Success,
-    /// Connect refused/timed out, reset, 5xx-class gateway failure.
-    Failure,
-}
-
 /// A pool of servers.
 #[derive(Debug)]
 pub struct Pool {
     pub settings: PoolSettings,
-    pub endpoints: Vec<Arc<Endpoint>>,
-    /// Weighted round-robin schedule: endpoint indices, interleaved.
-    schedule: Vec<usize>,
-    cursor: AtomicUsize,
-    epoch: Instant,
-    tasks: Mutex<Vec<AbortHandle>>,
+    balancer: Balancer<SocketAddr, Arc<Slot>>,
+    outlier: OnceLock<OutlierDetector>,
 }
 
-impl Drop for Pool {
-    fn drop(&mut self) {
-        if let Ok(tasks) = self.tasks.lock() {
-            for t in tasks.iter() {
-                t.abort();
-            }
-        }
+fn policy(p: Policy) -> edge_balance::Policy {
+    match p {
+        Policy::RoundRobin => edge_balance::Policy::RoundRobin,
+        Policy::LeastRequest => edge_balance::Policy::LeastRequest,
+        Policy::Random => edge_balance::Policy::Random,
+        Policy::P2c => edge_balance::Policy::P2c,
+        Policy::PeakEwma => edge_balance::Policy::default(),
     }
 }
 
 impl Pool {
     pub fn new(settings: PoolSettings) -> Arc<Self> {
-        let endpoints: Vec<Arc<Endpoint>> = settings
-            .servers
-            .iter()
-            .map(|&(addr, weight)| {
-                Arc::new(Endpoint {
-                    addr,
-                    weight: weight.max(1),
-                    healthy: AtomicBool::new(true),
-                    ejected_until_ms: AtomicU64::new(0),
-                    consecutive_failures: AtomicU32::new(0),
-                    in_flight: AtomicUsize::new(0),
-                    queued: AtomicUsize::new(0),
-                    limiter: (settings.max_connections_per_server > 0)
-                        .then(|| Arc::new(Semaphore::new(settings.max_connections_per_server))),
-                })
-            })
-            .collect();
-        let schedule = wrr_schedule(&endpoints.iter().map(|e| e.weight).collect::<Vec<_>>());
+        let set = EndpointSet::new();
+        for &(addr, weight) in &settings.servers {
+            let slot = Arc::new(Slot {
+                addr,
+                limiter: (settings.max_connections_per_server > 0)
+                    .then(|| Arc::new(Semaphore::new(settings.max_connections_per_server))),
+                queued: AtomicUsize::new(0),
+            });
+            // In rotation from the start; health checks take servers out.
+            set.insert_with_health(addr, slot, weight.max(1), true);
+        }
+        let balancer = Balancer::new(
+            set,
+            policy(settings.policy),
+            BalancerConfig::default().name(settings.name.clone()),
+        );
         Arc::new(Self {
             settings,
-            endpoints,
-            schedule,
-            cursor: AtomicUsize::new(rand::random::<u32>() as usize),
-            epoch: Instant::now(),
-            tasks: Mutex::new(Vec::new()),
+            balancer,
+            outlier: OnceLock::new(),
         })
     }
 
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Picks a server by the pool's policy, never one in `exclude`.
+    /// `None` when no server is available (503).
+    pub fn pick(&self, exclude: &[SocketAddr]) -> Option<Picked<SocketAddr, Arc<Slot>>> {
+        self.balancer
+            .pick(&PickContext::new().exclude(exclude))
+            .ok()
     }
 
-    /// Whether the endpoint may take traffic now (healthy and not ejected).
-    pub fn is_available(&self, i: usize) -> bool {
-        self.endpoints.get(i).is_some_and(|e| {
-            e.is_healthy() && e.ejected_until_ms.load(Ordering::Relaxed) <= self.now_ms()
-        })
-    }
-
-    /// Number of endpoints that may take traffic now.
-    pub fn available(&self) -> usize {
-        (0..self.endpoints.len())
-            .filter(|&i| self.is_available(i))
-            .count()
-    }
-
-    /// Picks an endpoint index by the pool's policy, never one in `exclude`.
-    ///
-    /// When every endpoint is unavailable but not excluded, returns `None`
-    /// (503), as HAProxy does when all servers of a backend are down.
-    pub fn pick(&self, exclude: &[usize]) -> Option<usize> {
-        let ok = |i: usize| !exclude.contains(&i) && self.is_available(i);
-        match self.settings.policy {
-            Policy::RoundRobin => {
-                // Each probe takes the next slot of the shared cursor, so the
-                // share of a server that is down spreads over all the others
-                // instead of falling on its neighbour in the schedule.
-                let n = self.schedule.len();
-                (0..n)
-                    .map(|_| self.schedule[self.cursor.fetch_add(1, Ordering::Relaxed) % n])
-                    .find(|&i| ok(i))
-            }
-            Policy::LeastRequest => {
-                (0..self.endpoints.len())
-                    .filter(|&i| ok(i))
-                    .min_by(|&a, &b| {
-                        // in_flight / weight, compared without division.
-                        let ea = &self.endpoints[a];
-                        let eb = &self.endpoints[b];
-                        (ea.in_flight() as u128 * u128::from(eb.weight))
-                            .cmp(&(eb.in_flight() as u128 * u128::from(ea.weight)))
-                    })
-            }
-            Policy::Random => {
-                let cands: Vec<usize> = (0..self.endpoints.len()).filter(|&i| ok(i)).collect();
-                let total: u64 = cands
-                    .iter()
-                    .map(|&i| u64::from(self.endpoints[i].weight))
-                    .sum();
-                if total == 0 {
-                    return None;
-                }
-                let mut r = rand::random::<u64>() % total;
-                cands.into_iter().find(|&i| {
-                    let w = u64::from(self.endpoints[i].weight);
-                    if r < w {
-                        true
-                    } else {
-                        r -= w;
-                        false
-                    }
-                })
-            }
-        }
-    }
-
-    /// Takes a slot on endpoint `i`, waiting in its bounded queue if it is at
-    /// `max_connections_per_server`.
-    pub async fn acquire(&self, i: usize) -> Result<EndpointGuard, AcquireError> {
-        let ep = self.endpoints[i].clone();
-        let permit = match &ep.limiter {
+    /// Takes a slot on the picked server, waiting in its bounded queue when
+    /// it is at `max_connections_per_server`.
+    pub async fn acquire(
+        &self,
+        picked: Picked<SocketAddr, Arc<Slot>>,
+    ) -> Result<Lease, AcquireError> {
+        let (endpoint, in_flight) = picked.into_parts();
+        let slot = endpoint.value().clone();
+        let permit = match &slot.limiter {
             None => None,
             Some(sem) => match sem.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    if ep.queued.fetch_add(1, Ordering::Relaxed) >= self.settings.max_queue {
-                        ep.queued.fetch_sub(1, Ordering::Relaxed);
+                    if slot.queued.fetch_add(1, Ordering::Relaxed) >= self.settings.max_queue {
+                        slot.queued.fetch_sub(1, Ordering::Relaxed);
                         return Err(AcquireError::QueueFull);
                     }
                     let r = tokio::time::timeout(
@@ -212,7 +132,7 @@ impl Pool {
                         sem.clone().acquire_owned(),
                     )
                     .await;
-                    ep.queued.fetch_sub(1, Ordering::Relaxed);
+                    slot.queued.fetch_sub(1, Ordering::Relaxed);
                     match r {
                         Ok(Ok(p)) => Some(p),
                         _ => return Err(AcquireError::QueueTimeout),
@@ -220,154 +140,40 @@ impl Pool {
                 }
             },
         };
-        ep.in_flight.fetch_add(1, Ordering::Relaxed);
-        Ok(EndpointGuard {
-            ep,
+        Ok(Lease {
+            addr: slot.addr,
+            in_flight: Some(in_flight),
             _permit: permit,
         })
     }
 
-    /// Feeds passive outlier detection with the outcome of one use of endpoint `i`.
-    pub fn record(&self, i: usize, outcome: Outcome) {
-        let Some(ep) = self.endpoints.get(i) else {
-            return;
-        };
-        match outcome {
-            Outcome::Success => ep.consecutive_failures.store(0, Ordering::Relaxed),
-            Outcome::Failure => {
-                let n = ep
-                    .consecutive_failures
-                    .fetch_add(1, Ordering::Relaxed)
-                    .saturating_add(1);
-                let limit = self.settings.outlier_consecutive_failures;
-                if limit > 0 && n >= limit {
-                    ep.consecutive_failures.store(0, Ordering::Relaxed);
-                    let until = self.now_ms().saturating_add(
-                        u64::try_from(self.settings.outlier_ejection_time.as_millis())
-                            .unwrap_or(u64::MAX),
-                    );
-                    ep.ejected_until_ms.store(until, Ordering::Relaxed);
-                    tracing::warn!(pool = %self.settings.name, server = %ep.addr, failures = n, "server ejected by outlier detection");
-                }
-            }
+    /// Feeds passive outlier detection with the outcome of one use of a server.
+    pub fn record(&self, addr: SocketAddr, outcome: Outcome) {
+        if let Some(d) = self.outlier.get() {
+            d.record(addr, outcome);
         }
     }
 
-    /// Starts the active health checks of this pool (if configured).
-    pub fn start_health_checks(self: &Arc<Self>) {
-        let Some(h) = self.settings.health.clone() else {
-            return;
-        };
-        let mut handles = Vec::new();
-        for (i, _) in self.endpoints.iter().enumerate() {
-            let weak = Arc::downgrade(self);
-            let h = h.clone();
-            let task = tokio::spawn(async move {
-                let mut rise = 0u32;
-                let mut fall = 0u32;
-                let mut tick = tokio::time::interval(h.interval);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(pool) = weak.upgrade() else { return };
-                    let ep = pool.endpoints[i].clone();
-                    drop(pool);
-                    let ok = probe(ep.addr, &h).await;
-                    if ok {
-                        fall = 0;
-                        rise = rise.saturating_add(1);
-                        if !ep.is_healthy() && rise >= h.rise {
-                            ep.healthy.store(true, Ordering::Relaxed);
-                            tracing::info!(server = %ep.addr, "server is UP (health check)");
-                        }
-                    } else {
-                        rise = 0;
-                        fall = fall.saturating_add(1);
-                        if ep.is_healthy() && fall >= h.fall {
-                            ep.healthy.store(false, Ordering::Relaxed);
-                            tracing::warn!(server = %ep.addr, "server is DOWN (health check)");
-                        }
-                    }
-                }
-            });
-            handles.push(task.abort_handle());
-        }
-        if let Ok(mut t) = self.tasks.lock() {
-            t.extend(handles);
-        }
+    /// Puts a server in or out of rotation (from health events).
+    pub fn set_healthy(&self, addr: SocketAddr, healthy: bool) {
+        self.balancer.set().set_healthy(&addr, healthy);
     }
-}
 
-/// One active probe: TCP connect, or an HTTP/1.1 GET expecting 2xx/3xx.
-async fn probe(addr: SocketAddr, h: &HealthSettings) -> bool {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        if h.kind == HealthKind::Tcp {
-            return Some(true);
-        }
-        let host = h.host.clone().unwrap_or_else(|| addr.to_string());
-        let req = format!(
-            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: edge-health\r\nConnection: close\r\n\r\n",
-            h.path
-        );
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = [0u8; 16];
-        let mut n = 0;
-        while n < 12 {
-            let r = s.read(&mut buf[n..]).await.ok()?;
-            if r == 0 {
-                return Some(false);
-            }
-            n += r;
-        }
-        // "HTTP/1.x NNN"
-        let code = std::str::from_utf8(buf.get(9..12)?)
-            .ok()?
-            .parse::<u16>()
-            .ok()?;
-        Some((200..400).contains(&code))
-    };
-    matches!(
-        tokio::time::timeout(h.timeout, attempt).await,
-        Ok(Some(true))
-    )
-}
-
-/// Smooth weighted round robin (nginx's), unrolled into one cycle of picks.
-fn wrr_schedule(weights: &[u32]) -> Vec<usize> {
-    if weights.is_empty() {
-        return Vec::new();
+    /// Connects the pool to the health checker's outlier detector.
+    pub fn set_outlier_detector(&self, d: OutlierDetector) {
+        let _ = self.outlier.set(d);
     }
-    let g = weights.iter().copied().fold(0, gcd).max(1);
-    let w: Vec<i64> = weights.iter().map(|&x| i64::from(x / g)).collect();
-    let total: i64 = w.iter().sum();
-    // Bound the schedule; beyond this, proportions are approximated.
-    let len = usize::try_from(total.min(10_000)).unwrap_or(1);
-    let mut current = vec![0i64; w.len()];
-    let mut out = Vec::with_capacity(len);
-    for _ in 0..len {
-        for (c, wi) in current.iter_mut().zip(&w) {
-            *c += wi;
-        }
-        let (best, _) = current
-            .iter()
-            .enumerate()
-            .max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i)))
-            .unwrap_or((0, &0));
-        current[best] -= total;
-        out.push(best);
-    }
-    out
-}
 
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 { a } else { gcd(b, a % b) }
+    /// Servers in rotation and configured.
+    pub fn available(&self) -> (usize, usize) {
+        let s = self.balancer.set().snapshot();
+        (s.available(), s.len())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn settings(weights: &[u32], policy: Policy) -> PoolSettings {
         PoolSettings {
@@ -384,53 +190,72 @@ mod tests {
             idle_timeout: Duration::from_secs(1),
             max_connections_per_server: 1,
             max_queue: 1,
-            queue_timeout: Duration::from_millis(50),
+            queue_timeout: Duration::from_millis(200),
             retries: 2,
             health: None,
             outlier_consecutive_failures: 2,
             outlier_ejection_time: Duration::from_secs(60),
+            outlier_max_ejection_percent: 10,
         }
     }
 
-    #[test]
-    fn smooth_wrr_interleaves() {
-        assert_eq!(wrr_schedule(&[5, 1, 1]), vec![0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(wrr_schedule(&[2, 2]), vec![0, 1]);
+    fn port(p: &Picked<SocketAddr, Arc<Slot>>) -> u16 {
+        p.key().port()
     }
 
     #[test]
-    fn pick_respects_exclude_and_ejection() {
+    fn pick_respects_exclude_and_health() {
         let p = Pool::new(settings(&[1, 1, 1], Policy::RoundRobin));
+        let a1 = SocketAddr::from(([127, 0, 0, 1], 1001));
         let mut seen = [0; 3];
         for _ in 0..30 {
-            seen[p.pick(&[1]).unwrap()] += 1;
+            seen[usize::from(port(&p.pick(&[a1]).unwrap()) - 1000)] += 1;
         }
-        assert_eq!(seen[1], 0);
-        assert!(seen[0] > 0 && seen[2] > 0);
-        p.record(0, Outcome::Failure);
-        assert!(p.is_available(0));
-        p.record(0, Outcome::Failure);
-        assert!(!p.is_available(0));
-        assert_eq!(p.pick(&[2]), Some(1));
-        assert_eq!(p.pick(&[1, 2]), None);
-        for pol in [Policy::LeastRequest, Policy::Random] {
+        assert_eq!(seen, [15, 0, 15]);
+        p.set_healthy(SocketAddr::from(([127, 0, 0, 1], 1000)), false);
+        assert_eq!(p.available(), (2, 3));
+        assert_eq!(port(&p.pick(&[a1]).unwrap()), 1002);
+        assert!(
+            p.pick(&[a1, SocketAddr::from(([127, 0, 0, 1], 1002))])
+                .is_none()
+        );
+        for pol in [
+            Policy::LeastRequest,
+            Policy::Random,
+            Policy::P2c,
+            Policy::PeakEwma,
+        ] {
             let p = Pool::new(settings(&[1, 3], pol));
-            assert_eq!(p.pick(&[0]), Some(1));
+            assert_eq!(
+                port(&p.pick(&[SocketAddr::from(([127, 0, 0, 1], 1000))]).unwrap()),
+                1001
+            );
         }
     }
 
     #[tokio::test]
     async fn bounded_queue() {
         let p = Pool::new(settings(&[1], Policy::RoundRobin));
-        let g = p.acquire(0).await.unwrap();
+        let held = p.acquire(p.pick(&[]).unwrap()).await.unwrap();
         let waiter = {
             let p = p.clone();
-            tokio::spawn(async move { p.acquire(0).await.map(|_| ()) })
+            tokio::spawn(async move {
+                let picked = p.pick(&[]).unwrap();
+                p.acquire(picked).await.map(|_| ())
+            })
         };
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(p.acquire(0).await.unwrap_err(), AcquireError::QueueFull);
-        drop(g);
+        // Wait until the waiter is queued.
+        for _ in 0..100 {
+            if p.pick(&[]).unwrap().value().queued.load(Ordering::Relaxed) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(
+            p.acquire(p.pick(&[]).unwrap()).await.unwrap_err(),
+            AcquireError::QueueFull
+        );
+        drop(held);
         assert_eq!(waiter.await.unwrap(), Ok(()));
     }
 }

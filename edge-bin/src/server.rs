@@ -22,8 +22,8 @@ use crate::h1guard::Guarded;
 use crate::http::body::EdgeBody;
 use crate::http::headers::{new_request_id, request_host};
 use crate::http::{ConnInfo, respond};
-use crate::pool::Outcome;
 use crate::state::{SharedState, State};
+use edge_health::Outcome;
 
 /// Binds a listening socket (SO_REUSEADDR, backlog 1024).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -263,23 +263,33 @@ async fn passthrough<S>(
     let attempts = pool.settings.retries.saturating_add(1);
     let mut connected = None;
     while rec.attempts < attempts {
-        let Some(i) = pool.pick(&exclude) else { break };
+        let Some(picked) = pool.pick(&exclude) else {
+            break;
+        };
+        let addr = *picked.key();
         rec.attempts += 1;
-        let Ok(guard) = pool.acquire(i).await else {
-            exclude.push(i);
+        let Ok(mut guard) = pool.acquire(picked).await else {
+            exclude.push(addr);
             continue;
         };
-        let addr = guard.addr();
+        let started = Instant::now();
         match tokio::time::timeout(pool.settings.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
-                pool.record(i, Outcome::Success);
+                pool.record(addr, Outcome::Success);
+                guard.success(started.elapsed());
                 connected = Some((s, guard));
                 break;
             }
-            _ => {
+            r => {
                 tracing::debug!(server = %addr, "passthrough connect failed");
-                pool.record(i, Outcome::Failure);
-                exclude.push(i);
+                let outcome = if r.is_err() {
+                    Outcome::Timeout
+                } else {
+                    Outcome::ConnectFailure
+                };
+                pool.record(addr, outcome);
+                guard.failure();
+                exclude.push(addr);
             }
         }
     }

@@ -59,6 +59,18 @@ pub struct State {
     pub passthrough: Vec<PassthroughRule>,
     pub routes: Vec<RouteRule>,
     pub backends: HashMap<String, Arc<Backend>>,
+    /// The health checker of this state's pools (stops when the state is dropped).
+    pub health: edge_health::HealthHandle,
+}
+
+/// Why a validated config could not be turned into a running state.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("health checks: {0}")]
+    Health(String),
 }
 
 /// The state every listener reads; `store` a new one to switch config.
@@ -66,7 +78,7 @@ pub type SharedState = Arc<ArcSwap<State>>;
 
 impl State {
     /// Builds the runtime state. Must run inside the tokio runtime (health checks start here).
-    pub fn build(v: &Validated) -> Result<Self, rustls::Error> {
+    pub fn build(v: &Validated) -> Result<Self, BuildError> {
         let certs = Arc::new(SniCertResolver::new(
             &v.certificates,
             v.https.default_certificate.as_deref(),
@@ -78,15 +90,16 @@ impl State {
             .with_cert_resolver(certs.clone());
         tls.alpn_protocols = v.https.alpn.clone();
         tls.ignore_client_order = false;
-        let backends = v
+        let backends: HashMap<String, Arc<Backend>> = v
             .pools
             .iter()
-            .map(|p| {
-                let b = Arc::new(Backend::new(p.clone()));
-                b.pool.start_health_checks();
-                (p.name.clone(), b)
-            })
+            .map(|p| (p.name.clone(), Arc::new(Backend::new(p.clone()))))
             .collect();
+        let pools = backends
+            .iter()
+            .map(|(k, b)| (k.clone(), b.pool.clone()))
+            .collect();
+        let health = crate::health::start(&pools).map_err(|e| BuildError::Health(e.to_string()))?;
         Ok(Self {
             https: v.https.clone(),
             http: v.http.clone(),
@@ -96,6 +109,7 @@ impl State {
             passthrough: v.passthrough.clone(),
             routes: v.routes.clone(),
             backends,
+            health,
         })
     }
 

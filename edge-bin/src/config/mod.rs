@@ -121,6 +121,7 @@ pub struct PoolSettings {
     pub health: Option<HealthSettings>,
     pub outlier_consecutive_failures: u32,
     pub outlier_ejection_time: Duration,
+    pub outlier_max_ejection_percent: u8,
 }
 
 /// `[pool.health]`, validated.
@@ -333,7 +334,14 @@ impl Validator<'_> {
                 health,
                 outlier_consecutive_failures: p.outlier.consecutive_failures,
                 outlier_ejection_time: p.outlier.ejection_time.0,
+                outlier_max_ejection_percent: p.outlier.max_ejection_percent,
             });
+            if let Some(Err(e)) = pools
+                .last()
+                .map(|s| crate::health::pool_config(s).validate())
+            {
+                self.err(&p.name, format!("{key}.health"), e.to_string());
+            }
         }
 
         let pool_ref = |v: &mut Self, s: &Spanned<String>, key: String| {

@@ -321,6 +321,10 @@ pub enum Policy {
     RoundRobin,
     LeastRequest,
     Random,
+    /// Power of two random choices on outstanding requests.
+    P2c,
+    /// Peak-EWMA latency × outstanding requests with two choices (linkerd's).
+    PeakEwma,
 }
 
 /// How edge speaks to a pool's servers (HTTP routes only).
@@ -386,6 +390,8 @@ pub struct Outlier {
     /// Consecutive failures that eject a server; 0 = off.
     pub consecutive_failures: u32,
     pub ejection_time: ConfigDuration,
+    /// Largest share of the pool ejected at once (at least one server can be).
+    pub max_ejection_percent: u8,
 }
 
 impl Default for Outlier {
@@ -393,6 +399,7 @@ impl Default for Outlier {
         Self {
             consecutive_failures: 5,
             ejection_time: ConfigDuration::secs(30),
+            max_ejection_percent: 10,
         }
     }
 }

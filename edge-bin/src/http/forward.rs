@@ -17,8 +17,9 @@ use super::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use super::respond;
 use crate::accesslog::AccessRecord;
 use crate::config::BackendProtocol;
-use crate::pool::{AcquireError, Outcome};
+use crate::pool::AcquireError;
 use crate::state::Backend;
+use edge_health::Outcome;
 
 /// Request bodies up to this size are buffered so the request can be retried.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;
@@ -105,17 +106,19 @@ pub async fn forward(
     let mut exclude = Vec::new();
     let mut last_status = StatusCode::SERVICE_UNAVAILABLE;
     while rec.attempts < max_attempts {
-        let Some(i) = pool.pick(&exclude) else { break };
+        let Some(picked) = pool.pick(&exclude) else {
+            break;
+        };
+        let addr = *picked.key();
         rec.attempts += 1;
-        let guard = match pool.acquire(i).await {
+        let mut guard = match pool.acquire(picked).await {
             Ok(g) => g,
             Err(AcquireError::QueueFull | AcquireError::QueueTimeout) => {
-                exclude.push(i);
+                exclude.push(addr);
                 last_status = StatusCode::SERVICE_UNAVAILABLE;
                 continue;
             }
         };
-        let addr = guard.addr();
         rec.backend = Some(addr);
         let Some(b) = body.take() else { break };
         let uri: Uri = match format!("http://{addr}{path}").parse() {
@@ -130,10 +133,17 @@ pub async fn forward(
         let started = Instant::now();
         let result =
             tokio::time::timeout(settings.response_timeout, backend.client.request(out)).await;
-        rec.backend_time = Some(started.elapsed());
+        let elapsed = started.elapsed();
+        rec.backend_time = Some(elapsed);
         match result {
             Ok(Ok(mut resp)) => {
-                pool.record(i, Outcome::Success);
+                if resp.status().is_server_error() {
+                    pool.record(addr, Outcome::Status5xx);
+                    guard.failure();
+                } else {
+                    pool.record(addr, Outcome::Success);
+                    guard.success(elapsed);
+                }
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(cu) = client_upgrade {
                         let bu = hyper::upgrade::on(&mut resp);
@@ -167,8 +177,9 @@ pub async fn forward(
                 return Response::from_parts(p, rb);
             }
             Ok(Err(e)) => {
-                pool.record(i, Outcome::Failure);
-                exclude.push(i);
+                pool.record(addr, Outcome::ConnectFailure);
+                guard.failure();
+                exclude.push(addr);
                 let connect = e.is_connect();
                 tracing::debug!(server = %addr, error = %e, connect, "backend request failed");
                 last_status = StatusCode::BAD_GATEWAY;
@@ -178,7 +189,8 @@ pub async fn forward(
                 }
             }
             Err(_) => {
-                pool.record(i, Outcome::Failure);
+                pool.record(addr, Outcome::Timeout);
+                guard.failure();
                 tracing::debug!(server = %addr, "backend response timed out");
                 last_status = StatusCode::GATEWAY_TIMEOUT;
                 break;
