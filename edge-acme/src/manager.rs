@@ -127,6 +127,8 @@ struct Shared {
     status: Mutex<BTreeMap<String, CertificateStatus>>,
     account: tokio::sync::Mutex<Option<Account>>,
     rate: Mutex<RateLimiter>,
+    /// How many certificate tasks finished their first look at storage.
+    synced: tokio::sync::watch::Sender<usize>,
 }
 
 impl Shared {
@@ -234,6 +236,7 @@ impl AcmeManager {
             status: Mutex::new(status),
             account: tokio::sync::Mutex::new(None),
             rate: Mutex::new(rate),
+            synced: tokio::sync::watch::Sender::new(0),
             config,
         });
         let tasks = shared
@@ -276,6 +279,15 @@ impl AcmeHandle {
     /// Events from now on (issued, renewed, loaded, failed).
     pub fn subscribe(&self) -> broadcast::Receiver<AcmeEvent> {
         self.events.subscribe()
+    }
+
+    /// Waits until every certificate already in storage is loaded into the
+    /// resolver (so a node starting up serves them before accepting TLS).
+    /// Does not wait for orders.
+    pub async fn loaded(&self) {
+        let total = self.shared.config.certificates.len();
+        let mut rx = self.shared.synced.subscribe();
+        let _ = rx.wait_for(|n| *n >= total).await;
     }
 
     /// The state of every managed certificate.
@@ -343,6 +355,8 @@ impl CertTask {
     }
 
     async fn run(mut self) {
+        self.sync_from_storage().await;
+        self.shared.synced.send_modify(|n| *n += 1);
         loop {
             self.sync_from_storage().await;
             let now = SystemTime::now();
@@ -484,7 +498,14 @@ impl CertTask {
                     serial: current.info.serial.clone(),
                     pick: None,
                     window: None,
-                    refetch_at: now + self.shared.config.renewal.storage_poll,
+                    // Not every poll: a CA that is down would fill the log.
+                    refetch_at: now
+                        + self
+                            .shared
+                            .config
+                            .renewal
+                            .storage_poll
+                            .max(Duration::from_secs(600)),
                 }
             }
         };
@@ -620,7 +641,9 @@ impl CertTask {
         }
         let account = self.shared.account().await?;
         let config = &self.shared.config;
-        let replaces = if config.renewal.use_ari {
+        // `replaces` only to a CA that answered renewal information.
+        let ari_supported = self.ari.as_ref().is_some_and(|a| a.window.is_some());
+        let replaces = if config.renewal.use_ari && ari_supported {
             self.current.as_ref().and_then(|c| c.info.ari_id.clone())
         } else {
             None

@@ -159,8 +159,13 @@ async fn issues_two_certificates_and_serves_each_by_sni() {
         .certificate(["three.edge.test"]);
     let (tx, mut rx) = broadcast::channel(64);
     let resolver2 = CertResolver::new();
-    let _handle =
+    let handle =
         AcmeManager::spawn_with_events(config, storage.clone(), resolver2.clone(), tx).unwrap();
+    handle.loaded().await;
+    assert!(
+        resolver2.lookup("one.edge.test").is_some(),
+        "not served right after start"
+    );
     let mut loaded_one = false;
     loop {
         match wait_event(&mut rx, Duration::from_secs(60), "restart", |_| true).await {
@@ -218,6 +223,8 @@ async fn a_pair_renews_short_certificates_once_each_without_failed_handshakes() 
     let handle_b =
         AcmeManager::spawn_with_events(node("node-b"), storage.clone(), resolver_b.clone(), tx_b)
             .unwrap();
+    handle_b.loaded().await;
+    assert!(resolver_b.lookup("short.edge.test").is_some());
 
     // Handshake with both nodes continuously while renewals happen.
     let (addr_a, _tls_a) = serve_tls(resolver_a.clone()).await;
