@@ -77,19 +77,7 @@ pub struct ClientHello<'a> {
     body: Cow<'a, [u8]>,
     consumed: usize,
     records: usize,
-    legacy_version: u16,
-    random: Range<usize>,
-    session_id: Range<usize>,
-    cipher_suites: Range<usize>,
-    compression_methods: Range<usize>,
-    extensions: Range<usize>,
-    alpn: Option<Range<usize>>,
-    supported_versions: Option<Range<usize>>,
-    signature_algorithms: Option<Range<usize>>,
-    server_name: Option<HostName>,
-    has_server_name_extension: bool,
-    has_ech: bool,
-    has_psk: bool,
+    f: Fields,
 }
 
 /// Extension types remembered inline for duplicate detection; hellos with
@@ -130,24 +118,12 @@ impl<'a> ClientHello<'a> {
     }
 
     fn parse_body(body: Cow<'a, [u8]>, consumed: usize, records: usize) -> Result<Self, Error> {
-        let fields = Fields::parse(&body)?;
+        let f = Fields::parse(&body)?;
         Ok(Self {
             body,
             consumed,
             records,
-            legacy_version: fields.legacy_version,
-            random: fields.random,
-            session_id: fields.session_id,
-            cipher_suites: fields.cipher_suites,
-            compression_methods: fields.compression_methods,
-            extensions: fields.extensions,
-            alpn: fields.alpn,
-            supported_versions: fields.supported_versions,
-            signature_algorithms: fields.signature_algorithms,
-            server_name: fields.server_name,
-            has_server_name_extension: fields.has_server_name_extension,
-            has_ech: fields.has_ech,
-            has_psk: fields.has_psk,
+            f,
         })
     }
 
@@ -159,18 +135,18 @@ impl<'a> ClientHello<'a> {
     /// `None` when the client sent no server_name extension (or one with
     /// no host_name entry).
     pub fn server_name(&self) -> Option<&str> {
-        self.server_name.as_ref().map(HostName::as_str)
+        self.f.server_name.as_ref().map(HostName::as_str)
     }
 
     /// Whether a server_name extension was present at all.
     pub fn has_server_name_extension(&self) -> bool {
-        self.has_server_name_extension
+        self.f.has_server_name_extension
     }
 
     /// The ALPN protocol names in the client's order (empty without ALPN).
     pub fn alpn(&self) -> impl Iterator<Item = &[u8]> + Clone + '_ {
         AlpnIter {
-            r: Reader::new(self.alpn.as_ref().map_or(&[][..], |r| self.bytes(r))),
+            r: Reader::new(self.f.alpn.as_ref().map_or(&[][..], |r| self.bytes(r))),
         }
     }
 
@@ -178,7 +154,8 @@ impl<'a> ClientHello<'a> {
     /// extension is absent, as from TLS 1.2-only clients).
     pub fn supported_versions(&self) -> impl Iterator<Item = u16> + Clone + '_ {
         u16s(
-            self.supported_versions
+            self.f
+                .supported_versions
                 .as_ref()
                 .map_or(&[][..], |r| self.bytes(r)),
         )
@@ -186,7 +163,7 @@ impl<'a> ClientHello<'a> {
 
     /// Whether the client sent a supported_versions extension.
     pub fn has_supported_versions(&self) -> bool {
-        self.supported_versions.is_some()
+        self.f.supported_versions.is_some()
     }
 
     /// The highest version the client offers: the greatest non-GREASE
@@ -195,38 +172,38 @@ impl<'a> ClientHello<'a> {
         self.supported_versions()
             .filter(|v| !is_grease(*v))
             .max()
-            .unwrap_or(self.legacy_version)
+            .unwrap_or(self.f.legacy_version)
     }
 
     /// `legacy_version` (0x0303 from every TLS 1.2/1.3 client).
     pub fn legacy_version(&self) -> u16 {
-        self.legacy_version
+        self.f.legacy_version
     }
 
     /// The 32-byte client random.
     pub fn random(&self) -> &[u8] {
-        self.bytes(&self.random)
+        self.bytes(&self.f.random)
     }
 
     /// `legacy_session_id` (0 to 32 bytes).
     pub fn session_id(&self) -> &[u8] {
-        self.bytes(&self.session_id)
+        self.bytes(&self.f.session_id)
     }
 
     /// Cipher suites in the client's order, GREASE included.
     pub fn cipher_suites(&self) -> impl Iterator<Item = u16> + Clone + '_ {
-        u16s(self.bytes(&self.cipher_suites))
+        u16s(self.bytes(&self.f.cipher_suites))
     }
 
     /// `legacy_compression_methods`.
     pub fn compression_methods(&self) -> &[u8] {
-        self.bytes(&self.compression_methods)
+        self.bytes(&self.f.compression_methods)
     }
 
     /// Each extension's type and data, in the client's order.
     pub fn extensions(&self) -> impl Iterator<Item = (u16, &[u8])> + Clone + '_ {
         ExtensionIter {
-            r: Reader::new(self.bytes(&self.extensions)),
+            r: Reader::new(self.bytes(&self.f.extensions)),
         }
     }
 
@@ -238,7 +215,8 @@ impl<'a> ClientHello<'a> {
     /// signature_algorithms in the client's order (empty when absent).
     pub fn signature_algorithms(&self) -> impl Iterator<Item = u16> + Clone + '_ {
         u16s(
-            self.signature_algorithms
+            self.f
+                .signature_algorithms
                 .as_ref()
                 .map_or(&[][..], |r| self.bytes(r)),
         )
@@ -247,12 +225,12 @@ impl<'a> ClientHello<'a> {
     /// Whether an encrypted_client_hello extension is present (the SNI is
     /// then the ECH public name, not the real destination).
     pub fn has_ech(&self) -> bool {
-        self.has_ech
+        self.f.has_ech
     }
 
     /// Whether a pre_shared_key extension is present (session resumption).
     pub fn has_psk(&self) -> bool {
-        self.has_psk
+        self.f.has_psk
     }
 
     /// The JA4 fingerprint (FoxIO) of this hello, for logging.
@@ -314,14 +292,14 @@ impl fmt::Debug for ClientHello<'_> {
             .field("alpn", &List(self.alpn().map(String::from_utf8_lossy)))
             .field(
                 "legacy_version",
-                &format_args!("{:#06x}", self.legacy_version),
+                &format_args!("{:#06x}", self.f.legacy_version),
             )
             .field("supported_versions", &List(self.supported_versions()))
             .field("cipher_suites", &List(self.cipher_suites()))
             .field("extension_types", &List(self.extension_types()))
             .field("session_id", &Hex(self.session_id()))
-            .field("has_ech", &self.has_ech)
-            .field("has_psk", &self.has_psk)
+            .field("has_ech", &self.f.has_ech)
+            .field("has_psk", &self.f.has_psk)
             .field("records", &self.records)
             .field("consumed", &self.consumed)
             .finish_non_exhaustive()
@@ -329,6 +307,7 @@ impl fmt::Debug for ClientHello<'_> {
 }
 
 /// What one pass over the body finds; positions index the body.
+#[derive(Clone)]
 struct Fields {
     legacy_version: u16,
     random: Range<usize>,

@@ -169,75 +169,110 @@ fn chromium_sends_a_post_quantum_hello() {
 
 /// Every proper prefix asks for more, never errs, and never asks for bytes
 /// past the end of the hello.
-#[test]
-fn every_prefix_needs_more() {
-    for c in CAPTURES {
-        let bytes = load(c.file);
-        for end in 0..bytes.len() {
-            match parse_client_hello(&bytes[..end]) {
-                Err(Error::NeedMore { needed: Some(n) }) => {
-                    assert!(
-                        n >= 1 && end + n <= bytes.len(),
-                        "{}: prefix {end} needs {n}",
-                        c.file
-                    )
-                }
-                other => panic!("{}: prefix of {end} bytes: {other:?}", c.file),
+fn check_prefixes(name: &str, bytes: &[u8]) {
+    for end in 0..bytes.len() {
+        match parse_client_hello(&bytes[..end]) {
+            Err(Error::NeedMore { needed: Some(n) }) => {
+                assert!(
+                    n >= 1 && end + n <= bytes.len(),
+                    "{name}: prefix {end} needs {n}"
+                )
             }
+            other => panic!("{name}: prefix of {end} bytes: {other:?}"),
         }
     }
 }
 
-/// Re-framed into records of 1..N bytes, every capture still parses to
-/// the same fields.
+/// Re-framed into records of 1..N bytes, the hello still parses to the
+/// same fields.
+fn check_reframing(name: &str, bytes: &[u8]) {
+    let original = parse_client_hello(bytes).unwrap();
+    let expected = ClientHelloInfo::from(&original);
+    let mut handshake = vec![1u8];
+    let body = reassemble_client_hello(bytes, &Limits::default())
+        .unwrap()
+        .body;
+    handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend_from_slice(&body);
+    for size in [
+        1,
+        2,
+        3,
+        4,
+        5,
+        7,
+        13,
+        64,
+        100,
+        255,
+        511,
+        1000,
+        handshake.len() - 1,
+        handshake.len(),
+    ] {
+        let framed = frame_records(&handshake, size, 0x0301);
+        let hello = parse_client_hello(&framed)
+            .unwrap_or_else(|e| panic!("{name} in {size}-byte records: {e}"));
+        assert_eq!(
+            ClientHelloInfo::from(&hello),
+            expected,
+            "{name} in {size}-byte records"
+        );
+        assert_eq!(hello.records(), handshake.len().div_ceil(size));
+        assert_same_fields(&hello, &original);
+        // Bytes after the hello (early data, the next flight) are not its business.
+        let mut with_tail = framed.clone();
+        with_tail.extend_from_slice(b"\x17\x03\x03\x00\x01x");
+        assert_eq!(
+            parse_client_hello(&with_tail).unwrap().consumed(),
+            framed.len()
+        );
+    }
+}
+
+#[test]
+fn every_prefix_needs_more() {
+    for c in CAPTURES {
+        check_prefixes(c.file, &load(c.file));
+    }
+}
+
 #[test]
 fn reframing_keeps_every_field() {
     for c in CAPTURES {
-        let bytes = load(c.file);
-        let original = parse_client_hello(&bytes).unwrap();
-        let expected = ClientHelloInfo::from(&original);
-        let mut handshake = vec![1u8];
-        let body = reassemble_client_hello(&bytes, &Limits::default())
-            .unwrap()
-            .body;
-        handshake.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-        handshake.extend_from_slice(&body);
-        for size in [
-            1,
-            2,
-            3,
-            4,
-            5,
-            7,
-            13,
-            64,
-            100,
-            255,
-            511,
-            1000,
-            handshake.len() - 1,
-            handshake.len(),
-        ] {
-            let framed = frame_records(&handshake, size, 0x0301);
-            let hello = parse_client_hello(&framed)
-                .unwrap_or_else(|e| panic!("{} in {size}-byte records: {e}", c.file));
-            assert_eq!(
-                ClientHelloInfo::from(&hello),
-                expected,
-                "{} in {size}-byte records",
-                c.file
-            );
-            assert_eq!(hello.records(), handshake.len().div_ceil(size));
-            assert_same_fields(&hello, &original);
-            // Bytes after the hello (early data, the next flight) are not its business.
-            let mut with_tail = framed.clone();
-            with_tail.extend_from_slice(b"\x17\x03\x03\x00\x01x");
-            assert_eq!(
-                parse_client_hello(&with_tail).unwrap().consumed(),
-                framed.len()
-            );
-        }
+        check_reframing(c.file, &load(c.file));
     }
+}
+
+/// The ClientHello a rustls client writes (captured in-process).
+fn rustls_client_hello() -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("Rustls.Example").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    out
+}
+
+#[test]
+fn rustls_client() {
+    let bytes = rustls_client_hello();
+    let hello = parse_client_hello(&bytes).unwrap();
+    assert_eq!(hello.server_name(), Some("rustls.example"));
+    assert_eq!(hello.alpn().collect::<Vec<_>>(), H2_H1);
+    assert_eq!(hello.max_version(), 0x0304);
+    assert!(hello.supported_versions().eq([0x0304, 0x0303]));
+    assert_eq!(hello.consumed(), bytes.len());
+    check_prefixes("rustls", &bytes);
+    check_reframing("rustls", &bytes);
 }
 
 fn assert_same_fields(a: &ClientHello<'_>, b: &ClientHello<'_>) {

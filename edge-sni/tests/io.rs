@@ -92,6 +92,22 @@ async fn replay_hands_the_connection_to_a_rustls_acceptor() {
     assert_eq!(&client.await.unwrap(), b"pong");
 }
 
+/// Reads an HTTP request head (after `start`, the bytes already read).
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    start: Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    let mut req = start;
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf).await? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(req)
+}
+
 /// A TLS backend that answers one HTTP/1.1 request with its name.
 async fn https_backend(name: &'static str) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&[name, "localhost"]));
@@ -107,13 +123,8 @@ async fn https_backend(name: &'static str) -> SocketAddr {
                 let Ok(mut tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let mut req = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match tls.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => req.extend_from_slice(&buf[..n]),
-                    }
+                if read_head(&mut tls, Vec::new()).await.is_err() {
+                    return;
                 }
                 let body = format!("backend {name}");
                 let resp = format!(
@@ -220,13 +231,7 @@ async fn plain_http_gets_its_stream_back() {
         match read_client_hello(tcp, &ReadOptions::default()).await {
             Err(ReadError::NotTls { prefix, mut stream }) => {
                 assert!(prefix.starts_with(b"G"), "{prefix:?}");
-                let mut req = prefix;
-                let mut buf = [0u8; 1024];
-                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = stream.read(&mut buf).await.unwrap();
-                    assert!(n > 0);
-                    req.extend_from_slice(&buf[..n]);
-                }
+                let req = read_head(&mut stream, prefix).await.unwrap();
                 assert!(
                     req.starts_with(b"GET /path HTTP/1.1\r\n"),
                     "{}",
