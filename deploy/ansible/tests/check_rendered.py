@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks the edge.toml files rendered by tests/render.yml against the inventory.
 
-usage: check_rendered.py RENDER_DIR INVENTORY_HOSTS_YML
+usage: check_rendered.py RENDER_DIR INVENTORY_HOSTS_YML [EXTRA_VARS_JSON]
 
 Reads RENDER_DIR/<host>/full.toml (the complete file, [[vrrp]] included).
 
@@ -14,6 +14,7 @@ identical apart from the VRRP instance and the node's own paths.
 """
 
 import copy
+import json
 import os
 import sys
 import tomllib
@@ -33,6 +34,7 @@ def expect(what, got, want):
 
 def main():
     render_dir, hosts_yml = sys.argv[1], sys.argv[2]
+    extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     with open(hosts_yml) as f:
         inventory = yaml.safe_load(f)
     group = "edge_pair"
@@ -40,6 +42,7 @@ def main():
     gv_path = os.path.join(os.path.dirname(hosts_yml), "group_vars", f"{group}.yml")
     with open(gv_path) as f:
         gv = yaml.safe_load(f)
+    gv.update(extra)  # extra vars win, as in ansible-playbook -e
     if len(hosts) != 2:
         fail(f"the example pair should have two hosts, has {len(hosts)}")
 
@@ -70,15 +73,26 @@ def main():
         expect(f"{host} vrrp.nopreempt", v["nopreempt"], gv["edge_vrrp_nopreempt"])
 
         expect(f"{host} https.listen", cfg["https"]["listen"], [f"{h}:443" for h in vip_hosts])
-        expect(f"{host} http.listen", cfg["http"]["listen"], [f"{h}:80" for h in vip_hosts])
         for k, x in gv.get("edge_https", {}).items():
             expect(f"{host} https.{k}", cfg["https"][k], x)
-        challenges = cfg["http"].get("acme_challenge_dir", "")
-        if not challenges.startswith(os.path.join(render_dir, host, "state")) or not os.path.isdir(challenges):
-            fail(f"{host} http.acme_challenge_dir: {challenges!r} is not the role-created state directory")
         for k, x in gv.get("edge_http", {}).items():
             expect(f"{host} http.{k}", cfg["http"][k], x)
 
+        node = hv["ansible_host"]
+        acme = gv.get("edge_acme", {})
+        http_listen = [f"{h}:80" for h in vip_hosts]
+        if acme:
+            a = dict(cfg.get("acme", {}))
+            expect(f"{host} acme.peer", a.pop("peer", None), hv["edge_acme_peer"])
+            storage = a.pop("storage", "")
+            if not storage.startswith(os.path.join(render_dir, host)) or not os.path.isdir(storage):
+                fail(f"{host} acme.storage: {storage!r} is not the role-created directory")
+            expect(f"{host} acme", a, acme)
+            # The peer fetches tokens from this node's own address.
+            http_listen.append(f"{node}:80")
+        elif "acme" in cfg:
+            fail(f"{host}: [acme] rendered although edge_acme is empty")
+        expect(f"{host} http.listen", cfg["http"]["listen"], http_listen)
         expect(f"{host} pools", cfg.get("pool", []), gv.get("edge_pools", []))
         expect(f"{host} routes", cfg.get("route", []), gv.get("edge_routes", []))
         expect(f"{host} passthrough", cfg.get("passthrough", []), gv.get("edge_passthrough", []))
@@ -100,7 +114,9 @@ def main():
         # Everything but the VRRP instance must be the same on both nodes.
         other = copy.deepcopy(cfg)
         del other["vrrp"]
-        other["http"].pop("acme_challenge_dir")
+        other.get("acme", {}).pop("peer", None)
+        other.get("acme", {}).pop("storage", None)
+        other["http"]["listen"] = [x for x in other["http"]["listen"] if not x.startswith(node + ":")]
         for c in other.get("certificate", []):
             c["cert"] = os.path.basename(c["cert"])
             c["key"] = os.path.basename(c["key"])

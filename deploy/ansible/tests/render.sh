@@ -49,13 +49,25 @@ if grep -q 'unknown field `vrrp`' <<<"$probe_out"; then
     echo "render: GAP: edge-bin does not know [[vrrp]] yet; edge check runs on the files without it" >&2
 fi
 
+# Does it have an [acme] section? Then the test turns ACME on (the example
+# keeps it commented out) and checks the per-node peer and storage.
+acme_vars='{}'
+printf '[acme]\n' >"$work/probe.toml"
+probe_out="$("$EDGE_BIN" check -c "$work/probe.toml" 2>&1 || true)"
+if grep -q 'unknown field `acme`' <<<"$probe_out"; then
+    echo "render: GAP: edge-bin does not know [acme] yet; rendered without it" >&2
+else
+    acme_vars='{"edge_acme": {"directory_url": "https://acme.example.com/directory",
+        "contact": ["mailto:ops@example.com"], "certificates": [["shop.example.com"]]}}'
+fi
+
 play() { # play OUT_DIR EXTRA_ARGS...
     local out="$1"
     shift
     ANSIBLE_CONFIG="$ansible_dir/ansible.cfg" ANSIBLE_PIPELINING=1 ansible-playbook \
         -i "$ansible_dir/inventory/hosts.yml" "$here/render.yml" \
         -e "edge_render_dir=$out" -e "edge_test_binary=$EDGE_BIN" -e "edge_test_tls=$work/tls" \
-        -e "{\"edge_test_vrrp\": $vrrp}" -e "edge_test_user=$(id -un)" -e "edge_test_group=$(id -gn)" "$@"
+        -e "{\"edge_test_vrrp\": $vrrp}" -e "edge_test_user=$(id -un)" -e "edge_test_group=$(id -gn)" -e "$acme_vars" "$@"
 }
 
 # 1. Render through the role with validation by the real binary.
@@ -73,7 +85,7 @@ done
 
 # 2. The complete files (with [[vrrp]]) carry each host's values.
 "$(dirname "$(command -v ansible-playbook)")/python3" "$here/check_rendered.py" "$work/out" \
-    "$ansible_dir/inventory/hosts.yml"
+    "$ansible_dir/inventory/hosts.yml" "$acme_vars"
 
 # 3. A config that edge check rejects is never installed.
 if play "$work/bad" --limit edge-a \

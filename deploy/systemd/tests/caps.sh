@@ -127,7 +127,7 @@ names = {10: "net_bind_service", 11: "net_broadcast", 12: "net_admin", 13: "net_
 mask = int(sys.argv[1], 16)
 print(",".join(sorted("+" + names.get(b, str(b)) for b in range(64) if mask >> b & 1)))
 ' "$(awk '/^CapEff:/ {print $2}' "/proc/$proc/status")")"
-want="$(tr ',' '\n' <<<"$caps" | sort | paste -sd, -)"
+want="$(tr ',' '\n' <<<"$caps" | LC_ALL=C sort | paste -sd, -)"
 [ "$uid" = 65534 ] || { echo "caps: FAILED: edge runs as uid $uid" >&2; exit 1; }
 [ "$eff" = "$want" ] || { echo "caps: FAILED: effective capabilities $eff, want $want" >&2; exit 1; }
 echo "caps: ok (as uid $uid with $eff edge served :443 and :80; without them it did not start)" >&2
