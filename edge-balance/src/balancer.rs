@@ -174,9 +174,7 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.stats.end();
         if let Some(t) = &self.total {
-            let _ = t.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_sub(1))
-            });
+            t.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -317,13 +315,12 @@ where
 
     /// The view of the current snapshot, rebuilt if the set changed.
     fn view(&self) -> arc_swap::Guard<Arc<View<K, T>>> {
-        let snap = self.inner.set.load();
+        let generation = self.inner.set.generation();
         let view = self.inner.view.load();
-        if Arc::ptr_eq(&view.snapshot, &snap) {
+        if view.snapshot.generation() == generation {
             return view;
         }
         drop(view);
-        drop(snap);
         let _building = self
             .inner
             .rebuild
@@ -418,7 +415,6 @@ where
     }
 
     fn pick_index(&self, view: &View<K, T>, cands: &Cands<'_>, hash: Option<u64>) -> Option<usize> {
-        let mut rng = rand::rng();
         match &self.inner.policy {
             Policy::RoundRobin => wrr::pick(
                 view,
@@ -431,15 +427,15 @@ where
                 let start = self.inner.counter.fetch_add(1, Ordering::Relaxed);
                 least::pick(view, cands, view.ramp_now(), start)
             }
-            Policy::Random => random::weighted(view, cands, view.ramp_now(), &mut rng),
-            Policy::P2c => random::p2c(view, cands, view.ramp_now(), &mut rng, |i| {
+            Policy::Random => random::weighted(view, cands, view.ramp_now(), &mut rand::rng()),
+            Policy::P2c => random::p2c(view, cands, view.ramp_now(), &mut rand::rng(), |i| {
                 view.avail[i].stats().in_flight() as f64 + 1.0
             }),
             Policy::PeakEwma(cfg) => {
                 let now = Instant::now();
                 let ramp = view.ramp_now();
                 let (def, decay) = (cfg.default_ns(), cfg.decay_ns());
-                random::p2c(view, cands, ramp, &mut rng, |i| {
+                random::p2c(view, cands, ramp, &mut rand::rng(), |i| {
                     let s = view.avail[i].stats();
                     let pending = s.in_flight() as f64;
                     match s.rtt_ns_at(now, decay) {
@@ -454,7 +450,7 @@ where
             Policy::Maglev(cfg) => {
                 use rand::Rng;
                 let table = view.maglev.as_ref()?;
-                let h = hash.unwrap_or_else(|| rng.random());
+                let h = hash.unwrap_or_else(|| rand::rng().random());
                 match cfg.bounded_load {
                     None => match cands {
                         Cands::All(_) => table.lookup(h),

@@ -62,6 +62,28 @@
 //! # }
 //! ```
 
+//!
+//! # Example: direct picks with a retry on another endpoint
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use edge_balance::{Balancer, BalancerConfig, EndpointSet, NoEndpoint, PickContext, Policy};
+//!
+//! let set: EndpointSet<SocketAddr, SocketAddr> = EndpointSet::new();
+//! for port in [8001, 8002] {
+//!     let addr = SocketAddr::from(([127, 0, 0, 1], port));
+//!     set.insert(addr, addr, 1);
+//! }
+//! let lb = Balancer::new(set, Policy::LeastRequest, BalancerConfig::default());
+//! let first = lb.pick(&PickContext::new()).expect("an endpoint");
+//! let tried = [*first.key()];
+//! first.failure(); // e.g. connection refused
+//! let second = lb.pick(&PickContext::new().exclude(&tried)).expect("another endpoint");
+//! assert_ne!(second.key(), &tried[0]);
+//! let both = [tried[0], *second.key()];
+//! assert!(matches!(lb.pick(&PickContext::new().exclude(&both)), Err(NoEndpoint::AllExcluded { .. })));
+//! ```
+
 mod balancer;
 mod error;
 mod hash;
@@ -76,6 +98,7 @@ pub use error::{Error, NoEndpoint};
 pub use hash::{HashKey, hash_bytes, hash_ip};
 pub use policy::{
     DEFAULT_TABLE_SIZE, HashSource, MaglevConfig, MaglevTable, PeakEwmaConfig, Policy,
+    UnknownPolicy,
 };
 pub use service::{Balance, BalanceKey, BalanceLayer, BalanceTo, ClientAddr, ResponseFuture};
 pub use set::{Endpoint, EndpointSet, Snapshot};

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
@@ -168,6 +169,9 @@ struct WriteState<K, T> {
 
 struct SetInner<K, T> {
     current: ArcSwap<Snapshot<K, T>>,
+    /// The generation of `current`, stored after it: one plain atomic load
+    /// tells a picker whether its cached view is still current.
+    generation: AtomicU64,
     write: Mutex<WriteState<K, T>>,
 }
 
@@ -222,6 +226,7 @@ where
                     generation: 0,
                     latest_ramp: None,
                 }),
+                generation: AtomicU64::new(0),
                 write: Mutex::new(WriteState {
                     endpoints: Vec::new(),
                     index: HashMap::new(),
@@ -236,9 +241,10 @@ where
         self.inner.current.load_full()
     }
 
-    /// Loads the current snapshot without touching its reference count.
-    pub(crate) fn load(&self) -> arc_swap::Guard<Arc<Snapshot<K, T>>> {
-        self.inner.current.load()
+    /// The generation of the current snapshot. A change is visible here
+    /// before the call that made it returns.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     fn lock(&self) -> MutexGuard<'_, WriteState<K, T>> {
@@ -258,6 +264,7 @@ where
             generation: w.generation,
             latest_ramp,
         }));
+        self.inner.generation.store(w.generation, Ordering::Release);
     }
 
     /// Adds an endpoint, healthy, or replaces the value and weight of an

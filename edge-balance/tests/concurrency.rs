@@ -94,6 +94,7 @@ fn picks_never_return_endpoints_made_unavailable_before_they_started() {
                     held.swap_remove(i).success();
                 }
             };
+            drop(held);
             let _ = done.send(result);
         });
     }

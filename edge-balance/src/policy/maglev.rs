@@ -99,7 +99,11 @@ impl MaglevTable {
                 // visit every slot, and one is free since filled < M.
                 loop {
                     let c = pos[i] as usize;
-                    pos[i] = (pos[i] + skip[i]) % m;
+                    // pos, skip < m: one subtraction replaces the modulo.
+                    pos[i] += skip[i];
+                    if pos[i] >= m {
+                        pos[i] -= m;
+                    }
                     if entries[c] == EMPTY {
                         entries[c] = i as u32;
                         filled += 1;

@@ -43,6 +43,36 @@ impl Default for Policy {
     }
 }
 
+/// A policy name that [`Policy::from_str`](std::str::FromStr) does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown balancing policy {0:?} (expected round_robin, least_request, random, p2c, peak_ewma or maglev)"
+)]
+pub struct UnknownPolicy(pub String);
+
+impl std::str::FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    /// Parses a policy name with default settings. Accepts the names of
+    /// [`Policy::name`] and the usual nginx / HAProxy spellings
+    /// (`roundrobin`, `leastconn`, `least_conn`, `ewma`, `hash`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(
+            match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+                "round_robin" | "roundrobin" | "rr" => Self::RoundRobin,
+                "least_request" | "least_conn" | "leastconn" | "least_outstanding" => {
+                    Self::LeastRequest
+                }
+                "random" => Self::Random,
+                "p2c" | "power_of_two" => Self::P2c,
+                "peak_ewma" | "ewma" => Self::default(),
+                "maglev" | "hash" | "consistent_hash" => Self::Maglev(MaglevConfig::default()),
+                _ => return Err(UnknownPolicy(s.to_owned())),
+            },
+        )
+    }
+}
+
 impl Policy {
     /// The request attribute hashed by this policy, if it hashes.
     pub fn hash_source(&self) -> Option<&HashSource> {
@@ -174,4 +204,28 @@ pub enum HashSource {
     Header(http::HeaderName),
     /// The value of a cookie.
     Cookie(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_rejected() {
+        for p in [
+            Policy::RoundRobin,
+            Policy::LeastRequest,
+            Policy::Random,
+            Policy::P2c,
+            Policy::default(),
+            Policy::Maglev(MaglevConfig::default()),
+        ] {
+            assert_eq!(p.name().parse::<Policy>().as_ref(), Ok(&p));
+        }
+        assert_eq!("leastconn".parse::<Policy>(), Ok(Policy::LeastRequest));
+        assert_eq!(
+            "fastest".parse::<Policy>(),
+            Err(UnknownPolicy("fastest".into()))
+        );
+    }
 }
