@@ -119,7 +119,18 @@ mod tests {
     fn hashes_are_stable_across_builds() {
         // Pinned values: a change here breaks stickiness between the two
         // proxies of a pair running different builds.
-        assert_eq!(hash_bytes(b""), hash_bytes(b""));
+        assert_eq!(
+            [
+                hash_bytes(b""),
+                hash_bytes(b"session-1"),
+                hash_ip(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 7)))
+            ],
+            [
+                17_703_936_332_342_173_359,
+                14_996_832_341_437_219_370,
+                15_553_357_057_246_775_536
+            ]
+        );
         let a = hash_bytes(b"session-1");
         let b = hash_bytes(b"session-2");
         assert_ne!(a, b);

@@ -185,6 +185,22 @@ mod tests {
     }
 
     #[test]
+    fn tables_are_identical_across_builds() {
+        // Both proxies of a pair must map a client to the same endpoint.
+        let t = MaglevTable::build(
+            &["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"],
+            &[1; 3],
+            DEFAULT_TABLE_SIZE,
+        );
+        let picks: Vec<Option<usize>> = [0u64, 1, 2, 3, 4, 5, 6, 7, 1 << 40, u64::MAX]
+            .iter()
+            .map(|&h| t.lookup(h))
+            .collect();
+        let expected = [0, 1, 1, 0, 1, 0, 0, 1, 2, 0].map(Some);
+        assert_eq!(picks, expected);
+    }
+
+    #[test]
     fn weights_scale_shares() {
         let t = MaglevTable::build(&["a", "b"], &[3, 1], 1009);
         let s = t.shares(2);
