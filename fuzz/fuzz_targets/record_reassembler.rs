@@ -9,13 +9,13 @@
 use edge_sni::{Error, Limits, frame_records, reassemble_client_hello};
 use libfuzzer_sys::fuzz_target;
 
-/// Concatenates the payloads of the complete handshake records at the start.
+/// Concatenates the payloads of the handshake records at the start.
 fn naive_payloads(mut stream: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while stream.len() >= 5 && stream[0] == 22 {
-        let len = usize::from(u16::from_be_bytes([stream[3], stream[4]]));
-        let Some(fragment) = stream.get(5..5 + len) else { break };
-        out.extend_from_slice(fragment);
+        // The message may end inside its last record: take what is there.
+        let len = usize::from(u16::from_be_bytes([stream[3], stream[4]])).min(stream.len() - 5);
+        out.extend_from_slice(&stream[5..5 + len]);
         stream = &stream[5 + len..];
     }
     out
