@@ -129,6 +129,7 @@ def run(argv: list[str], timeout: float, cpu: str = LOAD_CPU, **kw) -> str:
         [*PRIO, "taskset", "-c", cpu, *argv],
         capture_output=True,
         text=True,
+        errors="replace",
         timeout=timeout,
         **kw,
     )
@@ -263,9 +264,10 @@ class Edge(Proxy):
     name = "edge"
     pass_port = PORT_TLS  # one :443 for termination and passthrough
 
-    def __init__(self, work, cert, key, binary: Path):
+    def __init__(self, work, cert, key, binary: Path, rev: str = ""):
         super().__init__(work, cert, key)
         self.binary = binary
+        self.rev = rev
         self.has_plain_proxy = False
         self.plain_note = (
             "edge has no plain-HTTP proxy listener (port 80 is ACME + redirect only, "
@@ -290,9 +292,17 @@ class Edge(Proxy):
     def version(self):
         r = subprocess.run([str(self.binary), "--version"], capture_output=True, text=True)
         rev = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+            ["git", "-C", str(REPO), "rev-parse", "--short", self.rev or "HEAD"], capture_output=True, text=True
         ).stdout.strip()
-        return f"{r.stdout.strip()} (git {rev})"
+        if self.rev:
+            return f"{r.stdout.strip()} (git {rev}; release profile)"
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "edge-bin", "edge-sni", "edge-balance",
+             "edge-health", "edge-acme", "Cargo.toml", "Cargo.lock"],
+            capture_output=True, text=True,
+        ).stdout.strip()
+        state = ", built from a working tree with uncommitted changes" if dirty else ""
+        return f"{r.stdout.strip()} (git {rev}{state}; release profile)"
 
 
 def render(template: str, work: Path, **extra) -> Path:
@@ -440,7 +450,7 @@ def tls_params() -> str:
         r = subprocess.run(
             ["openssl", "s_client", "-brief", "-connect", f"{HOST}:{PORT_TLS}", "-servername", NAME,
              "-alpn", "h2,http/1.1"],
-            input="", capture_output=True, text=True, timeout=10,
+            input="", capture_output=True, text=True, errors="replace", timeout=10,
         )
     except subprocess.TimeoutExpired:
         return "?"
@@ -758,6 +768,18 @@ def noise(results: dict, names: list[str]) -> list[str]:
     return out
 
 
+def profiles(out_dir: Path, today: str) -> list[str]:
+    """Links to the `PERF=<workload> bench/run` profiles taken the same day, if any."""
+    files = sorted(out_dir.glob(f"{today}-profile-*.txt"))
+    if not files:
+        return []
+    out = ["", "## Profiles (`PERF=<workload> bench/run`)", ""]
+    for f in files:
+        first = f.read_text().splitlines()[0].lstrip("# ")
+        out.append(f"- [{f.name}]({f.name}): {first}")
+    return out
+
+
 def write_report(a, results: dict, proxies: list[Proxy], notes: list[str], started: float) -> Path:
     names = [p.name for p in proxies]
     tbl, med = table(results, names)
@@ -827,6 +849,7 @@ def write_report(a, results: dict, proxies: list[Proxy], notes: list[str], start
         "## Goals of issue 9",
         "",
         *goals(med, names),
+        *profiles(out_dir, today),
         "",
         "## Per-round raw data",
         "",
@@ -870,6 +893,7 @@ def main() -> int:
     ap.add_argument("--key", required=True)
     ap.add_argument("--edge", default="", help="edge binary ('' to skip edge)")
     ap.add_argument("--edge-note", default="", help="why edge is missing, for the report")
+    ap.add_argument("--edge-rev", default="", help="git revision edge was built from ('' = working tree)")
     ap.add_argument("--proxies", default="edge,haproxy,nginx")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
@@ -918,7 +942,7 @@ def main() -> int:
     for n in a.proxies.split(","):
         if n == "edge":
             if a.edge:
-                edge = Edge(work, cert, key, Path(a.edge))
+                edge = Edge(work, cert, key, Path(a.edge), a.edge_rev)
                 problem = edge.check()
                 if problem:
                     notes.append(f"edge not measured: {problem}")
