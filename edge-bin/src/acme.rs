@@ -1,39 +1,55 @@
-//! ACME HTTP-01 challenge answers on the plain-HTTP port.
-//!
-//! Tokens are read from `http.acme_challenge_dir` (one file per token holding
-//! the key authorization), the layout certbot's webroot and edge-acme's
-//! directory storage use.
+//! `[acme]`: the port-80 challenge responder and automatic certificates,
+//! both from `edge-acme`, sharing one storage directory (so either node of
+//! a pair answers the CA, whichever placed the order).
 
-use http::{HeaderValue, Response, StatusCode};
+use std::sync::Arc;
 
-use crate::http::body::EdgeBody;
-use crate::http::respond;
-use crate::state::State;
+use edge_acme::{
+    AcmeConfig, AcmeHandle, AcmeManager, CertResolver, ChallengeConfig, ChallengeResponder,
+    DirStorage, Fallback, Storage,
+};
 
-/// Answers `GET /.well-known/acme-challenge/<token>`.
-pub fn challenge_response(state: &State, token: &str, request_id: &str) -> Response<EdgeBody> {
-    let valid = !token.is_empty()
-        && token.len() <= 256
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let Some(dir) = state.http.acme_challenge_dir.as_ref().filter(|_| valid) else {
-        return respond::error(StatusCode::NOT_FOUND, request_id);
+use crate::config::{AcmeSettings, HttpSettings};
+
+/// Builds the challenge responder (when storage is configured) and starts
+/// the ACME manager (when certificates are configured). Inside the runtime.
+pub fn start(
+    a: &AcmeSettings,
+    http: &HttpSettings,
+    resolver: &Arc<CertResolver>,
+) -> Result<(Option<ChallengeResponder>, Option<AcmeHandle>), edge_acme::Error> {
+    let Some(dir) = &a.storage else {
+        return Ok((None, None));
     };
-    match std::fs::read(dir.join(token)) {
-        Ok(body) => {
-            let mut r = respond::fixed(
-                StatusCode::OK,
-                body.into(),
-                HeaderValue::from_static("application/octet-stream"),
-                request_id,
-            );
-            r.headers_mut().insert(
-                http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-store"),
-            );
-            r
-        }
-        Err(_) => respond::error(StatusCode::NOT_FOUND, request_id),
+    let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.clone()));
+    let challenge = ChallengeConfig {
+        fallback: if http.redirect_to_https {
+            Fallback::RedirectHttps
+        } else {
+            Fallback::NotFound
+        },
+        https_port: http.https_port,
+        peer: a.peer.clone(),
+        ..ChallengeConfig::default()
+    };
+    let responder = ChallengeResponder::from_config(&challenge, storage.clone());
+    if a.certificates.is_empty() {
+        return Ok((Some(responder), None));
     }
+    let mut cfg = AcmeConfig::default();
+    if let Some(url) = &a.directory_url {
+        cfg.directory_url(url.clone());
+    }
+    for c in &a.contact {
+        cfg.contact(c.clone());
+    }
+    for r in &a.ca_roots {
+        cfg.trust_root(r.clone());
+    }
+    for names in &a.certificates {
+        cfg.certificate(names.iter().cloned());
+    }
+    cfg.challenge(challenge);
+    let handle = AcmeManager::spawn(cfg, storage, resolver.clone())?;
+    Ok((Some(responder), Some(handle)))
 }

@@ -153,10 +153,6 @@ async fn tls_connection(
         passthrough(&state, replay, client, local, info.sni, &pool, pp).await;
         return;
     }
-    if !state.certs.covers(info.sni.as_deref()) {
-        // Closed with an alert by rustls (no certificate for this name).
-        tracing::debug!(%client, sni = ?info.sni, "no certificate for SNI");
-    }
     let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
     let tls = match tokio::time::timeout(l.tls_handshake_timeout.0, acceptor.accept(replay)).await {
         Ok(Ok(t)) => t,
@@ -338,14 +334,19 @@ async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: Socket
     let svc_state = state.clone();
     let svc = service_fn(move |req| {
         let state = svc_state.clone();
-        async move { Ok::<_, std::convert::Infallible>(plain_request(&state, client, req)) }
+        async move { Ok::<_, std::convert::Infallible>(plain_request(&state, client, req).await) }
     });
     let builder = http_builder(l).http1_only();
     serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0).await;
 }
 
-/// Port 80: ACME HTTP-01 tokens, everything else a redirect to HTTPS (or 404).
-fn plain_request(state: &State, client: SocketAddr, req: Request<Incoming>) -> Response<EdgeBody> {
+/// Port 80: ACME HTTP-01 tokens (edge-acme's responder), everything else a
+/// redirect to HTTPS (or 404). No proxying here.
+async fn plain_request(
+    state: &State,
+    client: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<EdgeBody> {
     let id = new_request_id();
     let start = Instant::now();
     let mut rec = AccessRecord {
@@ -356,19 +357,22 @@ fn plain_request(state: &State, client: SocketAddr, req: Request<Incoming>) -> R
         request_id: Some(id.clone()),
         ..Default::default()
     };
+    rec.host = request_host(&req).ok();
+    if let Some(responder) = &state.challenges {
+        let resp = responder.respond(req).await.map(crate::http::body::boxed);
+        rec.status = resp.status().as_u16();
+        rec.duration = start.elapsed();
+        rec.emit();
+        return resp;
+    }
     let resp = (|| {
-        if let Some(token) = req
-            .uri()
-            .path()
-            .strip_prefix("/.well-known/acme-challenge/")
-        {
-            return crate::acme::challenge_response(state, token, &id);
+        if req.uri().path().starts_with(edge_acme::CHALLENGE_PREFIX) {
+            return respond::error(StatusCode::NOT_FOUND, &id);
         }
         let host = match request_host(&req) {
             Ok(h) => h,
             Err(_) => return respond::error(StatusCode::BAD_REQUEST, &id),
         };
-        rec.host = Some(host.clone());
         if !state.http.redirect_to_https {
             return respond::error(StatusCode::NOT_FOUND, &id);
         }

@@ -10,7 +10,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::certs::SniCertResolver;
 use crate::config::{
     BackendProtocol, HostPattern, HttpSettings, HttpsSettings, Limits, PassthroughRule,
     PoolSettings, RouteRule, Validated,
@@ -55,7 +54,12 @@ pub struct State {
     pub http: HttpSettings,
     pub limits: Limits,
     pub tls: Arc<rustls::ServerConfig>,
-    pub certs: Arc<SniCertResolver>,
+    /// Certificates by SNI: static files, self-signed, and ACME-managed.
+    pub certs: Arc<edge_acme::CertResolver>,
+    /// Port 80's challenge responder, when `[acme] storage` is set.
+    pub challenges: Option<edge_acme::ChallengeResponder>,
+    /// The ACME manager, when `[acme] certificates` are configured.
+    pub acme: Option<edge_acme::AcmeHandle>,
     pub passthrough: Vec<PassthroughRule>,
     pub routes: Vec<RouteRule>,
     pub backends: HashMap<String, Arc<Backend>>,
@@ -71,6 +75,8 @@ pub enum BuildError {
     Tls(#[from] rustls::Error),
     #[error("health checks: {0}")]
     Health(String),
+    #[error("certificates: {0}")]
+    Certificates(#[from] edge_acme::Error),
 }
 
 /// The state every listener reads; `store` a new one to switch config.
@@ -79,10 +85,22 @@ pub type SharedState = Arc<ArcSwap<State>>;
 impl State {
     /// Builds the runtime state. Must run inside the tokio runtime (health checks start here).
     pub fn build(v: &Validated) -> Result<Self, BuildError> {
-        let certs = Arc::new(SniCertResolver::new(
-            &v.certificates,
-            v.https.default_certificate.as_deref(),
-        ));
+        let certs = edge_acme::CertResolver::new();
+        for c in &v.certificates {
+            let names: Vec<String> = c.names.iter().map(ToString::to_string).collect();
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            certs.add_static(&names, c.pair.chain.clone(), c.pair.key.clone_key())?;
+        }
+        let default = v
+            .https
+            .default_certificate
+            .as_deref()
+            .and_then(|d| v.certificates.iter().find(|c| c.name == d))
+            .and_then(|c| c.names.first());
+        if let Some(name) = default {
+            certs.set_default_name(&name.to_string());
+        }
+        let (challenges, acme) = crate::acme::start(&v.acme, &v.http, &certs)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -106,6 +124,8 @@ impl State {
             limits: v.limits.clone(),
             tls: Arc::new(tls),
             certs,
+            challenges,
+            acme,
             passthrough: v.passthrough.clone(),
             routes: v.routes.clone(),
             backends,

@@ -17,8 +17,9 @@ async fn terminate_route_redirect_and_websocket() {
     let a = pki.leaf(&dir, "a", &["a.test"]);
     let b = pki.leaf(&dir, "b", &["b.test", "*.wild.test"]);
     let (h, p, d) = (free_port(), free_port(), free_port());
-    std::fs::create_dir_all(dir.path("acme")).unwrap();
-    dir.write("acme/tok-123_ABC", "tok-123_ABC.thumbprint");
+    // A pending HTTP-01 token as edge-acme's directory storage keeps it.
+    std::fs::create_dir_all(dir.path("acme/challenges")).unwrap();
+    dir.write("acme/challenges/tok-123_ABC", "tok-123_ABC.thumbprint");
     let config = format!(
         r#"
 [https]
@@ -27,7 +28,8 @@ default_certificate = "a"
 [http]
 listen = ["127.0.0.1:{p}"]
 https_port = {h}
-acme_challenge_dir = "acme"
+[acme]
+storage = "acme"
 
 [[certificate]]
 name = "a"

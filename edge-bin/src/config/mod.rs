@@ -11,10 +11,8 @@ pub mod net;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::sign::CertifiedKey;
 use toml::Spanned;
 
 pub use duration::ConfigDuration;
@@ -35,6 +33,7 @@ pub struct Validated {
     pub routes: Vec<RouteRule>,
     pub pools: Vec<PoolSettings>,
     pub demo_backends: Vec<SocketAddr>,
+    pub acme: AcmeSettings,
 }
 
 /// `[https]`, validated.
@@ -57,7 +56,17 @@ pub struct HttpSettings {
     pub trusted_proxies: Vec<IpNet>,
     pub redirect_to_https: bool,
     pub https_port: u16,
-    pub acme_challenge_dir: Option<std::path::PathBuf>,
+}
+
+/// `[acme]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct AcmeSettings {
+    pub storage: Option<std::path::PathBuf>,
+    pub directory_url: Option<String>,
+    pub contact: Vec<String>,
+    pub ca_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub peer: Option<http::Uri>,
+    pub certificates: Vec<Vec<String>>,
 }
 
 /// A certificate loaded (or generated) and checked against its key.
@@ -65,7 +74,7 @@ pub struct HttpSettings {
 pub struct LoadedCert {
     pub name: String,
     pub names: Vec<HostPattern>,
-    pub key: Arc<CertifiedKey>,
+    pub pair: crate::certs::CertPair,
 }
 
 /// `[[passthrough]]`, validated.
@@ -261,6 +270,74 @@ impl Validator<'_> {
         }
     }
 
+    fn acme(&mut self, a: &model::Acme) -> AcmeSettings {
+        let mut out = AcmeSettings {
+            storage: a.storage.as_ref().map(|s| self.path(s.get_ref())),
+            directory_url: a.directory_url.as_ref().map(|u| u.get_ref().clone()),
+            contact: a.contact.clone(),
+            ..Default::default()
+        };
+        if let Some(u) = a
+            .directory_url
+            .as_ref()
+            .filter(|u| !u.get_ref().starts_with("https://"))
+        {
+            self.err(
+                u,
+                "acme.directory_url",
+                "the ACME directory must be an https:// URL",
+            );
+        }
+        for (i, r) in a.ca_roots.iter().enumerate() {
+            let path = self.path(r.get_ref());
+            match std::fs::read(&path).map(|pem| {
+                rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()
+            }) {
+                Ok(Ok(certs)) if !certs.is_empty() => out.ca_roots.extend(certs),
+                _ => self.err(
+                    r,
+                    format!("acme.ca_roots[{i}]"),
+                    format!("cannot read PEM certificates from {}", path.display()),
+                ),
+            }
+        }
+        if let Some(p) = &a.peer {
+            match p.get_ref().parse::<http::Uri>() {
+                Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => {
+                    out.peer = Some(u)
+                }
+                _ => self.err(
+                    p,
+                    "acme.peer",
+                    "expected an http:// URL such as \"http://10.0.0.2:80\"",
+                ),
+            }
+        }
+        for (i, c) in a.certificates.iter().enumerate() {
+            if c.get_ref().is_empty() {
+                self.err(
+                    c,
+                    format!("acme.certificates[{i}]"),
+                    "a certificate needs at least one name",
+                );
+            }
+            for n in c.get_ref() {
+                if let Err(e) = n.parse::<HostPattern>() {
+                    self.err(c, format!("acme.certificates[{i}]"), e);
+                }
+            }
+            out.certificates.push(c.get_ref().clone());
+        }
+        if !a.certificates.is_empty() && a.storage.is_none() {
+            self.errors.push(self.src.error(
+                0..0,
+                "acme.storage",
+                "automatic certificates need a storage directory",
+            ));
+        }
+        out
+    }
+
     fn validate(&mut self, f: model::ConfigFile) -> Validated {
         // Pools first: everything else refers to them.
         let mut pools = Vec::new();
@@ -430,7 +507,7 @@ impl Validator<'_> {
                 certificates.push(LoadedCert {
                     name: c.name.get_ref().clone(),
                     names,
-                    key: k,
+                    pair: k,
                 });
             }
         }
@@ -478,10 +555,6 @@ impl Validator<'_> {
             trusted_proxies: self.nets(&hp.trusted_proxies, "http.trusted_proxies"),
             redirect_to_https: hp.redirect_to_https,
             https_port: hp.https_port,
-            acme_challenge_dir: hp
-                .acme_challenge_dir
-                .as_ref()
-                .map(|d| self.path(d.get_ref())),
         };
         self.check_proxy_protocol(hp.proxy_protocol, &hp.trusted_proxies, "http");
         let mut all_listen = HashMap::new();
@@ -645,7 +718,10 @@ impl Validator<'_> {
             ));
         }
 
+        let acme = self.acme(&f.acme);
+
         Validated {
+            acme,
             worker_threads: f.runtime.worker_threads,
             log_level: f.runtime.log_level,
             limits: f.limits,

@@ -29,6 +29,26 @@ pub struct ConfigFile {
     pub pools: Vec<Pool>,
     #[serde(default, rename = "demo_backend")]
     pub demo_backends: Vec<DemoBackend>,
+    #[serde(default)]
+    pub acme: Acme,
+}
+
+/// `[acme]`: HTTP-01 challenges on the plain port and automatic certificates.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Acme {
+    /// Storage directory (account, certificates, pending tokens), shared by the pair.
+    pub storage: Option<Spanned<String>>,
+    /// The CA's ACME directory URL.
+    pub directory_url: Option<Spanned<String>>,
+    /// Account contacts (`mailto:...`).
+    pub contact: Vec<String>,
+    /// Extra PEM roots to trust for the CA (private or test CAs).
+    pub ca_roots: Vec<Spanned<String>>,
+    /// The peer node's plain-HTTP address, asked for tokens this node does not know.
+    pub peer: Option<Spanned<String>>,
+    /// Certificates to obtain: each a list of names.
+    pub certificates: Vec<Spanned<Vec<String>>>,
 }
 
 /// `[runtime]`
@@ -95,8 +115,6 @@ pub struct Http {
     pub redirect_to_https: bool,
     /// Port written in redirect locations (443 leaves it out).
     pub https_port: u16,
-    /// Directory of ACME HTTP-01 tokens (`<dir>/<token>` holds the key authorization).
-    pub acme_challenge_dir: Option<Spanned<String>>,
 }
 
 impl Default for Http {
@@ -107,7 +125,6 @@ impl Default for Http {
             trusted_proxies: Vec::new(),
             redirect_to_https: true,
             https_port: 443,
-            acme_challenge_dir: None,
         }
     }
 }
