@@ -5,8 +5,9 @@
 #
 # In a network namespace of its own (198.18.0.0/15 only), as root:
 #   1. `edge run` as user nobody with the unit's capabilities binds
-#      198.18.0.10:443 and :80, and curl gets the HTTPS answer and the
-#      port-80 redirect;
+#      198.18.0.10:443 and :80 and a VIP the namespace does not hold
+#      (198.18.0.11:443, as on the backup), and curl gets the HTTPS answer
+#      and the port-80 redirect;
 #   2. the same without capabilities fails to bind, with a clear error.
 # No systemd needed (setpriv applies the unit's settings). The VRRP side of
 # the capabilities (raw sockets, netlink) is not covered until edge-bin runs
@@ -45,10 +46,13 @@ chmod 755 "$work"
 ip netns add "$ns"
 ip -n "$ns" link set lo up
 ip -n "$ns" addr add 198.18.0.10/32 dev lo
+# As the example inventory does (edge_sysctl_nonlocal_bind) until edge binds
+# with IP_FREEBIND: listening on a VIP this node does not hold (198.18.0.11).
+ip netns exec "$ns" sysctl -q -w net.ipv4.ip_nonlocal_bind=1
 
 cat >"$work/edge.toml" <<'EOF'
 [https]
-listen = ["198.18.0.10:443"]
+listen = ["198.18.0.10:443", "198.18.0.11:443"]
 default_certificate = "www"
 
 [http]
