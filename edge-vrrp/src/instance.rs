@@ -146,6 +146,8 @@ struct Driver {
     /// Where the virtual addresses go (the macvlan with a VMAC).
     vip_link: Link,
     vmac_created: bool,
+    /// The base interface's arp_ignore before a VMAC setup changed it.
+    restore_arp_ignore: Option<String>,
     user_fault: bool,
     link_up: bool,
 }
@@ -163,12 +165,22 @@ impl Driver {
                 reason: "no such interface",
             })?;
         let v6 = config.is_ipv6();
+        let mut restore_arp_ignore = None;
         let (vip_link, vip_ifname, vmac_created) = match config.vmac_name() {
             Some(vname) => {
                 let existed = netlink.link(&vname).await?.is_some();
                 let link = netlink
                     .ensure_macvlan(base.index, &vname, virtual_mac(config.vrid, v6))
                     .await?;
+                if !v6 {
+                    // Only the macvlan may answer ARP for the virtual
+                    // addresses (with the virtual MAC), as keepalived sets it.
+                    let before = arp_ignore(&name, "1")
+                        .map_err(Error::io(format!("setting arp_ignore on {name}")))?;
+                    restore_arp_ignore = Some(before);
+                    arp_ignore(&vname, "1")
+                        .map_err(Error::io(format!("setting arp_ignore on {vname}")))?;
+                }
                 (link, vname, !existed)
             }
             None => (base.clone(), name.clone(), false),
@@ -211,6 +223,7 @@ impl Driver {
             base,
             vip_link,
             vmac_created,
+            restore_arp_ignore,
             user_fault: false,
         })
     }
@@ -302,6 +315,11 @@ impl Driver {
         {
             tracing::warn!(error = %e, "deleting the macvlan");
         }
+        if let Some(before) = &self.restore_arp_ignore
+            && let Err(e) = arp_ignore(&self.router.config().interface, before)
+        {
+            tracing::warn!(error = %e, "restoring arp_ignore");
+        }
         Ok(())
     }
 
@@ -363,6 +381,14 @@ impl Driver {
             "announced virtual addresses"
         );
     }
+}
+
+/// Sets `net.ipv4.conf.<ifname>.arp_ignore`; returns the previous value.
+fn arp_ignore(ifname: &str, value: &str) -> std::io::Result<String> {
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/arp_ignore");
+    let before = std::fs::read_to_string(&path)?;
+    std::fs::write(&path, value)?;
+    Ok(before.trim().to_owned())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
