@@ -626,11 +626,27 @@ ejection_time = "2s"
         (failed, per)
     };
 
+    // Phases end on conditions (bounded), not on fixed sleeps, so a slow
+    // machine only makes the test longer.
+    let wait_until = |from: Instant, min: [usize; 3], limit: Duration| {
+        let count = &count;
+        async move {
+            let end = Instant::now() + limit;
+            while Instant::now() < end {
+                let (_, per) = count(from, Instant::now());
+                if per.iter().zip(min).all(|(n, m)| *n >= m) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
     let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    wait_until(t0, [5, 5, 5], Duration::from_secs(15)).await;
     let t_kill = Instant::now();
     backends[1].kill();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(t_kill, [10, 0, 10], Duration::from_secs(15)).await;
     let t_restart = Instant::now();
     backends[1] = start_edge(
         &dir,
