@@ -863,7 +863,7 @@ def write_report(a, results: dict, proxies: list[Proxy], notes: list[str], start
         "",
     ]
     path.write_text("\n".join(body))
-    update_readme(tbl, goals(med, names), today)
+    update_readme(tbl, goals(med, names) + [""] + [f"Note: {n}" for n in plain_notes + notes], today)
     return path
 
 
