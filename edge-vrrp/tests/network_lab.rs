@@ -268,40 +268,26 @@ fn matrix(peer: Kind, unicast: bool) -> Vec<Scenario> {
         .collect()
 }
 
+/// The whole matrix at once (each scenario in its own lab, so they run
+/// concurrently and the suite takes as long as its slowest, a VRRPv2 one):
+/// edge+edge and edge+keepalived, v3/IPv4, v3/IPv6 and v2/IPv4, multicast
+/// and unicast.
 #[test]
-fn edge_pair_multicast() {
-    if lab::can_run("edge_pair_multicast") {
-        run_all(matrix(Kind::Edge, false));
+fn interop_matrix() {
+    if !lab::can_run("interop_matrix") {
+        return;
     }
-}
-
-#[test]
-fn edge_pair_unicast() {
-    if lab::can_run("edge_pair_unicast") {
-        run_all(matrix(Kind::Edge, true));
+    assert!(
+        std::path::Path::new(lab::KEEPALIVED).exists(),
+        "keepalived is not installed"
+    );
+    let mut all = Vec::new();
+    for peer in [Kind::Edge, Kind::Keepalived] {
+        for unicast in [false, true] {
+            all.extend(matrix(peer, unicast));
+        }
     }
-}
-
-#[test]
-fn edge_with_keepalived_multicast() {
-    if lab::can_run("edge_with_keepalived_multicast") {
-        assert!(
-            std::path::Path::new(lab::KEEPALIVED).exists(),
-            "keepalived is not installed"
-        );
-        run_all(matrix(Kind::Keepalived, false));
-    }
-}
-
-#[test]
-fn edge_with_keepalived_unicast() {
-    if lab::can_run("edge_with_keepalived_unicast") {
-        assert!(
-            std::path::Path::new(lab::KEEPALIVED).exists(),
-            "keepalived is not installed"
-        );
-        run_all(matrix(Kind::Keepalived, true));
-    }
+    run_all(all);
 }
 
 /// Bad configuration is refused at start with the field named.
