@@ -172,7 +172,7 @@ async fn ws_echo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 }
 
 /// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key ++ GUID)).
-fn ws_accept(key: &[u8]) -> String {
+pub fn ws_accept(key: &[u8]) -> String {
     let mut input = key.to_vec();
     input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
     base64(&sha1(&input))
