@@ -12,7 +12,8 @@
 //! Prints one JSON line per state change on stdout, e.g.
 //! `{"state":"master","from":"backup","reason":"master-down","vrid":51,...}`;
 //! logs go to stderr (`RUST_LOG`). SIGTERM or SIGINT hands over with a
-//! priority-0 advertisement, removes the addresses and exits.
+//! priority-0 advertisement, removes the addresses and exits. SIGUSR1
+//! forces Fault (as a failed health check would), SIGUSR2 clears it.
 
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -155,6 +156,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (mut usr1, mut usr2) = match (
+        signal(SignalKind::user_defined1()),
+        signal(SignalKind::user_defined2()),
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => {
+            eprintln!("vrrp: cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let handle = match Instance::spawn(config).await {
         Ok(h) => h,
         Err(e) => {
@@ -184,6 +195,8 @@ async fn main() -> ExitCode {
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,
             },
+            _ = usr1.recv() => handle.set_fault(true),
+            _ = usr2.recv() => handle.set_fault(false),
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -290,6 +290,46 @@ fn interop_matrix() {
     run_all(all);
 }
 
+/// Fault forced through the driver (what edge-bin does when its own
+/// health checks fail): the master hands over with priority 0 and drops
+/// the address; cleared, it comes back as backup and preempts.
+#[test]
+fn fault_hands_over_and_recovers() {
+    if !lab::can_run("fault_hands_over_and_recovers") {
+        return;
+    }
+    let s = Scenario {
+        peer: Kind::Edge,
+        version: 3,
+        v6: false,
+        unicast: false,
+    };
+    let lab = Lab::new(2);
+    let (vip, _) = s.vip();
+    let long = Duration::from_secs(10);
+    let _backup = Router::start(&lab, 1, &s.spec(&lab, 1, Kind::Edge, 100), "b");
+    let mut master = Router::start(&lab, 0, &s.spec(&lab, 0, Kind::Edge, 150), "m");
+    lab.wait_holder(0, vip, Instant::now(), long);
+    let t0 = Instant::now();
+    master.send_signal("-USR1");
+    let took = lab.wait_holder(1, vip, t0, long);
+    assert!(took <= s.skew(100) + MARGIN, "fault handover took {took:?}");
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(lab.holders(vip), vec![1]);
+    assert!(
+        master.out_text().contains(r#""state":"fault""#),
+        "{}",
+        master.out_text()
+    );
+    assert!(lab.client_reaches(vip));
+    master.send_signal("-USR2");
+    lab.wait_holder(0, vip, Instant::now(), long);
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(lab.holders(vip), vec![0]);
+    assert!(lab.client_reaches(vip));
+    assert!(master.stop());
+}
+
 /// Bad configuration is refused at start with the field named.
 #[test]
 fn unknown_interface_and_bad_values_are_refused() {

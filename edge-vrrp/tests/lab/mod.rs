@@ -415,6 +415,11 @@ impl Router {
         }
     }
 
+    /// Sends a signal (`-USR1`, ...).
+    pub fn send_signal(&self, sig: &str) {
+        self.signal(sig);
+    }
+
     /// Sends SIGTERM without waiting.
     pub fn terminate(&self) {
         self.signal("-TERM");
