@@ -4,7 +4,7 @@
 //! outcome of every request and connection; see [`crate::health`]).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -65,7 +65,14 @@ pub struct Pool {
     pub settings: PoolSettings,
     balancer: Balancer<SocketAddr, Arc<Slot>>,
     outlier: OnceLock<OutlierDetector>,
+    /// Retry budget in thousandths of a retry (see [`Pool::deposit`]).
+    retry_tokens: AtomicI64,
 }
+
+/// Retries always allowed in reserve, on top of the percentage.
+const RETRY_RESERVE: i64 = 10_000;
+/// Most retries that can be saved up.
+const RETRY_CAP: i64 = 100_000;
 
 fn policy(p: Policy) -> edge_balance::Policy {
     match p {
@@ -99,6 +106,7 @@ impl Pool {
             settings,
             balancer,
             outlier: OnceLock::new(),
+            retry_tokens: AtomicI64::new(RETRY_RESERVE),
         })
     }
 
@@ -145,6 +153,27 @@ impl Pool {
             in_flight: Some(in_flight),
             _permit: permit,
         })
+    }
+
+    /// Each first attempt adds `retry_budget_percent` / 100 of a retry to
+    /// the pool's budget (capped), so retries stay a bounded share of the
+    /// traffic (plus a small reserve) even when every server fails.
+    pub fn deposit(&self) {
+        let add = i64::from(self.settings.retry_budget_percent) * 10;
+        let _ = self
+            .retry_tokens
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                Some((t + add).min(RETRY_CAP))
+            });
+    }
+
+    /// Takes one retry from the budget; false when it is spent.
+    pub fn withdraw_retry(&self) -> bool {
+        self.retry_tokens
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                (t >= 1000).then_some(t - 1000)
+            })
+            .is_ok()
     }
 
     /// Feeds passive outlier detection with the outcome of one use of a server.
@@ -196,6 +225,7 @@ mod tests {
             outlier_consecutive_failures: 2,
             outlier_ejection_time: Duration::from_secs(60),
             outlier_max_ejection_percent: 10,
+            retry_budget_percent: 20,
         }
     }
 
@@ -231,6 +261,21 @@ mod tests {
                 1001
             );
         }
+    }
+
+    #[test]
+    fn retry_budget_is_a_share_of_traffic() {
+        let p = Pool::new(settings(&[1], Policy::RoundRobin));
+        let mut granted = 0;
+        for _ in 0..100 {
+            p.deposit();
+            if p.withdraw_retry() {
+                granted += 1;
+            }
+        }
+        // 10 in reserve + 20 % of 100 requests.
+        assert_eq!(granted, 30);
+        assert!(!p.withdraw_retry());
     }
 
     #[tokio::test]

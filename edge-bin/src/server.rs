@@ -258,7 +258,12 @@ async fn passthrough<S>(
     let mut exclude = Vec::new();
     let attempts = pool.settings.retries.saturating_add(1);
     let mut connected = None;
+    pool.deposit();
     while rec.attempts < attempts {
+        if rec.attempts > 0 && !pool.withdraw_retry() {
+            tracing::debug!(pool = %pool.settings.name, "retry budget spent");
+            break;
+        }
         let Some(picked) = pool.pick(&exclude) else {
             break;
         };

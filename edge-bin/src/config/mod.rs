@@ -131,6 +131,7 @@ pub struct PoolSettings {
     pub outlier_consecutive_failures: u32,
     pub outlier_ejection_time: Duration,
     pub outlier_max_ejection_percent: u8,
+    pub retry_budget_percent: u8,
 }
 
 /// `[pool.health]`, validated.
@@ -412,6 +413,7 @@ impl Validator<'_> {
                 outlier_consecutive_failures: p.outlier.consecutive_failures,
                 outlier_ejection_time: p.outlier.ejection_time.0,
                 outlier_max_ejection_percent: p.outlier.max_ejection_percent,
+                retry_budget_percent: p.retry_budget_percent.min(100),
             });
             if let Some(Err(e)) = pools
                 .last()

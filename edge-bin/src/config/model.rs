@@ -293,6 +293,9 @@ pub struct Pool {
     pub queue_timeout: ConfigDuration,
     #[serde(default = "d_retries")]
     pub retries: u32,
+    /// Retries allowed as a share of requests, in percent (plus a reserve of 10).
+    #[serde(default = "d_retry_budget")]
+    pub retry_budget_percent: u8,
     pub health: Option<Health>,
     #[serde(default)]
     pub outlier: Outlier,
@@ -315,6 +318,9 @@ fn d_queue_timeout() -> ConfigDuration {
 }
 fn d_retries() -> u32 {
     2
+}
+fn d_retry_budget() -> u8 {
+    20
 }
 
 /// `[[pool.server]]`
