@@ -95,9 +95,49 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// Interleaved timing: each round times a batch of every parser in turn,
+/// and the fastest round counts. On a shared, loaded machine the minimum
+/// is far steadier than a mean. Prints ns per parse and the ratios.
+fn interleaved_ratios() {
+    type Parser = fn(&[u8]) -> usize;
+    let parsers: [(&str, Parser); 4] = [
+        ("edge-sni", edge_sni),
+        ("edge-sni+ja4", edge_sni_ja4),
+        ("rustls-acceptor", rustls_acceptor),
+        ("tls-parser", tls_parser),
+    ];
+    for file in ["curl", "chromium"] {
+        let bytes = load(file);
+        let mut best = [f64::INFINITY; 4];
+        for _ in 0..300 {
+            for (i, (_, parse)) in parsers.iter().enumerate() {
+                let start = std::time::Instant::now();
+                for _ in 0..200 {
+                    black_box(parse(black_box(&bytes)));
+                }
+                best[i] = best[i].min(start.elapsed().as_nanos() as f64 / 200.0);
+            }
+        }
+        println!("interleaved minimum, {file} ({} bytes):", bytes.len());
+        for (i, (name, _)) in parsers.iter().enumerate() {
+            println!(
+                "  {name:16} {:8.0} ns   rustls/this {:5.1}x   tls-parser/this {:5.1}x",
+                best[i],
+                best[2] / best[i],
+                best[3] / best[i]
+            );
+        }
+    }
+}
+
+fn bench_all(c: &mut Criterion) {
+    interleaved_ratios();
+    bench(c);
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(50).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = bench
+    targets = bench_all
 }
 criterion_main!(benches);

@@ -418,10 +418,10 @@ impl Fields {
             if self.has_psk {
                 return Err(Error::PskNotLast);
             }
-            if let Some(inline) = seen.get(..count.min(INLINE_SEEN)) {
-                if inline.contains(&ext_type) {
-                    return Err(Error::DuplicateExtension { ext_type });
-                }
+            if let Some(inline) = seen.get(..count.min(INLINE_SEEN))
+                && inline.contains(&ext_type)
+            {
+                return Err(Error::DuplicateExtension { ext_type });
             }
             if let Some(slot) = seen.get_mut(count) {
                 *slot = ext_type;

@@ -70,14 +70,14 @@ pub fn reassemble_client_hello<'a>(
             single = Some(piece);
         }
     })?;
-    if scan.records == 1 {
-        if let Some(body) = single {
-            return Ok(HandshakeMessage {
-                body: Cow::Borrowed(body),
-                consumed: scan.consumed,
-                records: 1,
-            });
-        }
+    if scan.records == 1
+        && let Some(body) = single
+    {
+        return Ok(HandshakeMessage {
+            body: Cow::Borrowed(body),
+            consumed: scan.consumed,
+            records: 1,
+        });
     }
     let mut body = Vec::with_capacity(scan.body_len);
     scan_records(input, limits, |piece, _| body.extend_from_slice(piece))?;
