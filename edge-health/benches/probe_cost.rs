@@ -76,7 +76,11 @@ fn main() {
     for (name, check, traffic) in [
         ("active, inter 2s fall 3 (defaults)", defaults, false),
         ("active, inter 1s fastinter 200ms fall 3", fast, false),
-        ("passive, live traffic 200 req/s per backend, 5 failures", CheckConfig::default(), true),
+        (
+            "passive, live traffic 200 req/s per backend, 5 failures",
+            CheckConfig::default(),
+            true,
+        ),
     ] {
         let (addrs, tasks) = backends_rt.block_on(start_backends(10));
         let mut times = checker_rt.block_on(detection(&addrs, tasks, check, traffic));
@@ -99,7 +103,9 @@ async fn start_backends(n: usize) -> (Vec<SocketAddr>, Vec<tokio::task::JoinHand
         addrs.push(l.local_addr().unwrap());
         tasks.push(tokio::spawn(async move {
             loop {
-                let Ok((s, _)) = l.accept().await else { continue };
+                let Ok((s, _)) = l.accept().await else {
+                    continue;
+                };
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(|_req| async {
                         Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(

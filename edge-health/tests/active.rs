@@ -18,7 +18,7 @@ fn check(inter_ms: u64, rise: u32, fall: u32) -> CheckConfig {
         .inter(Duration::from_millis(inter_ms))
         .rise(rise)
         .fall(fall)
-        .timeout(300 * MS)
+        .timeout(Duration::from_secs(1))
 }
 
 fn spawn(pools: Vec<PoolConfig>) -> HealthHandle {
@@ -81,7 +81,7 @@ async fn every_failure_kind_is_detected_with_its_reason() {
         (Mode::WrongBody, "body mismatch"),
         (Mode::Reset, "connection reset"),
         (Mode::Hang, "timeout"),
-        (Mode::Slow(Duration::from_secs(2)), "timeout"),
+        (Mode::Slow(Duration::from_secs(3)), "timeout"),
     ];
     for (mode, reason) in cases {
         b.set(mode);
