@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group, criterion_main};
 use edge_balance::{
     Balance, Balancer, BalancerConfig, DEFAULT_TABLE_SIZE, EndpointSet, MaglevConfig, MaglevTable,
     PeakEwmaConfig, PickContext, Policy,
@@ -86,13 +86,29 @@ fn set_of(n: usize) -> EndpointSet<usize, Echo> {
     set
 }
 
-fn bench_picks(c: &mut Criterion) {
-    let mut g = c.benchmark_group("pick");
+/// One group per endpoint count, so every policy is measured right next to
+/// tower's p2c on the same machine state (the ratio is what counts).
+fn bench_by_size(c: &mut Criterion) {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
     for n in SIZES {
+        let mut g = c.benchmark_group(format!("n={n}"));
+        // tower's own p2c balancer: PendingRequests load, ServiceList discovery.
+        let list: Vec<_> = (0..n)
+            .map(|_| PendingRequests::new(Echo, CompleteOnResponse::default()))
+            .collect();
+        let mut tower_p2c: p2c::Balance<_, u64> = p2c::Balance::new(ServiceList::new::<u64>(list));
+        g.bench_function("tower_p2c_service", |bench| {
+            bench.iter(|| {
+                let ready = tower_p2c.poll_ready(&mut cx);
+                assert!(ready.is_ready());
+                black_box(tower_p2c.call(1u64))
+            })
+        });
         for (name, policy) in policies() {
             let b = Balancer::new(set_of(n), policy, BalancerConfig::default());
             let mut key = 0u64;
-            g.bench_with_input(BenchmarkId::new(name, n), &n, |bench, _| {
+            g.bench_function(format!("pick_{name}"), |bench| {
                 bench.iter(|| {
                     key = key.wrapping_add(0x9e37_79b9_7f4a_7c15);
                     let p = b.pick(&PickContext::new().hash_key(Some(key)));
@@ -100,36 +116,14 @@ fn bench_picks(c: &mut Criterion) {
                 })
             });
         }
-    }
-    g.finish();
-}
-
-fn bench_services(c: &mut Criterion) {
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    let mut g = c.benchmark_group("service");
-    for n in SIZES {
-        // tower's own p2c balancer: PendingRequests load, ServiceList discovery.
-        let list: Vec<_> = (0..n)
-            .map(|_| PendingRequests::new(Echo, CompleteOnResponse::default()))
-            .collect();
-        let mut tower_p2c: p2c::Balance<_, u64> = p2c::Balance::new(ServiceList::new::<u64>(list));
-        g.bench_with_input(BenchmarkId::new("tower_p2c", n), &n, |bench, _| {
-            bench.iter(|| {
-                let ready = tower_p2c.poll_ready(&mut cx);
-                assert!(ready.is_ready());
-                black_box(tower_p2c.call(1u64))
-            })
-        });
         for (name, policy) in [
-            ("edge_p2c", Policy::P2c),
-            ("edge_peak_ewma", Policy::default()),
-            ("edge_round_robin", Policy::RoundRobin),
+            ("edge_p2c_service", Policy::P2c),
+            ("edge_peak_ewma_service", Policy::default()),
         ] {
             let mut ours =
                 Balance::new(Balancer::new(set_of(n), policy, BalancerConfig::default()));
             let mut key = 0u64;
-            g.bench_with_input(BenchmarkId::new(name, n), &n, |bench, _| {
+            g.bench_function(name, |bench| {
                 bench.iter(|| {
                     key = key.wrapping_add(1);
                     let ready = Service::<Wrapped>::poll_ready(&mut ours, &mut cx);
@@ -138,8 +132,8 @@ fn bench_services(c: &mut Criterion) {
                 })
             });
         }
+        g.finish();
     }
-    g.finish();
 }
 
 fn bench_maglev_rebuild(c: &mut Criterion) {
@@ -178,6 +172,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_picks, bench_services, bench_maglev_rebuild
+    targets = bench_by_size, bench_maglev_rebuild
 }
 criterion_main!(benches);

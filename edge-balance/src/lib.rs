@@ -39,6 +39,16 @@
 //!
 //! This crate does no I/O and starts no tasks.
 //!
+//! # Costs
+//!
+//! A pick reads one atomic generation number and an `arc-swap` pointer and
+//! never waits for a writer. The first pick after a change rebuilds the
+//! balancer's view of the set (available endpoints, prefix sums, the round
+//! robin cycle or the Maglev table); pickers arriving during that build
+//! wait for it (a few milliseconds for a Maglev table at 1000 endpoints).
+//! Least-request is an exact O(N) scan; the other policies are O(1) or
+//! O(log N) per pick outside slow-start ramps and exclusions.
+//!
 //! # Example: balancing your own tower services
 //!
 //! ```
