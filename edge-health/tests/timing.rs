@@ -154,3 +154,26 @@ async fn assumed_up_targets_start_in_rotation() {
     assert_eq!(down.reason, Reason::Custom("scripted failure".into()));
     h.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_lagging_subscriber_gets_the_full_state_again() {
+    let p = Arc::new(ScriptProbe::default());
+    let (a, b) = (addr(7), addr(8));
+    use Step::{Fail, Pass};
+    // Flapping every probe: one event per probe per target.
+    p.set(a, [Pass, Fail].repeat(1000));
+    p.set(b, [Fail, Pass].repeat(1000));
+    let check = CheckConfig::default().inter(S).rise(1).fall(1);
+    let h = spawn(&p, vec![a, b], check);
+    let mut ev = h.subscribe();
+    assert_eq!(ev.next().await.unwrap().reason, Reason::NotChecked);
+    assert_eq!(ev.next().await.unwrap().reason, Reason::NotChecked);
+    // Far more changes than the channel holds, unread.
+    tokio::time::sleep(1500 * S).await;
+    // Reading resumes with the current state of both targets.
+    let now = h.targets();
+    let first = ev.next().await.unwrap();
+    let second = ev.next().await.unwrap();
+    assert_eq!(vec![first, second], now);
+    h.shutdown().await;
+}

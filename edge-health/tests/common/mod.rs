@@ -294,7 +294,7 @@ impl TestCert {
 }
 
 /// What a scripted target does on each probe.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub enum Step {
     Pass,
     Fail,
