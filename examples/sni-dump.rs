@@ -15,12 +15,21 @@ use std::process::ExitCode;
 fn dump(path: &str) -> (Value, bool) {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) => return (json!({ "file": path, "error": format!("reading: {e}") }), false),
+        Err(e) => {
+            return (
+                json!({ "file": path, "error": format!("reading: {e}") }),
+                false,
+            );
+        }
     };
     match parse_client_hello(&bytes) {
         Ok(hello) => {
             let info = ClientHelloInfo::from(&hello);
-            let alpn: Vec<String> = info.alpn.iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect();
+            let alpn: Vec<String> = info
+                .alpn
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
             let versions: Vec<String> = info.versions.iter().map(|v| format!("{v:#06x}")).collect();
             let value = json!({
                 "file": path,
@@ -51,5 +60,9 @@ fn main() -> ExitCode {
         all_ok &= ok;
         println!("{value}");
     }
-    if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -26,7 +26,9 @@ fuzz_target!(|data: &[u8]| {
             for cut in [0, consumed / 3, consumed / 2, consumed.saturating_sub(1)] {
                 if cut < consumed {
                     match parse_client_hello(&data[..cut]) {
-                        Err(Error::NeedMore { needed: Some(n) }) => assert!(n >= 1 && cut + n <= consumed),
+                        Err(Error::NeedMore { needed: Some(n) }) => {
+                            assert!(n >= 1 && cut + n <= consumed)
+                        }
                         other => panic!("prefix {cut} of a {consumed}-byte hello: {other:?}"),
                     }
                 }

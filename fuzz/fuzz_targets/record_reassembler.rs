@@ -22,8 +22,12 @@ fn naive_payloads(mut stream: &[u8]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [c1, c2, frame, stream @ ..] = data else { return };
-    let limits = Limits { max_client_hello_len: usize::from(u16::from_be_bytes([*c1, *c2])) };
+    let [c1, c2, frame, stream @ ..] = data else {
+        return;
+    };
+    let limits = Limits {
+        max_client_hello_len: usize::from(u16::from_be_bytes([*c1, *c2])),
+    };
     match reassemble_client_hello(stream, &limits) {
         Ok(msg) => {
             assert!(msg.consumed <= stream.len());
@@ -31,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(msg.body.len() + 4 <= limits.max_client_hello_len);
             let payloads = naive_payloads(&stream[..msg.consumed]);
             assert_eq!(payloads.first(), Some(&1));
-            assert_eq!(&payloads[4..], &*msg.body, "joined body differs from the record payloads");
+            assert_eq!(
+                &payloads[4..],
+                &*msg.body,
+                "joined body differs from the record payloads"
+            );
             let mut handshake = payloads[..4].to_vec();
             handshake.extend_from_slice(&msg.body);
             let size = usize::from(*frame).max(1);
@@ -41,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.consumed, reframed.len());
         }
         Err(Error::NeedMore { needed }) => assert!(needed.is_none_or(|n| n >= 1)),
-        Err(Error::TooLarge { len, max }) => assert!(len > max && max == limits.max_client_hello_len),
+        Err(Error::TooLarge { len, max }) => {
+            assert!(len > max && max == limits.max_client_hello_len)
+        }
         Err(_) => {}
     }
 });
