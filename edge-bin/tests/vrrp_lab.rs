@@ -93,7 +93,8 @@ impl Lab {
     }
 
     /// Starts `edge` in node `i` with VRRP priority `priority`.
-    fn start(&self, i: usize, priority: u8, tag: &str) -> Edge {
+    /// `extra` is appended to the config.
+    fn start(&self, i: usize, priority: u8, tag: &str, extra: &str) -> Proc {
         let config = self.dir.join(format!("edge{i}-{tag}.toml"));
         fs::write(
             &config,
@@ -120,6 +121,7 @@ vrid = 51
 priority = {priority}
 advert_interval = "100ms"
 vips = ["{VIP}/24"]
+{extra}
 "#
             ),
         )
@@ -134,7 +136,7 @@ vips = ["{VIP}/24"]
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting edge");
-        Edge {
+        Proc {
             child: Some(child),
             log,
         }
@@ -160,7 +162,7 @@ vips = ["{VIP}/24"]
         want: &str,
         since: Instant,
         limit: Duration,
-        edges: &[&Edge],
+        edges: &[&Proc],
     ) -> Duration {
         loop {
             if self.fetch().as_deref() == Some(want) {
@@ -175,6 +177,55 @@ vips = ["{VIP}/24"]
                 );
             }
             sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A plain HTTP server on the client's address (a backend the nodes'
+    /// health checks probe), ready when this returns.
+    fn backend(&self, port: u16) -> Proc {
+        let log = self.dir.join(format!("backend{port}.log"));
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.client,
+                "python3",
+                "-m",
+                "http.server",
+            ])
+            .args(["--bind", "198.18.0.10", &port.to_string()])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting python3 http.server");
+        let t0 = Instant::now();
+        loop {
+            let up = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    &self.client,
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                ])
+                .args(["--max-time", "1", &format!("http://198.18.0.10:{port}/")])
+                .status()
+                .is_ok_and(|s| s.success());
+            if up {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "backend :{port} did not start"
+            );
+            sleep(Duration::from_millis(50));
+        }
+        Proc {
+            child: Some(child),
+            log,
         }
     }
 
@@ -199,13 +250,13 @@ impl Drop for Lab {
     }
 }
 
-/// A running `edge`; killed on drop.
-struct Edge {
+/// A running child (`edge` or a backend); killed on drop.
+struct Proc {
     child: Option<Child>,
     log: PathBuf,
 }
 
-impl Edge {
+impl Proc {
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -243,7 +294,7 @@ impl Edge {
     }
 }
 
-impl Drop for Edge {
+impl Drop for Proc {
     fn drop(&mut self) {
         self.crash();
     }
@@ -256,8 +307,8 @@ fn vip_follows_the_master_on_stop_and_crash() {
         return;
     }
     let lab = Lab::new();
-    let mut backup = lab.start(1, 100, "a");
-    let mut master = lab.start(0, 150, "a");
+    let mut backup = lab.start(1, 100, "a", "");
+    let mut master = lab.start(0, 150, "a", "");
     lab.wait_served_by(
         "node0",
         Instant::now(),
@@ -286,7 +337,7 @@ fn vip_follows_the_master_on_stop_and_crash() {
     eprintln!("takeover after SIGTERM: {took:?}");
 
     // Node 0 returns and preempts.
-    let mut master = lab.start(0, 150, "b");
+    let mut master = lab.start(0, 150, "b", "");
     lab.wait_served_by(
         "node0",
         Instant::now(),
@@ -307,4 +358,62 @@ fn vip_follows_the_master_on_stop_and_crash() {
         backup.log_text()
     );
     assert!(!lab.holds_vip(1), "a clean stop must remove the VIP");
+}
+
+/// The pool a node tracks, checked every 100 ms, down after one failure.
+fn tracked_pool(port: u16) -> String {
+    format!(
+        r#"
+[[pool]]
+name = "app"
+[[pool.server]]
+address = "198.18.0.10:{port}"
+[pool.health]
+kind = "tcp"
+interval = "100ms"
+timeout = "200ms"
+rise = 1
+fall = 1
+"#
+    )
+}
+
+#[test]
+fn master_with_a_failed_pool_hands_over_and_takes_back() {
+    if !is_root() {
+        eprintln!(
+            "master_with_a_failed_pool_hands_over_and_takes_back: skipped, the network lab needs root"
+        );
+        return;
+    }
+    let lab = Lab::new();
+    let mut app0 = lab.backend(8000);
+    let _app1 = lab.backend(8001);
+    let backup = lab.start(1, 100, "a", &tracked_pool(8001));
+    let master = lab.start(0, 150, "a", &tracked_pool(8000));
+    let edges = [&master, &backup];
+    lab.wait_served_by("node0", Instant::now(), Duration::from_secs(10), &edges);
+
+    // Node 0's only server dies: its priority drops to 1 and node 1 (100)
+    // preempts it.
+    let t0 = Instant::now();
+    app0.crash();
+    let took = lab.wait_served_by("node1", t0, TAKEOVER, &edges);
+    eprintln!("takeover after the tracked pool failed: {took:?}");
+    assert!(
+        lab.holds_vip(1) && !lab.holds_vip(0),
+        "node 1 must hold the VIP alone"
+    );
+
+    // The server is back: node 0 regains its priority and preempts.
+    let _app0 = lab.backend(8000);
+    let took = lab.wait_served_by("node0", Instant::now(), TAKEOVER, &edges);
+    eprintln!("takeback after the tracked pool recovered: {took:?}");
+    assert!(
+        master
+            .log_text()
+            .contains("tracked pool health changed the VRRP priority"),
+        "no priority change logged:\n{}",
+        master.log_text()
+    );
 }
