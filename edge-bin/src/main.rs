@@ -152,7 +152,13 @@ async fn serve(v: config::Validated) -> Result<(), String> {
     shutdown_signal().await;
     tracing::info!("shutting down");
     // Hand the VIPs over first (priority-0 advert), then stop serving.
-    vrrp.shutdown().await;
+    // Bounded, so a wedged instance cannot keep edge from exiting.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), vrrp.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("VRRP handover did not finish within 5 s");
+    }
     Ok(())
 }
 
