@@ -45,3 +45,4 @@ pub mod pool;
 pub mod proxy_protocol;
 pub mod server;
 pub mod state;
+pub mod vrrp;

@@ -9,7 +9,7 @@
 //! Exit status (as `nginx -t` / `haproxy -c`): 0 success, 1 invalid config
 //! or a failure at start, 2 usage error.
 
-use edge_bin::{config, demo, server, state};
+use edge_bin::{config, demo, server, state, vrrp};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -136,6 +136,7 @@ async fn serve(v: config::Validated) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot start a demo backend: {e}"))?;
     let state = state::State::build(&v).map_err(|e| e.to_string())?;
+    let health = state.health.clone();
     let shared: state::SharedState = Arc::new(ArcSwap::from_pointee(state));
     let conns = Arc::new(tokio::sync::Semaphore::new(v.limits.max_connections));
     for (addrs, tls) in [(&v.https.listen, true), (&v.http.listen, false)] {
@@ -146,8 +147,18 @@ async fn serve(v: config::Validated) -> Result<(), String> {
             tokio::spawn(server::accept_loop(l, shared.clone(), conns.clone(), tls));
         }
     }
+    // After the listeners: a node that becomes master serves at once.
+    let vrrp = vrrp::start(&v.vrrp, &health).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
+    // Hand the VIPs over first (priority-0 advert), then stop serving.
+    // Bounded, so a wedged instance cannot keep edge from exiting.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), vrrp.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("VRRP handover did not finish within 5 s");
+    }
     Ok(())
 }
 

@@ -33,8 +33,13 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         None,
     )?;
     sock.set_reuse_address(true)?;
+    // IP_FREEBIND: bind a VIP this node does not hold yet, so a VRRP
+    // takeover needs no rebind.
     if addr.is_ipv6() {
         sock.set_only_v6(true)?;
+        sock.set_freebind_v6(true)?;
+    } else {
+        sock.set_freebind_v4(true)?;
     }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;

@@ -31,6 +31,38 @@ pub struct ConfigFile {
     pub demo_backends: Vec<DemoBackend>,
     #[serde(default)]
     pub acme: Acme,
+    #[serde(default, rename = "vrrp")]
+    pub vrrp: Vec<Vrrp>,
+}
+
+/// `[[vrrp]]`: one VRRP instance (edge-vrrp) that holds the VIPs.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vrrp {
+    pub interface: Spanned<String>,
+    /// 1-255 (read wider so that out-of-range values get a clear error).
+    pub vrid: Spanned<i64>,
+    /// 1-254.
+    pub priority: Spanned<i64>,
+    /// 2 or 3; default 3.
+    pub version: Option<Spanned<i64>>,
+    /// Default 1s.
+    pub advert_interval: Option<Spanned<ConfigDuration>>,
+    /// CIDR strings (`198.18.0.100/24`); a bare address is a host route.
+    pub vips: Spanned<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub nopreempt: bool,
+    pub unicast_src: Option<Spanned<String>>,
+    #[serde(default)]
+    pub unicast_peers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub two_node: bool,
+    /// Pools whose health lowers the priority; default all pools.
+    pub track_pools: Option<Vec<Spanned<String>>>,
+    /// Default 0.5.
+    pub min_healthy_share: Option<Spanned<f64>>,
+    /// Default `priority - 1`.
+    pub weight: Option<Spanned<i64>>,
 }
 
 /// `[acme]`: HTTP-01 challenges on the plain port and automatic certificates.

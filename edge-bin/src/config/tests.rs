@@ -131,3 +131,143 @@ fn bad_values_are_refused() {
         first_error("[limits]\nidle_timeout = \"5 parsecs\"\n").contains("limits.idle_timeout")
     );
 }
+
+const VRRP: &str = r#"
+[[vrrp]]
+interface = "eth0"
+vrid = 51
+priority = 150
+vips = ["198.18.0.100/24"]
+"#;
+
+#[test]
+fn vrrp_defaults() {
+    let v = check(&format!("{GOOD}{VRRP}")).unwrap();
+    let r = &v.vrrp[0];
+    let mut want = edge_vrrp::Config::default();
+    want.interface("eth0")
+        .vrid(51)
+        .priority(150)
+        .virtual_address("198.18.0.100/24".parse().unwrap());
+    assert_eq!(r.config, want);
+    assert_eq!(r.track_pools, vec!["app".to_string()]);
+    assert_eq!(r.min_healthy_share, 0.5);
+    assert_eq!(r.weight, 149);
+}
+
+#[test]
+fn vrrp_all_keys() {
+    let text = format!(
+        "{GOOD}{}",
+        r#"
+[[vrrp]]
+interface = "eth1"
+vrid = 7
+priority = 100
+version = 2
+advert_interval = "2s"
+vips = ["198.18.0.100", "198.18.0.101/24"]
+nopreempt = true
+unicast_src = "198.18.0.1"
+unicast_peers = ["198.18.0.2"]
+two_node = true
+track_pools = ["app"]
+min_healthy_share = 0.75
+weight = 30
+"#
+    );
+    let v = check(&text).unwrap();
+    let r = &v.vrrp[0];
+    let mut want = edge_vrrp::Config::default();
+    want.interface("eth1")
+        .vrid(7)
+        .priority(100)
+        .version(edge_vrrp::Version::V2)
+        .advert_interval(Duration::from_secs(2))
+        .virtual_address("198.18.0.100/32".parse().unwrap())
+        .virtual_address("198.18.0.101/24".parse().unwrap())
+        .preempt(false)
+        .unicast_source("198.18.0.1".parse().unwrap())
+        .unicast_peer("198.18.0.2".parse().unwrap())
+        .two_node(true);
+    assert_eq!(r.config, want);
+    assert_eq!(r.min_healthy_share, 0.75);
+    assert_eq!(r.weight, 30);
+}
+
+#[test]
+fn vrrp_errors_name_file_line_and_key() {
+    let cases = [
+        ("vrid = 51", "vrid = 0", "vrrp[0].vrid"),
+        ("vrid = 51", "vrid = 256", "vrrp[0].vrid"),
+        ("priority = 150", "priority = 255", "vrrp[0].priority"),
+        (
+            "priority = 150",
+            "priority = 150\nversion = 4",
+            "vrrp[0].version",
+        ),
+        (
+            "vips = [\"198.18.0.100/24\"]",
+            "vips = [\"198.18.0.300\"]",
+            "vrrp[0].vips[0]",
+        ),
+        ("vips = [\"198.18.0.100/24\"]", "vips = []", "vrrp[0].vips"),
+        (
+            "priority = 150",
+            "priority = 150\nadvert_interval = \"1500ms\"\nversion = 2",
+            "vrrp[0].advert_interval",
+        ),
+        (
+            "priority = 150",
+            "priority = 150\nadvert_interval = \"5ms\"",
+            "vrrp[0].advert_interval",
+        ),
+        (
+            "priority = 150",
+            "priority = 150\nunicast_src = \"198.18.0.1\"",
+            "vrrp[0].unicast_peers",
+        ),
+        (
+            "priority = 150",
+            "priority = 150\nunicast_peers = [\"2001:2::1\"]",
+            "vrrp[0].unicast_peers",
+        ),
+        (
+            "priority = 150",
+            "priority = 150\ntrack_pools = [\"nope\"]",
+            "vrrp[0].track_pools[0]",
+        ),
+        (
+            "priority = 150",
+            "priority = 150\nmin_healthy_share = 1.5",
+            "vrrp[0].min_healthy_share",
+        ),
+        (
+            "interface = \"eth0\"",
+            "interface = \"an-interface-name-too-long\"",
+            "vrrp[0].interface",
+        ),
+        (
+            "priority = 150",
+            "priority = 150\nvirtual_ip = 1",
+            "virtual_ip",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let text = format!("{GOOD}{}", VRRP.replace(from, to));
+        let e = first_error(&text);
+        assert!(e.contains(key), "{to:?}: {e}");
+        assert!(e.starts_with("t.toml:"), "{to:?}: {e}");
+    }
+    // Line numbers point into the [[vrrp]] table.
+    let text = format!("{GOOD}{}", VRRP.replace("vrid = 51", "vrid = 0"));
+    let e = first_error(&text);
+    let line = text.lines().position(|l| l == "vrid = 0").unwrap() + 1;
+    assert!(e.starts_with(&format!("t.toml:{line}:")), "{e}");
+}
+
+#[test]
+fn vrrp_duplicate_vrid_on_one_interface() {
+    let e = first_error(&format!("{GOOD}{VRRP}{VRRP}"));
+    assert!(e.contains("vrrp[1].vrid"), "{e}");
+}
