@@ -118,6 +118,27 @@ impl Pool {
             .ok()
     }
 
+    /// The server for attempt number `attempts + 1` of one request or
+    /// connection: `None` when the attempts (`retries + 1`) or, for a retry,
+    /// the retry budget are spent, or no server outside `exclude` is
+    /// available. Counts the attempt in `attempts`.
+    pub fn next_attempt(
+        &self,
+        attempts: &mut u32,
+        exclude: &[SocketAddr],
+    ) -> Option<Picked<SocketAddr, Arc<Slot>>> {
+        if *attempts > self.settings.retries {
+            return None;
+        }
+        if *attempts > 0 && !self.withdraw_retry() {
+            tracing::debug!(pool = %self.settings.name, "retry budget spent");
+            return None;
+        }
+        let picked = self.pick(exclude)?;
+        *attempts += 1;
+        Some(picked)
+    }
+
     /// Takes a slot on the picked server, waiting in its bounded queue when
     /// it is at `max_connections_per_server`.
     pub async fn acquire(

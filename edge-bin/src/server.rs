@@ -264,19 +264,10 @@ async fn passthrough<S>(
     };
     let pool = &backend.pool;
     let mut exclude = Vec::new();
-    let attempts = pool.settings.retries.saturating_add(1);
     let mut connected = None;
     pool.deposit();
-    while rec.attempts < attempts {
-        if rec.attempts > 0 && !pool.withdraw_retry() {
-            tracing::debug!(pool = %pool.settings.name, "retry budget spent");
-            break;
-        }
-        let Some(picked) = pool.pick(&exclude) else {
-            break;
-        };
+    while let Some(picked) = pool.next_attempt(&mut rec.attempts, &exclude) {
         let addr = *picked.key();
-        rec.attempts += 1;
         let Ok(mut guard) = pool.acquire(picked).await else {
             exclude.push(addr);
             continue;

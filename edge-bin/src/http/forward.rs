@@ -102,20 +102,11 @@ pub async fn forward(
         }
     }
 
-    let max_attempts = settings.retries.saturating_add(1);
     let mut exclude = Vec::new();
     let mut last_status = StatusCode::SERVICE_UNAVAILABLE;
     pool.deposit();
-    while rec.attempts < max_attempts {
-        if rec.attempts > 0 && !pool.withdraw_retry() {
-            tracing::debug!(pool = %pool.settings.name, "retry budget spent");
-            break;
-        }
-        let Some(picked) = pool.pick(&exclude) else {
-            break;
-        };
+    while let Some(picked) = pool.next_attempt(&mut rec.attempts, &exclude) {
         let addr = *picked.key();
-        rec.attempts += 1;
         let mut guard = match pool.acquire(picked).await {
             Ok(g) => g,
             Err(AcquireError::QueueFull | AcquireError::QueueTimeout) => {
