@@ -136,6 +136,28 @@ pub(crate) fn acme_err(config: &AcmeConfig) -> impl Fn(instant_acme::Error) -> E
     }
 }
 
+/// Takes the storage lock `name` as this node (`node_id`, `lock_ttl`),
+/// polling for up to `lock_wait`; `LockBusy` when another node keeps it.
+pub(crate) async fn lock(
+    config: &AcmeConfig,
+    storage: &Arc<dyn Storage>,
+    name: String,
+) -> Result<storage::StorageLock, Error> {
+    storage::acquire(
+        storage,
+        &name,
+        &config.node_id,
+        config.lock_ttl,
+        Duration::from_millis(250),
+        config.lock_wait,
+    )
+    .await?
+    .ok_or(Error::LockBusy {
+        name,
+        waited: config.lock_wait,
+    })
+}
+
 /// The ACME account: loaded from storage, or created once (under the
 /// account lock, re-checking storage after taking it) and stored.
 pub(crate) async fn load_or_create_account(
@@ -147,20 +169,7 @@ pub(crate) async fn load_or_create_account(
     if let Some(account) = load_account(config, storage, &key).await? {
         return Ok(account);
     }
-    let lock_name = format!("account-{dir_id}");
-    let lock = storage::acquire(
-        storage,
-        &lock_name,
-        &config.node_id,
-        config.lock_ttl,
-        Duration::from_millis(250),
-        config.lock_wait,
-    )
-    .await?
-    .ok_or(Error::LockBusy {
-        name: lock_name,
-        waited: config.lock_wait,
-    })?;
+    let lock = lock(config, storage, format!("account-{dir_id}")).await?;
     let result = async {
         if let Some(account) = load_account(config, storage, &key).await? {
             return Ok(account);

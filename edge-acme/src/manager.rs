@@ -16,7 +16,7 @@ use crate::config::{AcmeConfig, CertificateConfig};
 use crate::error::Error;
 use crate::resolver::CertResolver;
 use crate::schedule::{Backoff, RateLimiter, pick_in_window, renew_at};
-use crate::storage::{self, Storage, StorageError, keys};
+use crate::storage::{Storage, StorageError, keys};
 
 /// Something that happened to a managed certificate, for logs and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -601,20 +601,7 @@ impl CertTask {
 
     async fn renew(&mut self) -> Result<Outcome, Error> {
         let config = &self.shared.config;
-        let lock_name = format!("cert-{}", self.id);
-        let lock = storage::acquire(
-            &self.shared.storage,
-            &lock_name,
-            &config.node_id,
-            config.lock_ttl,
-            Duration::from_millis(250),
-            config.lock_wait,
-        )
-        .await?
-        .ok_or(Error::LockBusy {
-            name: lock_name,
-            waited: config.lock_wait,
-        })?;
+        let lock = client::lock(config, &self.shared.storage, format!("cert-{}", self.id)).await?;
         let result = self.renew_locked().await;
         lock.release().await;
         result
