@@ -8,13 +8,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use crate::announce::{gratuitous_arp, unsolicited_na, virtual_mac};
+use crate::announce::{gratuitous_arp, unsolicited_na};
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
 use crate::netlink::{Link, Netlink};
 use crate::network::{AdvertSockets, LinkSocket, SocketPlan};
 use crate::router::{Action, State, Transition, VirtualRouter};
 use crate::stats::Counters;
+use crate::vmac::Vmac;
 
 /// A state change, as published by [`InstanceHandle::events`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,9 +146,8 @@ struct Driver {
     base: Link,
     /// Where the virtual addresses go (the macvlan with a VMAC).
     vip_link: Link,
-    vmac_created: bool,
-    /// The base interface's arp_ignore before a VMAC setup changed it.
-    restore_arp_ignore: Option<String>,
+    /// The macvlan, with a virtual MAC.
+    vmac: Option<Vmac>,
     user_fault: bool,
     link_up: bool,
 }
@@ -164,27 +164,20 @@ impl Driver {
                 value: name.clone(),
                 reason: "no such interface",
             })?;
-        let v6 = config.is_ipv6();
-        let mut restore_arp_ignore = None;
-        let (vip_link, vip_ifname, vmac_created) = match config.vmac_name() {
-            Some(vname) => {
-                let existed = netlink.link(&vname).await?.is_some();
-                let link = netlink
-                    .ensure_macvlan(base.index, &vname, virtual_mac(config.vrid, v6))
-                    .await?;
-                if !v6 {
-                    // Only the macvlan may answer ARP for the virtual
-                    // addresses (with the virtual MAC), as keepalived sets it.
-                    let before = arp_ignore(&name, "1")
-                        .map_err(Error::io(format!("setting arp_ignore on {name}")))?;
-                    restore_arp_ignore = Some(before);
-                    arp_ignore(&vname, "1")
-                        .map_err(Error::io(format!("setting arp_ignore on {vname}")))?;
-                }
-                (link, vname, !existed)
-            }
-            None => (base.clone(), name.clone(), false),
+        let multicast = config.unicast_peers.is_empty();
+        let source = match config.unicast_source {
+            Some(s) => s,
+            None => primary_address(&netlink, &config, &base).await?,
         };
+        let vmac = match config.vmac_name() {
+            Some(vname) => {
+                Some(Vmac::create(&netlink, &base, &name, &vname, config.vrid, source).await?)
+            }
+            None => None,
+        };
+        let vip_link = vmac
+            .as_ref()
+            .map_or_else(|| base.clone(), |v| v.link.clone());
         // A crashed run may have left our addresses behind: a backup must
         // not hold them. (An owner, priority 255, owns them for good.)
         if config.priority != 255 {
@@ -196,22 +189,38 @@ impl Driver {
                 }
             }
         }
-        let source = match config.unicast_source {
-            Some(s) => s,
-            None => primary_address(&netlink, &config, if v6 { &vip_link } else { &base }).await?,
+        // Multicast adverts travel on the macvlan (sent from the virtual
+        // MAC, and received there: see `vmac`); unicast ones on the base
+        // interface, addressed to the peers' own addresses and MACs
+        // (keepalived's `vmac_xmit_base`).
+        let (advert_link, advert_ifname) = match &vmac {
+            Some(v) if multicast => (v.link.clone(), v.name.clone()),
+            _ => (base.clone(), name.clone()),
         };
         let plan = SocketPlan {
-            recv_ifindex: base.index,
-            recv_ifname: name.clone(),
-            send_ifindex: vip_link.index,
-            send_ifname: vip_ifname.clone(),
+            recv_ifindex: advert_link.index,
+            recv_ifname: advert_ifname.clone(),
+            send_ifindex: advert_link.index,
+            send_ifname: advert_ifname,
             source,
-            multicast: config.unicast_peers.is_empty(),
+            multicast,
         };
         let sockets = AdvertSockets::open(&plan)
-            .map_err(Error::io(format!("opening VRRP sockets on {name}")))?;
-        let link_socket =
-            LinkSocket::open(vip_link.index).map_err(Error::io("opening the AF_PACKET socket"))?;
+            .map_err(Error::io(format!("opening VRRP sockets on {name}")))
+            .and_then(|s| {
+                let l = LinkSocket::open(vip_link.index)
+                    .map_err(Error::io("opening the AF_PACKET socket"))?;
+                Ok((s, l))
+            });
+        let (sockets, link_socket) = match sockets {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(v) = &vmac {
+                    v.remove(&netlink).await;
+                }
+                return Err(e);
+            }
+        };
         tracing::info!(source = %source, multicast = plan.multicast, "VRRP instance ready");
         let router = VirtualRouter::new(config, source)?;
         Ok(Driver {
@@ -222,8 +231,7 @@ impl Driver {
             link_up: base.up,
             base,
             vip_link,
-            vmac_created,
-            restore_arp_ignore,
+            vmac,
             user_fault: false,
         })
     }
@@ -310,15 +318,8 @@ impl Driver {
                 }
             }
         }
-        if self.vmac_created
-            && let Err(e) = self.netlink.delete_link(self.vip_link.index).await
-        {
-            tracing::warn!(error = %e, "deleting the macvlan");
-        }
-        if let Some(before) = &self.restore_arp_ignore
-            && let Err(e) = arp_ignore(&self.router.config().interface, before)
-        {
-            tracing::warn!(error = %e, "restoring arp_ignore");
+        if let Some(vmac) = &self.vmac {
+            vmac.remove(&self.netlink).await;
         }
         Ok(())
     }
@@ -381,14 +382,6 @@ impl Driver {
             "announced virtual addresses"
         );
     }
-}
-
-/// Sets `net.ipv4.conf.<ifname>.arp_ignore`; returns the previous value.
-fn arp_ignore(ifname: &str, value: &str) -> std::io::Result<String> {
-    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/arp_ignore");
-    let before = std::fs::read_to_string(&path)?;
-    std::fs::write(&path, value)?;
-    Ok(before.trim().to_owned())
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

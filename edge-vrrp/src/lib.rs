@@ -66,6 +66,7 @@ mod network;
 mod packet;
 mod router;
 mod stats;
+mod vmac;
 
 pub use crate::announce::{gratuitous_arp, unsolicited_na, virtual_mac};
 pub use crate::config::{Config, ConfigError, VirtualAddress};

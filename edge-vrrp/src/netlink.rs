@@ -149,37 +149,39 @@ impl Netlink {
         }
     }
 
-    /// Creates (or reuses) the macvlan `name` on `parent` with `mac`, up.
-    pub(crate) async fn ensure_macvlan(
+    /// Creates the macvlan `name` on `parent` with `mac`, in private mode
+    /// (it then also receives the frames other routers send from the same
+    /// virtual MAC), left down so that its settings can be made first.
+    pub(crate) async fn add_macvlan(
         &self,
         parent: u32,
         name: &str,
         mac: [u8; 6],
     ) -> Result<Link, Error> {
-        if self.link(name).await?.is_none() {
-            let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private)
-                .address(mac.to_vec())
-                .up()
-                .build();
-            self.handle
-                .link()
-                .add(msg)
-                .execute()
-                .await
-                .map_err(Error::netlink(format!("creating macvlan {name}")))?;
-        }
-        let link = self.link(name).await?.ok_or_else(|| Error::Io {
+        let msg = LinkMacVlan::new(name, parent, MacVlanMode::Private)
+            .address(mac.to_vec())
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(Error::netlink(format!("creating macvlan {name}")))?;
+        self.link(name).await?.ok_or_else(|| Error::Io {
             what: format!("macvlan {name} vanished after creation"),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        })?;
-        let msg = LinkUnspec::new_with_index(link.index).up().build();
+        })
+    }
+
+    /// Sets interface `index` administratively up.
+    pub(crate) async fn set_up(&self, index: u32) -> Result<(), Error> {
+        let msg = LinkUnspec::new_with_index(index).up().build();
         self.handle
             .link()
             .set(msg)
             .execute()
             .await
-            .map_err(Error::netlink(format!("setting {name} up")))?;
-        Ok(link)
+            .map_err(Error::netlink(format!("setting interface {index} up")))
     }
 
     /// Deletes interface `index`.

@@ -196,9 +196,10 @@ impl Lab {
         }
     }
 
+    /// Whether any interface of `ns` (eth0 or a macvlan on it) holds `addr`.
     pub fn has_address(&self, ns: &str, addr: &str) -> bool {
         let out = Command::new("ip")
-            .args(["-n", ns, "-o", "addr", "show", "dev", "eth0"])
+            .args(["-n", ns, "-o", "addr", "show"])
             .output();
         out.is_ok_and(|o| {
             String::from_utf8_lossy(&o.stdout)
@@ -270,6 +271,56 @@ impl Lab {
                 vip,
             ])
         })
+    }
+}
+
+impl Lab {
+    /// The client's neighbour entry for `ip`: (link-layer address, state).
+    pub fn client_neighbour(&self, ip: &str) -> Option<(String, String)> {
+        let out = run(&["ip", "-n", &self.client, "neigh", "show", ip, "dev", "eth0"]);
+        let words: Vec<&str> = out.split_whitespace().collect();
+        let mac = words
+            .iter()
+            .position(|w| *w == "lladdr")
+            .and_then(|i| words.get(i + 1))?;
+        Some((mac.to_string(), words.last()?.to_string()))
+    }
+
+    /// Pins the client's neighbour entry for `ip` to `mac` (no ARP / ND
+    /// for it any more), or with `None` removes it.
+    pub fn pin_client_neighbour(&self, ip: &str, mac: Option<&str>) {
+        match mac {
+            Some(mac) => run(&[
+                "ip",
+                "-n",
+                &self.client,
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                mac,
+                "nud",
+                "permanent",
+                "dev",
+                "eth0",
+            ]),
+            None => run(&["ip", "-n", &self.client, "neigh", "flush", "to", ip]),
+        };
+    }
+
+    /// Router `i`'s base interface MAC.
+    pub fn mac(&self, i: usize) -> String {
+        let out = run(&[
+            "ip",
+            "-n",
+            &self.nodes[i],
+            "-br",
+            "link",
+            "show",
+            "dev",
+            "eth0",
+        ]);
+        out.split_whitespace().nth(2).unwrap_or_default().to_owned()
     }
 }
 
