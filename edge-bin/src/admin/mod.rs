@@ -1,0 +1,232 @@
+//! The admin socket: HAProxy's runtime API, the edge way.
+//!
+//! A unix socket (`[admin] socket`, mode 0660 by default, never a TCP
+//! port, so only local users with file access to it can reach it) takes
+//! one command line per connection, answers with text and closes:
+//!
+//! ```text
+//! $ edge admin -s /run/edge/admin.sock show servers app
+//! # pool server         admin health reason since weight in_flight queue requests failures
+//! app    127.0.0.1:8001 ready up     passed 120s  1      0         0     5310     0
+//! app    127.0.0.1:8002 drain up     passed 120s  1      2         0     5122     0
+//! ```
+//!
+//! An answer that starts with `error:` is a failed command (`edge admin`
+//! exits 1); anything else succeeded. The commands are in
+//! [`command::HELP`].
+//!
+//! Server states ([`AdminState`]: ready, drain, maint) and runtime weights
+//! live in [`Admin`], keyed by pool name and server address, outside the
+//! swapped [`State`](crate::state::State): [`Admin::adopt`] applies them to
+//! every new state (call it before storing the state, at start and on
+//! each reload), so they survive a reload for the servers that stay.
+//! Drain and maint take a server out of the balancer's rotation
+//! (edge-balance `drain`), which HTTP forwarding and passthrough both pick
+//! from; health is tracked apart, so an enabled server goes back in
+//! rotation only while its checks pass.
+
+pub mod client;
+pub mod command;
+pub mod config;
+mod exec;
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+
+pub use registry::{Admin, AdminState, Usage};
+
+use crate::config::AdminSettings;
+use crate::state::SharedState;
+
+/// What the `reload` command runs: re-read and apply the config file;
+/// `Ok` carries a summary for the operator, `Err` why the old config stays.
+pub type ReloadFn = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
+/// A [`ReloadFn`] for a process that cannot reload.
+pub fn no_reload() -> ReloadFn {
+    Arc::new(|| Box::pin(async { Err("this edge cannot reload (no reload hook)".to_string()) }))
+}
+
+/// Admin connections served at once; more are refused with an error line.
+const MAX_CONNECTIONS: usize = 16;
+/// How long a client has to send its command line.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long writing the answer may take.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One answer: its text and whether the command succeeded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub ok: bool,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn ok(text: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            text: text.into(),
+        }
+    }
+    /// An error answer: one line `error: MSG`.
+    pub fn err(msg: impl AsRef<str>) -> Self {
+        let one_line: String = msg
+            .as_ref()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        Self {
+            ok: false,
+            text: format!("error: {one_line}\n"),
+        }
+    }
+}
+
+/// The bound admin socket; removes the socket file when dropped.
+#[derive(Debug)]
+pub struct AdminSocket {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for AdminSocket {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `[admin] socket` (when set) and serves it. `None` when no socket
+/// is configured.
+pub fn start(
+    settings: &AdminSettings,
+    admin: Arc<Admin>,
+    shared: SharedState,
+    reload: ReloadFn,
+) -> Result<Option<AdminSocket>, String> {
+    let Some(path) = &settings.socket else {
+        return Ok(None);
+    };
+    let listener = bind(path, settings.mode, settings.group)
+        .map_err(|e| format!("cannot bind the admin socket {}: {e}", path.display()))?;
+    tracing::info!(socket = %path.display(), mode = format!("{:o}", settings.mode), "admin socket listening");
+    let ctx = exec::Ctx {
+        admin,
+        shared,
+        reload,
+    };
+    let task = tokio::spawn(serve(listener, ctx));
+    Ok(Some(AdminSocket {
+        path: path.clone(),
+        task,
+    }))
+}
+
+/// Binds the socket under a temporary name, sets its mode and group, then
+/// renames it into place (as HAProxy does), so it is never reachable with
+/// looser permissions. Refuses to replace a socket another process serves.
+pub fn bind(path: &Path, mode: u32, group: Option<u32>) -> std::io::Result<UnixListener> {
+    use std::io::{Error, ErrorKind};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                "the path exists and is not a socket",
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(Error::new(
+                ErrorKind::AddrInUse,
+                "another process serves this socket",
+            ));
+        }
+    }
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    let placed = (|| {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+async fn serve(listener: UnixListener, ctx: exec::Ctx) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let mut stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let a = Answer::err("too many admin connections; try again");
+                let _ =
+                    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(a.text.as_bytes())).await;
+            });
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            connection(stream, &ctx).await;
+        });
+    }
+}
+
+/// Reads one command line, runs it, writes the answer, closes.
+async fn connection(stream: UnixStream, ctx: &exec::Ctx) {
+    let (r, mut w) = stream.into_split();
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(r).take(command::MAX_LINE as u64 + 2);
+    let read = reader.read_until(b'\n', &mut line);
+    let answer = match tokio::time::timeout(READ_TIMEOUT, read).await {
+        Err(_) => Answer::err("no command received in time"),
+        Ok(Err(e)) => Answer::err(format!("cannot read the command: {e}")),
+        Ok(Ok(_)) => answer_line(&line, ctx).await,
+    };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+        w.write_all(answer.text.as_bytes()).await?;
+        w.shutdown().await
+    })
+    .await;
+}
+
+async fn answer_line(line: &[u8], ctx: &exec::Ctx) -> Answer {
+    let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
+    let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+    if trimmed.len() > command::MAX_LINE {
+        return Answer::err(format!("command longer than {} bytes", command::MAX_LINE));
+    }
+    let Ok(text) = std::str::from_utf8(trimmed) else {
+        return Answer::err("the command is not UTF-8");
+    };
+    match command::parse(text) {
+        Ok(cmd) => {
+            tracing::debug!(command = text, "admin command");
+            ctx.run(cmd).await
+        }
+        Err(e) => Answer::err(e),
+    }
+}
