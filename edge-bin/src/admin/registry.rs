@@ -224,3 +224,91 @@ impl Admin {
         self.generation.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(servers: &str) -> State {
+        let text = format!(
+            "[https]\nlisten = []\n[http]\nlisten = []\n[[pool]]\nname = \"app\"\n{servers}"
+        );
+        let v = crate::config::load_str(
+            crate::config::Source::new(std::path::Path::new("t.toml"), text),
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        State::build(&v).unwrap()
+    }
+
+    fn server(port: u16, weight: u32) -> String {
+        format!("[[pool.server]]\naddress = \"127.0.0.1:{port}\"\nweight = {weight}\n")
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[tokio::test]
+    async fn states_survive_a_new_state_for_servers_that_stay() {
+        let admin = Admin::new("t.toml");
+        let old = state(&[server(1, 1), server(2, 2), server(3, 3), server(4, 4)].concat());
+        admin.adopt(&old);
+        assert_eq!(admin.generation(), 1);
+        admin.set_state("app", addr(1), AdminState::Drain);
+        admin.set_state("app", addr(2), AdminState::Maint);
+        admin.set_weight("app", addr(3), 9, 3);
+        admin.set_weight("app", addr(4), 7, 4);
+        let p = &old.backends["app"].pool;
+        assert!(p.server(addr(1)).unwrap().draining);
+        assert_eq!(p.available(), (2, 4));
+
+        // Server 4's configured weight changes; server 2 leaves, then
+        // comes back; server 5 is new.
+        let new = state(&[server(1, 1), server(3, 3), server(4, 5), server(5, 1)].concat());
+        admin.adopt(&new);
+        assert_eq!(admin.generation(), 2);
+        let p = &new.backends["app"].pool;
+        let s = |port| p.server(addr(port)).unwrap();
+        assert!(s(1).draining);
+        assert_eq!(admin.state_of("app", addr(1)), AdminState::Drain);
+        assert_eq!(s(3).weight, 9, "runtime weight kept");
+        assert_eq!(s(4).weight, 5, "the config's new weight wins");
+        assert!(!s(5).draining);
+        assert_eq!(admin.state_of("app", addr(2)), AdminState::Ready);
+
+        // Both live pools follow a change; once the old state is gone only
+        // the new one is tracked.
+        admin.set_state("app", addr(5), AdminState::Maint);
+        assert!(s(5).draining);
+        admin.set_state("app", addr(1), AdminState::Ready);
+        assert!(!s(1).draining);
+        assert!(!old.backends["app"].pool.server(addr(1)).unwrap().draining);
+        drop(old);
+        let back = state(&[server(1, 1), server(2, 2)].concat());
+        admin.adopt(&back);
+        assert!(!back.backends["app"].pool.server(addr(2)).unwrap().draining);
+        assert_eq!(admin.lock().live["app"].len(), 2);
+    }
+
+    #[tokio::test]
+    async fn usage_counts_leases_until_they_end() {
+        let admin = Admin::new("t.toml");
+        let st = state(&server(1, 1));
+        admin.adopt(&st);
+        let pool = st.backends["app"].pool.clone();
+        assert!(admin.usage("app", addr(1)).is_idle());
+        let picked = pool.pick(&[]).unwrap();
+        assert_eq!(admin.usage("app", addr(1)).picked, 1);
+        let mut lease = pool.acquire(picked).await.unwrap();
+        // Answered (as after a response head or a passthrough connect),
+        // but the body or relay still runs: still in use.
+        lease.success(std::time::Duration::from_millis(1));
+        let u = admin.usage("app", addr(1));
+        assert_eq!((u.active, u.picked), (1, 0));
+        assert!(!u.is_idle());
+        drop(lease);
+        assert!(admin.usage("app", addr(1)).is_idle());
+        assert_eq!(pool.server(addr(1)).unwrap().requests, 1);
+    }
+}
