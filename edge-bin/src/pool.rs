@@ -391,6 +391,36 @@ mod tests {
     }
 
     #[test]
+    fn drain_and_weight_compose_with_health() {
+        let p = Pool::new(settings(&[1, 1], Policy::RoundRobin));
+        let a0 = SocketAddr::from(([127, 0, 0, 1], 1000));
+        let a1 = SocketAddr::from(([127, 0, 0, 1], 1001));
+        assert!(p.set_draining(a0, true));
+        assert!(!p.set_draining(a0, true), "already draining");
+        for _ in 0..10 {
+            assert_eq!(port(&p.pick(&[]).unwrap()), 1001);
+        }
+        // Down while drained: enabling does not bring it back...
+        p.set_healthy(a0, false);
+        assert!(p.set_draining(a0, false));
+        assert_eq!(p.available(), (1, 2));
+        // ...its checks passing do.
+        p.set_healthy(a0, true);
+        assert_eq!(p.available(), (2, 2));
+        // A healthy server with weight 0 gets nothing; the weight is shown.
+        assert!(p.set_weight(a1, 0));
+        for _ in 0..10 {
+            assert_eq!(port(&p.pick(&[]).unwrap()), 1000);
+        }
+        let s = p.server(a1).unwrap();
+        assert_eq!((s.weight, s.healthy, s.draining), (0, true, false));
+        assert_eq!(p.config_weight(a1), Some(1));
+        assert_eq!(p.server(a0).unwrap().requests, 10);
+        assert!(p.has_server(a0) && !p.has_server(SocketAddr::from(([127, 0, 0, 1], 9))));
+        assert!(!p.set_draining(SocketAddr::from(([127, 0, 0, 1], 9)), true));
+    }
+
+    #[test]
     fn retry_budget_is_a_share_of_traffic() {
         let p = Pool::new(settings(&[1], Policy::RoundRobin));
         let mut granted = 0;

@@ -230,3 +230,52 @@ async fn answer_line(line: &[u8], ctx: &exec::Ctx) -> Answer {
         Err(e) => Answer::err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("edge-admin-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn bind_sets_the_mode_and_guards_the_path() {
+        let d = dir("bind");
+        let path = d.join("a.sock");
+        let l = bind(&path, 0o640, None).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        // A socket someone serves is not taken over...
+        let e = bind(&path, 0o660, None).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
+        // ...a stale one is.
+        drop(l);
+        let _l = bind(&path, 0o660, None).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o660
+        );
+        // A regular file is never replaced.
+        let file = d.join("file");
+        std::fs::write(&file, "keep").unwrap();
+        assert!(bind(&file, 0o660, None).is_err());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+        // A missing directory is a clear error.
+        assert!(bind(&d.join("no/such/dir.sock"), 0o660, None).is_err());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn error_answers_are_one_line() {
+        let a = Answer::err("bad\nthing\r");
+        assert_eq!(a.text, "error: bad thing \n");
+        assert!(!a.ok);
+    }
+}
