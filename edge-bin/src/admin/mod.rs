@@ -197,6 +197,14 @@ async fn serve(listener: UnixListener, ctx: exec::Ctx) {
 
 /// Reads one command line, runs it, writes the answer, closes.
 async fn connection(stream: UnixStream, ctx: &exec::Ctx) {
+    use tracing::Instrument;
+    // Who asked, for the record: every change is logged in this span.
+    let cred = stream.peer_cred().ok();
+    let span = tracing::info_span!(
+        "admin",
+        uid = cred.map(|c| c.uid()),
+        pid = cred.and_then(|c| c.pid())
+    );
     let (r, mut w) = stream.into_split();
     let mut line = Vec::new();
     let mut reader = BufReader::new(r).take(command::MAX_LINE as u64 + 2);
@@ -204,7 +212,7 @@ async fn connection(stream: UnixStream, ctx: &exec::Ctx) {
     let answer = match tokio::time::timeout(READ_TIMEOUT, read).await {
         Err(_) => Answer::err("no command received in time"),
         Ok(Err(e)) => Answer::err(format!("cannot read the command: {e}")),
-        Ok(Ok(_)) => answer_line(&line, ctx).await,
+        Ok(Ok(_)) => answer_line(&line, ctx).instrument(span).await,
     };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
         w.write_all(answer.text.as_bytes()).await?;
