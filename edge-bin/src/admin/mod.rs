@@ -280,6 +280,89 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    fn state(ports: &[u16]) -> crate::state::State {
+        let servers: String = ports
+            .iter()
+            .map(|p| format!("[[pool.server]]\naddress = \"127.0.0.1:{p}\"\n"))
+            .collect();
+        let text = format!(
+            "[https]\nlisten = []\n[http]\nlisten = []\n[[pool]]\nname = \"app\"\n{servers}"
+        );
+        let v = crate::config::load_str(
+            crate::config::Source::new(Path::new("t.toml"), text),
+            Path::new("."),
+        )
+        .unwrap();
+        crate::state::State::build(&v).unwrap()
+    }
+
+    /// The reload hook as the lead wires it: build the new state, adopt it,
+    /// store it. Drains survive it; the answer is the hook's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reload_hook_and_drain_across_a_reload() {
+        let d = dir("reload");
+        let path = d.join("admin.sock");
+        let admin = Admin::new("t.toml");
+        let first = state(&[1, 2]);
+        admin.adopt(&first);
+        let shared: SharedState = Arc::new(arc_swap::ArcSwap::from_pointee(first));
+        let reload: ReloadFn = {
+            let (admin, shared) = (admin.clone(), shared.clone());
+            Arc::new(move || {
+                let (admin, shared) = (admin.clone(), shared.clone());
+                Box::pin(async move {
+                    let new = state(&[1, 2, 3]);
+                    admin.adopt(&new);
+                    shared.store(Arc::new(new));
+                    Ok("added server 127.0.0.1:3".to_string())
+                })
+            })
+        };
+        let settings = AdminSettings {
+            socket: Some(path.clone()),
+            ..AdminSettings::default()
+        };
+        let sock = start(&settings, admin.clone(), shared.clone(), reload)
+            .unwrap()
+            .unwrap();
+        let send = |line: &'static str| {
+            let path = path.clone();
+            async move {
+                tokio::task::spawn_blocking(move || client::send(&path, line).unwrap())
+                    .await
+                    .unwrap()
+            }
+        };
+        let out = send("drain app 127.0.0.1:1 --timeout 1s").await;
+        assert!(out.starts_with("drained:"), "{out}");
+        assert_eq!(send("reload").await, "added server 127.0.0.1:3");
+        let out = send("show servers").await;
+        assert_eq!(out.lines().count(), 4, "{out}");
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("app") && l.contains("127.0.0.1:1 drain")),
+            "{out}"
+        );
+        let pool = shared.load().backends["app"].pool.clone();
+        for _ in 0..10 {
+            assert_ne!(pool.pick(&[]).unwrap().key().port(), 1);
+        }
+        assert!(send("show info").await.contains("Generation: 2\n"));
+        // Past the connection limit: an error line, not a hang.
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(tokio::net::UnixStream::connect(&path).await.unwrap());
+        }
+        let mut extra = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut answer = String::new();
+        extra.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("error: too many"), "{answer}");
+        drop(held);
+        drop(sock);
+        assert!(!path.exists(), "the socket file is removed at stop");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
     #[test]
     fn error_answers_are_one_line() {
         let a = Answer::err("bad\nthing\r");
