@@ -19,6 +19,9 @@
 //! - [`http`] routes and forwards terminated requests; [`pool`] picks servers,
 //!   bounds concurrency and tracks health; [`accesslog::AccessRecord`] is the
 //!   one record per request or passthrough connection.
+//! - [`admin`] serves the runtime API on a local unix socket (show pools and
+//!   servers, drain / maint / enable / set weight, reload); server states
+//!   live outside the swapped state and survive reloads.
 //!
 //! ```
 //! let v = edge_bin::config::load_str(
@@ -35,6 +38,7 @@
 
 pub mod accesslog;
 pub mod acme;
+pub mod admin;
 pub mod certs;
 pub mod config;
 pub mod demo;

@@ -3,13 +3,14 @@
 //! ```text
 //! edge run   -c edge.toml    run the proxy
 //! edge check -c edge.toml    validate the config as a run would, then exit
+//! edge admin [-s SOCKET] CMD  send one command to a running edge's admin socket
 //! edge --version
 //! ```
 //!
 //! Exit status (as `nginx -t` / `haproxy -c`): 0 success, 1 invalid config
 //! or a failure at start, 2 usage error.
 
-use edge_bin::{config, demo, server, state, vrrp};
+use edge_bin::{admin, config, demo, server, state, vrrp};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +21,9 @@ use arc_swap::ArcSwap;
 const USAGE: &str = "usage:
   edge run -c FILE      run the proxy with config FILE
   edge check -c FILE    validate FILE (everything a run would check) and exit
+  edge admin [-s SOCKET] COMMAND...
+                        send COMMAND to a running edge's admin socket
+                        (default /run/edge/admin.sock; try: edge admin help)
   edge --version        print the version
 
 exit status: 0 ok, 1 invalid config or start failure, 2 usage error";
@@ -27,6 +31,7 @@ exit status: 0 ok, 1 invalid config or start failure, 2 usage error";
 enum Command {
     Run(PathBuf),
     Check(PathBuf),
+    Admin(Vec<String>),
     Version,
     Help,
 }
@@ -37,6 +42,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
     match cmd.as_str() {
         "--version" | "-V" | "version" => return Ok(Command::Version),
         "--help" | "-h" | "help" => return Ok(Command::Help),
+        "admin" => return Ok(Command::Admin(it.cloned().collect())),
         "run" | "check" => {}
         other => return Err(format!("unknown command {other:?}")),
     }
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Admin(args) => admin::client::main(&args),
         Command::Run(path) => run(&path),
     }
 }
@@ -121,7 +128,7 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(v)) {
+    match rt.block_on(serve(v, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -131,13 +138,17 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn serve(v: config::Validated) -> Result<(), String> {
+async fn serve(v: config::Validated, path: &std::path::Path) -> Result<(), String> {
     demo::start_all(&v.demo_backends)
         .await
         .map_err(|e| format!("cannot start a demo backend: {e}"))?;
     let state = state::State::build(&v).map_err(|e| e.to_string())?;
     let health = state.health.clone();
+    // Admin server states apply to every state before it serves.
+    let admin = admin::Admin::new(path);
+    admin.adopt(&state);
     let shared: state::SharedState = Arc::new(ArcSwap::from_pointee(state));
+    let _admin_socket = admin::start(&v.admin, admin, shared.clone(), admin::no_reload())?;
     let conns = Arc::new(tokio::sync::Semaphore::new(v.limits.max_connections));
     for (addrs, tls) in [(&v.https.listen, true), (&v.http.listen, false)] {
         for a in addrs {

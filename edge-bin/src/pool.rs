@@ -20,6 +20,9 @@ pub struct Slot {
     pub addr: SocketAddr,
     limiter: Option<Arc<Semaphore>>,
     queued: AtomicUsize,
+    /// Leases alive: requests (until their response body ends), upgrade
+    /// tunnels and passthrough connections using the server.
+    active: AtomicUsize,
 }
 
 /// A server in use by one request or connection. Counts as in flight for
@@ -29,7 +32,14 @@ pub struct Slot {
 pub struct Lease {
     addr: SocketAddr,
     in_flight: Option<InFlight>,
+    slot: Arc<Slot>,
     _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.slot.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Lease {
@@ -93,6 +103,7 @@ impl Pool {
                 limiter: (settings.max_connections_per_server > 0)
                     .then(|| Arc::new(Semaphore::new(settings.max_connections_per_server))),
                 queued: AtomicUsize::new(0),
+                active: AtomicUsize::new(0),
             });
             // In rotation from the start; health checks take servers out.
             set.insert_with_health(addr, slot, weight.max(1), true);
@@ -169,9 +180,11 @@ impl Pool {
                 }
             },
         };
+        slot.active.fetch_add(1, Ordering::Relaxed);
         Ok(Lease {
             addr: slot.addr,
             in_flight: Some(in_flight),
+            slot,
             _permit: permit,
         })
     }
@@ -218,6 +231,99 @@ impl Pool {
     pub fn available(&self) -> (usize, usize) {
         let s = self.balancer.set().snapshot();
         (s.available(), s.len())
+    }
+
+    /// Whether `addr` is one of the pool's servers.
+    pub fn has_server(&self, addr: SocketAddr) -> bool {
+        self.settings.servers.iter().any(|(a, _)| *a == addr)
+    }
+
+    /// Takes a server out of rotation (`true`: no new request or
+    /// connection picks it; those using it finish) or puts it back.
+    /// Health is tracked apart: a drained server that is down stays out
+    /// after it is undrained until its checks pass. Returns whether
+    /// anything changed.
+    pub fn set_draining(&self, addr: SocketAddr, draining: bool) -> bool {
+        let set = self.balancer.set();
+        if draining {
+            set.drain(&addr)
+        } else {
+            set.undrain(&addr)
+        }
+    }
+
+    /// Sets a server's balancing weight (0: no new traffic). Returns
+    /// whether anything changed.
+    pub fn set_weight(&self, addr: SocketAddr, weight: u32) -> bool {
+        self.balancer.set().set_weight(&addr, weight)
+    }
+
+    /// The weight a server has in the config, `None` for an unknown server.
+    pub fn config_weight(&self, addr: SocketAddr) -> Option<u32> {
+        self.settings
+            .servers
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, w)| (*w).max(1))
+    }
+
+    /// Every server's live state, in config order.
+    pub fn servers(&self) -> Vec<ServerStatus> {
+        let snap = self.balancer.set().snapshot();
+        snap.endpoints()
+            .iter()
+            .map(|e| {
+                let slot = e.value();
+                let stats = e.stats();
+                ServerStatus {
+                    addr: *e.key(),
+                    weight: e.weight(),
+                    healthy: e.is_healthy(),
+                    draining: e.is_draining(),
+                    active: slot.active.load(Ordering::Relaxed),
+                    picked: stats.in_flight(),
+                    queued: slot.queued.load(Ordering::Relaxed),
+                    requests: stats.picks(),
+                    failures: stats.errors(),
+                }
+            })
+            .collect()
+    }
+
+    /// One server's live state.
+    pub fn server(&self, addr: SocketAddr) -> Option<ServerStatus> {
+        self.servers().into_iter().find(|s| s.addr == addr)
+    }
+}
+
+/// A server's live state, as [`Pool::servers`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub addr: SocketAddr,
+    /// Current balancing weight (the config's, or one set at runtime).
+    pub weight: u32,
+    /// What health checking last reported.
+    pub healthy: bool,
+    /// Taken out of rotation by an operator (drain or maint).
+    pub draining: bool,
+    /// Requests (until their response body ends), tunnels and passthrough
+    /// connections using the server now.
+    pub active: usize,
+    /// Picked and not yet finished or answered (includes requests still
+    /// waiting for a slot).
+    pub picked: u64,
+    /// Requests waiting in the server's queue.
+    pub queued: usize,
+    /// Requests and connections sent to it since this pool was built.
+    pub requests: u64,
+    /// Of which failed.
+    pub failures: u64,
+}
+
+impl ServerStatus {
+    /// Nothing uses the server and nothing is on its way to it.
+    pub fn is_idle(&self) -> bool {
+        self.active == 0 && self.picked == 0 && self.queued == 0
     }
 }
 
@@ -282,6 +388,36 @@ mod tests {
                 1001
             );
         }
+    }
+
+    #[test]
+    fn drain_and_weight_compose_with_health() {
+        let p = Pool::new(settings(&[1, 1], Policy::RoundRobin));
+        let a0 = SocketAddr::from(([127, 0, 0, 1], 1000));
+        let a1 = SocketAddr::from(([127, 0, 0, 1], 1001));
+        assert!(p.set_draining(a0, true));
+        assert!(!p.set_draining(a0, true), "already draining");
+        for _ in 0..10 {
+            assert_eq!(port(&p.pick(&[]).unwrap()), 1001);
+        }
+        // Down while drained: enabling does not bring it back...
+        p.set_healthy(a0, false);
+        assert!(p.set_draining(a0, false));
+        assert_eq!(p.available(), (1, 2));
+        // ...its checks passing do.
+        p.set_healthy(a0, true);
+        assert_eq!(p.available(), (2, 2));
+        // A healthy server with weight 0 gets nothing; the weight is shown.
+        assert!(p.set_weight(a1, 0));
+        for _ in 0..10 {
+            assert_eq!(port(&p.pick(&[]).unwrap()), 1000);
+        }
+        let s = p.server(a1).unwrap();
+        assert_eq!((s.weight, s.healthy, s.draining), (0, true, false));
+        assert_eq!(p.config_weight(a1), Some(1));
+        assert_eq!(p.server(a0).unwrap().requests, 10);
+        assert!(p.has_server(a0) && !p.has_server(SocketAddr::from(([127, 0, 0, 1], 9))));
+        assert!(!p.set_draining(SocketAddr::from(([127, 0, 0, 1], 9)), true));
     }
 
     #[test]

@@ -35,6 +35,18 @@ pub struct Validated {
     pub demo_backends: Vec<SocketAddr>,
     pub acme: AcmeSettings,
     pub vrrp: Vec<VrrpSettings>,
+    pub admin: AdminSettings,
+}
+
+/// `[admin]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// The unix socket path; `None`: no admin socket.
+    pub socket: Option<std::path::PathBuf>,
+    /// File mode of the socket (default `0o660`).
+    pub mode: u32,
+    /// Group id to own the socket.
+    pub group: Option<u32>,
 }
 
 /// `[[vrrp]]`, validated: the edge-vrrp config plus health tracking.
@@ -901,8 +913,10 @@ impl Validator<'_> {
 
         let acme = self.acme(&f.acme);
         let vrrp = self.vrrp(&f.vrrp, &pool_names);
+        let admin = crate::admin::config::validate(&f.admin, self.src, self.base, &mut self.errors);
 
         Validated {
+            admin,
             acme,
             vrrp,
             worker_threads: f.runtime.worker_threads,

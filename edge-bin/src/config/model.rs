@@ -33,6 +33,20 @@ pub struct ConfigFile {
     pub acme: Acme,
     #[serde(default, rename = "vrrp")]
     pub vrrp: Vec<Vrrp>,
+    #[serde(default)]
+    pub admin: Admin,
+}
+
+/// `[admin]`: the runtime API on a local unix socket (see `crate::admin`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Admin {
+    /// Socket path; no admin socket when absent.
+    pub socket: Option<Spanned<String>>,
+    /// Octal file mode of the socket; default `"0660"`.
+    pub mode: Option<Spanned<String>>,
+    /// Group owning the socket (name or number); default the process's.
+    pub group: Option<Spanned<String>>,
 }
 
 /// `[[vrrp]]`: one VRRP instance (edge-vrrp) that holds the VIPs.
