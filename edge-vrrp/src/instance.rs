@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::announce::{gratuitous_arp, unsolicited_na};
 use crate::config::{Config, ConfigError};
 use crate::error::Error;
-use crate::netlink::{Link, Netlink};
+use crate::netlink::{Link, LinkEvents, Netlink};
 use crate::network::{AdvertSockets, LinkSocket, SocketPlan};
 use crate::router::{Action, State, Transition, VirtualRouter};
 use crate::stats::Counters;
@@ -150,11 +150,15 @@ struct Driver {
     vmac: Option<Vmac>,
     user_fault: bool,
     link_up: bool,
+    /// Kernel notifications about the base interface (`None`: they
+    /// stopped, the link is polled instead).
+    link_events: Option<LinkEvents>,
 }
 
 impl Driver {
     async fn setup(config: Config) -> Result<Self, Error> {
         let netlink = Netlink::connect()?;
+        let link_events = LinkEvents::subscribe()?;
         let name = config.interface.clone();
         let base = netlink
             .link(&name)
@@ -233,6 +237,7 @@ impl Driver {
             vip_link,
             vmac,
             user_fault: false,
+            link_events: Some(link_events),
         })
     }
 
@@ -247,14 +252,11 @@ impl Driver {
         self.router.set_fault(now, !self.link_up);
         self.router.start(now);
         let mut buf = Vec::with_capacity(4096);
-        let poll_every = self
-            .router
-            .config()
-            .advert_interval
-            .clamp(Duration::from_millis(50), Duration::from_millis(500));
-        let mut link_poll = tokio::time::interval(poll_every);
+        // Only used if the link notifications stop.
+        let mut link_poll = tokio::time::interval(Duration::from_secs(1));
         link_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut done: Option<oneshot::Sender<()>> = None;
+        let mut fired_early = false;
         loop {
             self.execute(&state, &events).await;
             if let Ok(mut c) = counters.lock() {
@@ -264,6 +266,21 @@ impl Driver {
                 let _ = tx.send(());
                 break;
             }
+            // A timer already due (a two-node backup that just heard
+            // priority 0) fires now, not at the runtime's next
+            // millisecond tick (once in a row: a timer the router leaves
+            // due goes through the runtime, which yields).
+            if !fired_early
+                && self
+                    .router
+                    .poll_timeout()
+                    .is_some_and(|d| d <= Instant::now())
+            {
+                self.router.handle_timeout(Instant::now());
+                fired_early = true;
+                continue;
+            }
+            fired_early = false;
             let deadline = self
                 .router
                 .poll_timeout()
@@ -305,14 +322,17 @@ impl Driver {
                         }
                     }
                 }
-                _ = link_poll.tick() => {
+                up = next_link_event(&mut self.link_events, self.base.index) => match up {
+                    Some(up) => self.link_changed(up),
+                    None => {
+                        tracing::warn!("netlink link notifications stopped; polling the link");
+                        self.link_events = None;
+                    }
+                },
+                _ = link_poll.tick(), if self.link_events.is_none() => {
                     match self.netlink.link(&self.router.config().interface.clone()).await {
-                        Ok(Some(link)) if link.up != self.link_up => {
-                            tracing::warn!(up = link.up, "interface link state changed");
-                            self.link_up = link.up;
-                            self.router.set_fault(Instant::now(), self.user_fault || !self.link_up);
-                        }
-                        Ok(_) => {}
+                        Ok(Some(link)) => self.link_changed(link.up),
+                        Ok(None) => self.link_changed(false),
                         Err(e) => tracing::warn!(error = %e, "checking the interface"),
                     }
                 }
@@ -322,6 +342,19 @@ impl Driver {
             vmac.remove(&self.netlink).await;
         }
         Ok(())
+    }
+
+    /// The base interface's link went up or down: down is Fault (a master
+    /// tries to send priority 0 and removes the addresses), up starts
+    /// again from Initialize.
+    fn link_changed(&mut self, up: bool) {
+        if up == self.link_up {
+            return;
+        }
+        tracing::warn!(up, "interface link state changed");
+        self.link_up = up;
+        self.router
+            .set_fault(Instant::now(), self.user_fault || !self.link_up);
     }
 
     /// Carries out the router's actions.
@@ -381,6 +414,13 @@ impl Driver {
             base = self.base.index,
             "announced virtual addresses"
         );
+    }
+}
+
+async fn next_link_event(events: &mut Option<LinkEvents>, index: u32) -> Option<bool> {
+    match events {
+        Some(e) => e.next(index).await,
+        None => std::future::pending().await,
     }
 }
 

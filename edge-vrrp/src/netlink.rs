@@ -4,12 +4,16 @@
 
 use std::net::IpAddr;
 
+use futures::StreamExt;
 use futures::TryStreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode};
-use rtnetlink::{Handle, LinkMacVlan, LinkUnspec};
+use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, MulticastGroup};
 
 use crate::config::VirtualAddress;
 use crate::error::Error;
@@ -192,6 +196,48 @@ impl Netlink {
             .execute()
             .await
             .map_err(Error::netlink("deleting the macvlan"))
+    }
+}
+
+/// Link state changes pushed by the kernel (RTNLGRP_LINK), no polling.
+#[derive(Debug)]
+pub(crate) struct LinkEvents {
+    messages: UnboundedReceiver<(
+        NetlinkMessage<RouteNetlinkMessage>,
+        rtnetlink::sys::SocketAddr,
+    )>,
+}
+
+impl LinkEvents {
+    /// Subscribes; call before reading the link's current state so that
+    /// no change falls in between.
+    pub(crate) fn subscribe() -> Result<Self, Error> {
+        let (conn, _handle, messages) =
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
+                .map_err(Error::io("subscribing to netlink link events"))?;
+        tokio::spawn(conn);
+        Ok(LinkEvents { messages })
+    }
+
+    /// The next notification about interface `index`: `Some(up)` (a
+    /// deleted interface is down), `None` once the subscription ended.
+    pub(crate) async fn next(&mut self, index: u32) -> Option<bool> {
+        loop {
+            let (msg, _) = self.messages.next().await?;
+            match msg.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(l))
+                    if l.header.index == index =>
+                {
+                    return Some(link_of(&l).up);
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(l))
+                    if l.header.index == index =>
+                {
+                    return Some(false);
+                }
+                _ => {}
+            }
+        }
     }
 }
 

@@ -411,3 +411,63 @@ fn unknown_interface_and_bad_values_are_refused() {
         );
     }
 }
+
+/// Link state from netlink notifications: the master's interface goes
+/// down (it cannot even send priority 0) → it enters Fault and drops the
+/// address, the backup takes over within its Master_Down_Interval; the
+/// link comes back → the router restarts as backup and preempts again.
+#[test]
+fn link_down_is_fault_and_link_up_settles() {
+    if !lab::can_run("link_down_is_fault_and_link_up_settles") {
+        return;
+    }
+    let s = Scenario {
+        peer: Kind::Edge,
+        version: 3,
+        v6: false,
+        unicast: false,
+    };
+    let lab = Lab::new(2);
+    let (vip, _) = s.vip();
+    let long = Duration::from_secs(10);
+    let _backup = Router::start(&lab, 1, &s.spec(&lab, 1, Kind::Edge, 100), "b");
+    let mut master = Router::start(&lab, 0, &s.spec(&lab, 0, Kind::Edge, 150), "m");
+    lab.wait_holder(0, vip, Instant::now(), long);
+    thread::sleep(Duration::from_millis(600));
+
+    let t0 = Instant::now();
+    lab.set_link(0, false);
+    let took = lab.wait_holder(1, vip, t0, long);
+    assert!(
+        took <= s.master_down(100) + MARGIN,
+        "takeover after link down took {took:?}"
+    );
+    let deadline = Instant::now() + long;
+    while !master.out_text().contains(r#""state":"fault""#) {
+        assert!(Instant::now() < deadline, "no fault: {}", master.out_text());
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        !lab.has_address(&lab.nodes[0], vip),
+        "the router with its link down still holds {vip}"
+    );
+    assert!(lab.client_reaches(vip));
+
+    lab.set_link(0, true);
+    lab.wait_holder(0, vip, Instant::now(), long);
+    thread::sleep(Duration::from_millis(600));
+    assert_eq!(lab.holders(vip), vec![0]);
+    assert!(lab.client_reaches(vip));
+    let out = master.out_text();
+    assert!(
+        out.lines()
+            .any(|l| l.contains(r#""from":"fault""#) && l.contains(r#""state":"backup""#)),
+        "no fault -> backup transition: {out}"
+    );
+    assert!(
+        !master.log_text().contains("polling the link"),
+        "{}",
+        master.log_text()
+    );
+    assert!(master.stop());
+}
