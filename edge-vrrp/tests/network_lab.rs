@@ -290,6 +290,22 @@ fn interop_matrix() {
     run_all(all);
 }
 
+/// Two edge routers, VRRPv3 over IPv4 multicast: router 0 (priority 150)
+/// master, router 1 (100) backup.
+fn edge_pair() -> (Scenario, Lab, Router, Router) {
+    let s = Scenario {
+        peer: Kind::Edge,
+        version: 3,
+        v6: false,
+        unicast: false,
+    };
+    let lab = Lab::new(2);
+    let backup = Router::start(&lab, 1, &s.spec(&lab, 1, Kind::Edge, 100), "b");
+    let master = Router::start(&lab, 0, &s.spec(&lab, 0, Kind::Edge, 150), "m");
+    lab.wait_holder(0, s.vip().0, Instant::now(), Duration::from_secs(10));
+    (s, lab, backup, master)
+}
+
 /// Fault forced through the driver (what edge-bin does when its own
 /// health checks fail): the master hands over with priority 0 and drops
 /// the address; cleared, it comes back as backup and preempts.
@@ -298,18 +314,9 @@ fn fault_hands_over_and_recovers() {
     if !lab::can_run("fault_hands_over_and_recovers") {
         return;
     }
-    let s = Scenario {
-        peer: Kind::Edge,
-        version: 3,
-        v6: false,
-        unicast: false,
-    };
-    let lab = Lab::new(2);
+    let (s, lab, _backup, mut master) = edge_pair();
     let (vip, _) = s.vip();
     let long = Duration::from_secs(10);
-    let _backup = Router::start(&lab, 1, &s.spec(&lab, 1, Kind::Edge, 100), "b");
-    let mut master = Router::start(&lab, 0, &s.spec(&lab, 0, Kind::Edge, 150), "m");
-    lab.wait_holder(0, vip, Instant::now(), long);
     let t0 = Instant::now();
     master.send_signal("-USR1");
     let took = lab.wait_holder(1, vip, t0, long);
@@ -421,18 +428,9 @@ fn link_down_is_fault_and_link_up_settles() {
     if !lab::can_run("link_down_is_fault_and_link_up_settles") {
         return;
     }
-    let s = Scenario {
-        peer: Kind::Edge,
-        version: 3,
-        v6: false,
-        unicast: false,
-    };
-    let lab = Lab::new(2);
+    let (s, lab, _backup, mut master) = edge_pair();
     let (vip, _) = s.vip();
     let long = Duration::from_secs(10);
-    let _backup = Router::start(&lab, 1, &s.spec(&lab, 1, Kind::Edge, 100), "b");
-    let mut master = Router::start(&lab, 0, &s.spec(&lab, 0, Kind::Edge, 150), "m");
-    lab.wait_holder(0, vip, Instant::now(), long);
     thread::sleep(Duration::from_millis(600));
 
     let t0 = Instant::now();
