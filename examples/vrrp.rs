@@ -6,7 +6,8 @@
 //!      --vip 198.18.0.100/24 [--vip ...] [--version 2|3] \
 //!      [--unicast-src ADDR --unicast-peer ADDR ...] [--nopreempt] \
 //!      [--preempt-delay SECS] [--two-node] [--garp-delay SECS] \
-//!      [--garp-repeat N] [--garp-refresh SECS] [--vmac] [--checksum-message-only]
+//!      [--garp-repeat N] [--garp-refresh SECS] [--vmac] [--checksum-message-only] \
+//!      [--auth-pass PASSWORD]
 //! ```
 //!
 //! Prints one JSON line per state change on stdout, e.g.
@@ -24,7 +25,7 @@ use tokio::signal::unix::{SignalKind, signal};
 const USAGE: &str = "usage: vrrp --interface IF --vrid N --priority N --vip CIDR [--vip CIDR ...] \
 [--advert-interval SECS] [--version 2|3] [--unicast-src ADDR] [--unicast-peer ADDR ...] [--nopreempt] \
 [--preempt-delay SECS] [--two-node] [--garp-delay SECS] [--garp-repeat N] [--garp-refresh SECS] [--vmac] \
-[--checksum-message-only]";
+[--checksum-message-only] [--auth-pass PASSWORD]";
 
 fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
     let mut config = Config::default();
@@ -111,6 +112,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Config, String> {
             }
             "--vmac" => {
                 config.use_vmac(true);
+            }
+            "--auth-pass" => {
+                config.auth_password(value("--auth-pass")?);
             }
             "--checksum-message-only" => {
                 config.checksum_mode(ChecksumMode::MessageOnly);

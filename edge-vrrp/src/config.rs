@@ -105,6 +105,18 @@ pub struct Config {
     pub(crate) two_node: bool,
     pub(crate) use_vmac: bool,
     pub(crate) vmac_interface: Option<String>,
+    pub(crate) auth_password: Option<AuthPassword>,
+}
+
+/// A VRRPv2 simple text password as given (checked by
+/// [`Config::validate`]); never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct AuthPassword(Vec<u8>);
+
+impl std::fmt::Debug for AuthPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthPassword(..)")
+    }
 }
 
 impl Default for Config {
@@ -129,6 +141,7 @@ impl Default for Config {
             two_node: false,
             use_vmac: false,
             vmac_interface: None,
+            auth_password: None,
         }
     }
 }
@@ -275,6 +288,30 @@ impl Config {
     pub fn vmac_interface(&mut self, name: impl Into<String>) -> &mut Self {
         self.vmac_interface = Some(name.into());
         self
+    }
+
+    /// VRRPv2 simple text password authentication (RFC 2338's auth type 1,
+    /// keepalived's `authentication { auth_type PASS auth_pass ... }`), for
+    /// groups migrated from such keepalived configurations: adverts carry
+    /// the password and adverts without it are discarded. 1 to 8 bytes,
+    /// VRRPv2 only (RFC 3768 and 9568 dropped authentication; it protects
+    /// from misconfiguration, not from attackers: the password is sent in
+    /// clear). Default none.
+    pub fn auth_password(&mut self, password: impl Into<String>) -> &mut Self {
+        self.auth_password = Some(AuthPassword(password.into().into_bytes()));
+        self
+    }
+
+    /// The Authentication Data of our adverts (the password, zero-padded)
+    /// when a password is set. Only meaningful after [`Config::validate`].
+    pub(crate) fn auth_data(&self) -> Option<[u8; 8]> {
+        self.auth_password.as_ref().map(|p| {
+            let mut data = [0; 8];
+            for (d, b) in data.iter_mut().zip(&p.0) {
+                *d = *b;
+            }
+            data
+        })
     }
 
     /// The interface name.
@@ -430,8 +467,25 @@ impl Config {
             return bad(
                 "accept_mode",
                 "false".into(),
-                "only accept mode is supported",
+                "not supported: a backup that takes over always accepts traffic to the \
+                 virtual addresses (keepalived's default too)",
             );
+        }
+        if let Some(AuthPassword(p)) = &self.auth_password {
+            if self.version != Version::V2 {
+                return bad(
+                    "auth_password",
+                    "(set)".into(),
+                    "authentication exists in VRRPv2 only",
+                );
+            }
+            if p.is_empty() || p.len() > 8 {
+                return bad(
+                    "auth_password",
+                    format!("{} bytes", p.len()),
+                    "the password must be 1 to 8 bytes",
+                );
+            }
         }
         if self.two_node && self.unicast_peers.len() > 1 {
             return bad(
@@ -588,6 +642,20 @@ mod tests {
                 "accept_mode",
                 Box::new(|c| {
                     c.accept_mode(false);
+                }),
+            ),
+            (
+                "auth_password",
+                Box::new(|c| {
+                    c.auth_password("secret");
+                }),
+            ),
+            (
+                "auth_password",
+                Box::new(|c| {
+                    c.version(Version::V2)
+                        .advert_interval(Duration::from_secs(1))
+                        .auth_password("ninechars");
                 }),
             ),
             (

@@ -13,7 +13,7 @@ use crate::checksum::{self, IPPROTO_VRRP, Sum};
 /// Length of the fixed VRRP header (both versions).
 const HEADER_LEN: usize = 8;
 /// Length of the VRRPv2 authentication data trailer.
-const V2_AUTH_DATA_LEN: usize = 8;
+pub(crate) const V2_AUTH_DATA_LEN: usize = 8;
 /// The only VRRP message type (ADVERTISEMENT).
 const TYPE_ADVERTISEMENT: u8 = 1;
 /// Largest VRRPv3 Max Adver Int (12 bits, centiseconds).
@@ -115,8 +115,12 @@ pub struct Advertisement {
     /// Max Adver Int as on the wire: centiseconds (v3, 12 bits) or
     /// seconds (v2). See [`Advertisement::interval`].
     pub max_advert_int: u16,
-    /// VRRPv2 Auth Type (0 = none); always 0 for v3.
+    /// VRRPv2 Auth Type (0 = none, 1 = simple text password); always 0
+    /// for v3.
     pub auth_type: u8,
+    /// VRRPv2 Authentication Data (the password, zero-padded, with auth
+    /// type 1); all zeros for v3.
+    pub auth_data: [u8; V2_AUTH_DATA_LEN],
     /// The virtual addresses, all of one family.
     pub addresses: Vec<IpAddr>,
 }
@@ -193,7 +197,7 @@ impl Advertisement {
             }
         }
         if self.version == Version::V2 {
-            out.extend_from_slice(&[0; V2_AUTH_DATA_LEN]);
+            out.extend_from_slice(&self.auth_data);
         }
         let sum = match (self.version, family, mode) {
             (Version::V2, _, _) | (Version::V3, Family::V4, ChecksumMode::MessageOnly) => {
@@ -281,6 +285,10 @@ impl Advertisement {
                 },
             });
         }
+        let mut auth_data = [0; V2_AUTH_DATA_LEN];
+        if version == Version::V2 {
+            auth_data.copy_from_slice(a.take(V2_AUTH_DATA_LEN, Field::AuthData)?);
+        }
         let ok = match (version, family) {
             (Version::V2, _) => checksum::of(bytes) == 0,
             (Version::V3, Family::V6) => pseudo_sum(bytes, addressing) == 0,
@@ -298,6 +306,7 @@ impl Advertisement {
             priority,
             max_advert_int,
             auth_type,
+            auth_data,
             addresses,
         })
     }
@@ -343,6 +352,8 @@ pub enum Field {
     Count,
     /// VRRPv2 Auth Type.
     AuthType,
+    /// VRRPv2 Authentication Data.
+    AuthData,
     /// Max Adver Int / Adver Int.
     Interval,
     /// Checksum.
@@ -361,6 +372,7 @@ impl fmt::Display for Field {
             Field::Priority => "priority",
             Field::Count => "address count",
             Field::AuthType => "auth type",
+            Field::AuthData => "authentication data",
             Field::Interval => "advertisement interval",
             Field::Checksum => "checksum",
             Field::Addresses => "addresses",
@@ -722,7 +734,8 @@ mod tests {
             vrid: 7,
             priority: 200,
             max_advert_int: 1,
-            auth_type: 0,
+            auth_type: 1,
+            auth_data: *b"secret\0\0",
             addresses: vec![
                 IpAddr::from([198, 18, 0, 100]),
                 IpAddr::from([198, 18, 0, 101]),
@@ -733,6 +746,8 @@ mod tests {
             .unwrap();
         assert_eq!(bytes.len(), 8 + 8 + 8);
         assert_eq!(bytes[0], 0x21);
+        assert_eq!(bytes[4], 1);
+        assert_eq!(&bytes[16..], b"secret\0\0");
         assert_eq!(checksum::of(&bytes), 0);
         assert_eq!(
             Advertisement::decode(&bytes, keepalived_addressing()).unwrap(),

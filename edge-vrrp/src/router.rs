@@ -131,6 +131,9 @@ pub struct PacketInfo {
     pub hop_limit: u8,
 }
 
+/// VRRPv2 Auth Type of a simple text password.
+const AUTH_TYPE_PASSWORD: u8 = 1;
+
 /// Why a received packet was discarded (RFC 9568 section 7.1 checks).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -158,9 +161,13 @@ pub enum Discard {
     /// The address list differs from ours and the sender is not the owner.
     #[error("virtual address list differs from ours")]
     Addresses,
-    /// VRRPv2 authentication (deprecated, unsupported) requested.
-    #[error("auth type {0} unsupported")]
+    /// VRRPv2: the auth type differs from ours (0 without a password, 1
+    /// with one).
+    #[error("auth type {0} differs from ours")]
     AuthType(u8),
+    /// VRRPv2: the simple text password differs from ours.
+    #[error("wrong authentication password")]
+    AuthPassword,
     /// Unicast mode: the sender is not a configured peer.
     #[error("sender is not a configured unicast peer")]
     NotAPeer,
@@ -182,7 +189,7 @@ impl Discard {
             Discard::Version(..) => "version",
             Discard::Interval { .. } => "interval",
             Discard::Addresses => "addresses",
-            Discard::AuthType(_) => "auth",
+            Discard::AuthType(_) | Discard::AuthPassword => "auth",
             Discard::NotAPeer => "peer",
             Discard::OwnPacket => "own",
             Discard::NotRunning => "not-running",
@@ -518,8 +525,13 @@ impl VirtualRouter {
             return Err(Discard::Version(adv.version, self.config.version));
         }
         if adv.version == Version::V2 {
-            if adv.auth_type != 0 {
-                return Err(Discard::AuthType(adv.auth_type));
+            match self.config.auth_data() {
+                None if adv.auth_type != 0 => return Err(Discard::AuthType(adv.auth_type)),
+                Some(_) if adv.auth_type != AUTH_TYPE_PASSWORD => {
+                    return Err(Discard::AuthType(adv.auth_type));
+                }
+                Some(ours) if adv.auth_data != ours => return Err(Discard::AuthPassword),
+                _ => {}
             }
             let ours = self.config.wire_interval();
             if adv.max_advert_int != ours {
@@ -663,7 +675,12 @@ impl VirtualRouter {
             vrid: self.config.vrid,
             priority,
             max_advert_int: self.config.wire_interval(),
-            auth_type: 0,
+            auth_type: if self.config.auth_data().is_some() {
+                AUTH_TYPE_PASSWORD
+            } else {
+                0
+            },
+            auth_data: self.config.auth_data().unwrap_or_default(),
             addresses: self
                 .config
                 .virtual_addresses

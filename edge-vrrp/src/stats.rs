@@ -29,7 +29,7 @@ pub struct Counters {
     pub discarded_interval: u64,
     /// Discarded: address list differs.
     pub discarded_addresses: u64,
-    /// Discarded: unsupported v2 authentication.
+    /// Discarded: v2 authentication type or password not ours.
     pub discarded_auth: u64,
     /// Discarded: unicast sender not a peer.
     pub discarded_peer: u64,
@@ -48,7 +48,7 @@ impl Counters {
             Discard::Version(..) => &mut self.discarded_version,
             Discard::Interval { .. } => &mut self.discarded_interval,
             Discard::Addresses => &mut self.discarded_addresses,
-            Discard::AuthType(_) => &mut self.discarded_auth,
+            Discard::AuthType(_) | Discard::AuthPassword => &mut self.discarded_auth,
             Discard::NotAPeer => &mut self.discarded_peer,
             Discard::OwnPacket => &mut self.discarded_own,
             Discard::NotRunning => &mut self.discarded_not_running,

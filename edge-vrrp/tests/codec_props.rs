@@ -56,7 +56,14 @@ fn case() -> impl Strategy<Value = (Advertisement, Addressing)> {
                 vrid,
                 priority,
                 max_advert_int,
-                auth_type: 0,
+                // v2: any auth type and data (the IPv4 source uses
+                // only src[..4]); v3 has neither.
+                auth_type: if version == Version::V2 { src[4] } else { 0 },
+                auth_data: if version == Version::V2 {
+                    src[8..16].try_into().unwrap()
+                } else {
+                    [0; 8]
+                },
                 addresses: addrs.into_iter().map(conv).collect(),
             };
             (adv, addressing)

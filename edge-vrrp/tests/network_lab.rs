@@ -469,3 +469,68 @@ fn link_down_is_fault_and_link_up_settles() {
     );
     assert!(master.stop());
 }
+
+/// VRRPv2 simple text password with keepalived (`authentication {
+/// auth_type PASS ... }`, as in configurations being migrated): with the
+/// same password they elect one master and hand over cleanly; with a
+/// different one each discards the other's adverts (and says so).
+#[test]
+fn v2_password_interoperates_with_keepalived() {
+    if !lab::can_run("v2_password_interoperates_with_keepalived") {
+        return;
+    }
+    let s = Scenario {
+        peer: Kind::Keepalived,
+        version: 2,
+        v6: false,
+        unicast: false,
+    };
+    let lab = Lab::new(2);
+    let (vip, _) = s.vip();
+    let long = Duration::from_secs(15);
+    let mut keepalived_spec = s.spec(&lab, 1, Kind::Keepalived, 100);
+    keepalived_spec
+        .extra
+        .push("authentication {\n    auth_type PASS\n    auth_pass secret\n  }".into());
+    let edge_spec = |password: &str| {
+        let mut spec = s.spec(&lab, 0, Kind::Edge, 150);
+        spec.extra = vec!["--auth-pass".into(), password.into()];
+        spec
+    };
+    let keepalived = Router::start(&lab, 1, &keepalived_spec, "k");
+    let mut edge = Router::start(&lab, 0, &edge_spec("secret"), "e1");
+    lab.wait_holder(0, vip, Instant::now(), long);
+    thread::sleep(Duration::from_secs(3));
+    assert_eq!(lab.holders(vip), vec![0]);
+    assert!(lab.client_reaches(vip));
+    let t0 = Instant::now();
+    assert!(edge.stop());
+    let took = lab.wait_holder(1, vip, t0, long);
+    assert!(took <= s.skew(100) + MARGIN, "handover took {took:?}");
+    let complaints = keepalived_complaints(&keepalived.log_text());
+    assert!(complaints.is_empty(), "{}", complaints.join("\n"));
+    assert!(
+        !edge.log_text().contains("discarding VRRP packets"),
+        "{}",
+        edge.log_text()
+    );
+
+    // Another password: neither hears the other.
+    let edge = Router::start(&lab, 0, &edge_spec("other"), "e2");
+    lab.wait_holder(0, vip, Instant::now(), long);
+    assert_eq!(lab.holders(vip), vec![0, 1]);
+    assert!(
+        edge.log_text().contains("wrong authentication password"),
+        "edge did not report the password mismatch: {}",
+        edge.log_text()
+    );
+    let deadline = Instant::now() + long;
+    while keepalived_complaints(&keepalived.log_text()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "keepalived did not report the password mismatch: {}",
+            keepalived.log_text()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}

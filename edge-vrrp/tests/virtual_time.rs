@@ -553,3 +553,35 @@ fn garp_refresh_repeats_while_master() {
         .collect();
     assert_eq!(refreshes, vec![(2, 2), (4, 2), (6, 2)]);
 }
+
+/// VRRPv2 simple text password (keepalived's `auth_type PASS`): routers
+/// with the same password elect one master; a router with another
+/// password (or none) does not hear them and becomes master too, its
+/// adverts counted as discarded.
+#[test]
+fn v2_password_authentication() {
+    let v2 = |priority: u8, password: Option<&str>| {
+        let mut c = config(priority);
+        c.version(Version::V2).advert_interval(secs(1.0));
+        if let Some(p) = password {
+            c.auth_password(p);
+        }
+        c
+    };
+    let mut lan = Lan::new(vec![
+        (v2(150, Some("secret")), 1),
+        (v2(100, Some("secret")), 2),
+    ]);
+    lan.start_all();
+    lan.run_until(secs(10.0));
+    assert_eq!(lan.masters(), vec![0]);
+    assert_eq!(lan.nodes[1].router.counters().discarded_auth, 0);
+
+    for other in [Some("secreT"), None] {
+        let mut lan = Lan::new(vec![(v2(150, Some("secret")), 1), (v2(100, other), 2)]);
+        lan.start_all();
+        lan.run_until(secs(10.0));
+        assert_eq!(lan.masters(), vec![0, 1], "{other:?}");
+        assert!(lan.nodes[1].router.counters().discarded_auth > 0);
+    }
+}
