@@ -78,7 +78,10 @@ impl Edge {
         cmd.args(["run", "-c"])
             .arg(&path)
             .args(extra)
-            .env("RUST_LOG", "info,edge::access=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("EDGE_TEST_LOG").unwrap_or("info,edge::access=warn".into()),
+            )
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -245,15 +248,24 @@ async fn reload_under_load_fails_no_request() {
         backend("b2", Duration::ZERO).await,
         backend("b3", Duration::ZERO).await,
     );
+    // A server that is down in every config: once the health checks took
+    // it out, no reload may put it back in rotation (retries = 0, so a
+    // request sent to it would fail).
+    let dead = free_port();
     let port = free_port();
     let edge = Edge::start(
         &dir,
-        &config(&[port], &leaf, "v1", &[b1.port, b2.port], ""),
+        &config(&[port], &leaf, "v1", &[b1.port, b2.port, dead], ""),
         &[port],
         &[],
         &[],
     );
     assert_eq!(get(port, &pki.ca_pem, "/hello").unwrap(), "v1");
+    let end = Instant::now() + Duration::from_secs(15);
+    while curl_batch(port, &pki.ca_pem, false, &["/app"; 9]).is_err() {
+        assert!(Instant::now() < end, "the dead server was never taken out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // The load: four client loops (two HTTP/1.1, two h2), each running
     // curl with 10 requests on one keep-alive connection, again and again.
@@ -285,13 +297,19 @@ async fn reload_under_load_fails_no_request() {
     // remove one, and once more with no change.
     std::thread::sleep(Duration::from_millis(400));
     edge.reload(
-        &config(&[port], &leaf, "v2", &[b1.port, b2.port, b3.port], ""),
+        &config(&[port], &leaf, "v2", &[b1.port, b2.port, b3.port, dead], ""),
         1,
     );
     std::thread::sleep(Duration::from_millis(400));
-    edge.reload(&config(&[port], &leaf, "v3", &[b2.port, b3.port], ""), 2);
+    edge.reload(
+        &config(&[port], &leaf, "v3", &[dead, b2.port, b3.port], ""),
+        2,
+    );
     std::thread::sleep(Duration::from_millis(400));
-    let log = edge.reload(&config(&[port], &leaf, "v3", &[b2.port, b3.port], ""), 3);
+    let log = edge.reload(
+        &config(&[port], &leaf, "v3", &[dead, b2.port, b3.port], ""),
+        3,
+    );
     let b1_after = b1.hits.load(Ordering::Relaxed);
     let b3_before_end = b3.hits.load(Ordering::Relaxed);
     // Keep the load on a little past the last reload.
@@ -342,7 +360,8 @@ async fn bad_reloads_keep_the_old_config_and_listeners_come_and_go() {
     let slow = backend("slow", Duration::from_millis(1500)).await;
     let (p1, p2) = (free_port(), free_port());
     let copy = dir.path("running.toml");
-    let v1 = config(&[p1], &leaf, "v1", &[slow.port], "");
+    let acme = "[acme]\nstorage = \"acme\"";
+    let v1 = config(&[p1], &leaf, "v1", &[slow.port], acme);
     let edge = Edge::start(
         &dir,
         &v1,
@@ -389,14 +408,15 @@ async fn bad_reloads_keep_the_old_config_and_listeners_come_and_go() {
     drop(taken);
 
     // Add a listener: both answer the new config.
-    let v2 = config(&[p1, p2], &leaf, "v2", &[slow.port], "");
-    edge.reload(&v2, 3);
+    let v2 = config(&[p1, p2], &leaf, "v2", &[slow.port], acme);
+    let log = edge.reload(&v2, 3);
+    assert!(log.contains("[acme] unchanged"), "{log}");
     assert_eq!(get(p1, &pki.ca_pem, "/hello").unwrap(), "v2");
     assert_eq!(get(p2, &pki.ca_pem, "/hello").unwrap(), "v2");
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), v2);
 
     // `edge check --running COPY` shows what the next reload changes.
-    let v3 = config(&[p2], &leaf, "v3", &[slow.port], "");
+    let v3 = config(&[p2], &leaf, "v3", &[slow.port], acme);
     let next = dir.write("next.toml", &v3);
     let out = Command::new(common::edge_bin())
         .args(["check", "-c"])
