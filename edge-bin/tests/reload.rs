@@ -470,12 +470,20 @@ fn notify_socket(dir: &TempDir) -> (std::os::unix::net::UnixDatagram, PathBuf) {
     (sock, path)
 }
 
-fn next_message(sock: &std::os::unix::net::UnixDatagram) -> String {
+/// The next message other than a `WATCHDOG=1` keep-alive (counted).
+fn next_message(sock: &std::os::unix::net::UnixDatagram, watchdogs: &mut usize) -> String {
     let mut buf = [0u8; 4096];
-    let n = sock
-        .recv(&mut buf)
-        .expect("no sd_notify message within 20 s");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .expect("no sd_notify message within 20 s");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg == "WATCHDOG=1" {
+            *watchdogs += 1;
+        } else {
+            return msg;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,9 +501,19 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
         &[slow.port],
         "[limits]\ndrain_timeout = \"10s\"",
     );
-    let mut edge = Edge::start(&dir, &cfg, &[], &[], &[("NOTIFY_SOCKET", &sock_path)]);
+    let mut edge = Edge::start(
+        &dir,
+        &cfg,
+        &[],
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &sock_path),
+            ("WATCHDOG_USEC", Path::new("200000")),
+        ],
+    );
+    let mut watchdogs = 0;
 
-    let ready = next_message(&sock);
+    let ready = next_message(&sock, &mut watchdogs);
     assert!(ready.starts_with("READY=1\n"), "{ready}");
     assert!(
         wait_port(port, Duration::from_secs(1)),
@@ -504,12 +522,12 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
 
     // A reload: RELOADING=1 with MONOTONIC_USEC, then READY=1.
     edge.reload(&cfg.replace("v1", "v2"), 1);
-    let reloading = next_message(&sock);
+    let reloading = next_message(&sock, &mut watchdogs);
     assert!(
         reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
         "{reloading}"
     );
-    let ready = next_message(&sock);
+    let ready = next_message(&sock, &mut watchdogs);
     assert!(ready.starts_with("READY=1\n"), "{ready}");
 
     // SIGTERM with a slow request in flight.
@@ -520,7 +538,7 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
     });
     std::thread::sleep(Duration::from_millis(400));
     edge.signal("-TERM");
-    let stopping = next_message(&sock);
+    let stopping = next_message(&sock, &mut watchdogs);
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
     // New connections are refused while the request drains.
     let end = Instant::now() + Duration::from_secs(2);
@@ -537,6 +555,10 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
         edge.log().contains("all connections finished"),
         "{}",
         edge.log()
+    );
+    assert!(
+        watchdogs >= 2,
+        "{watchdogs} WATCHDOG=1 in about 3 s at 100 ms"
     );
 }
 
