@@ -693,3 +693,107 @@ fn check_diff_against_prints_summary_and_unified_diff() {
     assert_eq!(code, Some(1));
     assert!(err.contains("bad.toml:2:"), "{err}");
 }
+
+/// A passthrough connection open at SIGTERM keeps working through the
+/// drain (edge relays it untouched, it cannot ask it to close); once the
+/// client closes it, edge exits without waiting for the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_connections_drain_at_stop() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = TempDir::new("reload-pass");
+    let front = Pki::new(&dir, "front");
+    let back = Pki::new(&dir, "back");
+    let leaf = front.leaf(&dir, "t", &["t.test"]);
+    let pass = back.leaf(&dir, "pass", &["pt.test"]);
+    let s_port = free_port();
+    let _s_server = Proc {
+        child: Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-rev",
+                "-accept",
+                &s_port.to_string(),
+                "-cert",
+            ])
+            .arg(&pass.cert)
+            .arg("-key")
+            .arg(&pass.key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        name: "s_server".into(),
+    };
+    assert!(
+        wait_port(s_port, Duration::from_secs(10)),
+        "openssl s_server did not start"
+    );
+    let port = free_port();
+    let extra = format!(
+        "[limits]\ndrain_timeout = \"20s\"\n[[passthrough]]\nsni = [\"pt.test\"]\npool = \"raw\"\n[[pool]]\nname = \"raw\"\n[[pool.server]]\naddress = \"127.0.0.1:{s_port}\"\n"
+    );
+    let mut edge = Edge::start(
+        &dir,
+        &config(&[port], &leaf, "v1", &[s_port], &extra),
+        &[port],
+        &[],
+        &[],
+    );
+
+    let mut tls = common::tls(back.client_config(&[]), port, Some("pt.test"))
+        .await
+        .expect("TLS through the passthrough");
+    let echo = async |tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+                      line: &str| {
+        tls.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        let want: String = line.chars().rev().collect();
+        while !String::from_utf8_lossy(&got).contains(&want) {
+            let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+                .await
+                .expect("no echo within 5 s")
+                .unwrap();
+            assert!(
+                n > 0,
+                "passthrough closed; got {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    echo(&mut tls, "hello").await;
+
+    edge.signal("-TERM");
+    let end = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < end, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Draining: the relay goes on.
+    echo(&mut tls, "during the drain").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    echo(&mut tls, "still there").await;
+    assert!(
+        edge.proc.child.try_wait().unwrap().is_none(),
+        "edge exited with a passthrough connection open"
+    );
+
+    let closed = Instant::now();
+    drop(tls);
+    let (status, _) = edge.wait_exit(Duration::from_secs(10));
+    assert_eq!(status, Some(0));
+    assert!(
+        closed.elapsed() < Duration::from_secs(5),
+        "edge waited {:?} after the last connection closed",
+        closed.elapsed()
+    );
+    assert!(
+        edge.log().contains("all connections finished"),
+        "{}",
+        edge.log()
+    );
+}
