@@ -24,24 +24,31 @@ use hyper_util::rt::TokioIo;
 struct Backend {
     port: u16,
     hits: Arc<AtomicUsize>,
+    /// Requests for `/healthz` (health checks), not counted in `hits`.
+    checks: Arc<AtomicUsize>,
 }
 
 async fn backend(id: &'static str, slow: Duration) -> Backend {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
+    let checks = Arc::new(AtomicUsize::new(0));
+    let (h, c) = (hits.clone(), checks.clone());
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else {
                 continue;
             };
-            let h = h.clone();
+            let (h, c) = (h.clone(), c.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let h = h.clone();
+                    let (h, c) = (h.clone(), c.clone());
                     async move {
-                        h.fetch_add(1, Ordering::Relaxed);
+                        if req.uri().path() == "/healthz" {
+                            c.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            h.fetch_add(1, Ordering::Relaxed);
+                        }
                         if req.uri().path().starts_with("/slow") {
                             tokio::time::sleep(slow).await;
                         }
@@ -54,7 +61,7 @@ async fn backend(id: &'static str, slow: Duration) -> Backend {
             });
         }
     });
-    Backend { port, hits }
+    Backend { port, hits, checks }
 }
 
 impl Backend {
@@ -813,4 +820,52 @@ async fn passthrough_connections_drain_at_stop() {
         "{}",
         edge.log()
     );
+}
+
+/// A reload stops the replaced config's health checker: a server probed
+/// only by the old config gets no more probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_health_checker_stops_after_a_reload() {
+    let dir = TempDir::new("reload-health");
+    let pki = Pki::new(&dir, "r");
+    let leaf = pki.leaf(&dir, "t", &["t.test"]);
+    let (old, new) = (
+        backend("old", Duration::ZERO).await,
+        backend("new", Duration::ZERO).await,
+    );
+    let port = free_port();
+    let cfg = |server: u16| {
+        config(&[port], &leaf, "v", &[server], "").replace(
+            "kind = \"tcp\"\ninterval = \"200ms\"",
+            "kind = \"http\"\npath = \"/healthz\"\ninterval = \"100ms\"",
+        )
+    };
+    assert!(cfg(old.port).contains("/healthz"));
+    let edge = Edge::start(&dir, &cfg(old.port), &[port], &[], &[]);
+    let end = Instant::now() + Duration::from_secs(10);
+    while old.checks.load(Ordering::Relaxed) < 3 {
+        assert!(Instant::now() < end, "no health checks reached the server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A connection accepted under the old config (waiting for its
+    // ClientHello) keeps the old state alive: the checker must stop anyway.
+    let _holder = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    edge.reload(&cfg(new.port), 1);
+    // The new checker probes the new server ...
+    let end = Instant::now() + Duration::from_secs(10);
+    while new.checks.load(Ordering::Relaxed) < 3 {
+        assert!(Instant::now() < end, "the new checker does not probe");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // ... and the old one no longer probes the old server (a probe in
+    // flight at the reload may still land).
+    let after = old.checks.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_millis(800));
+    let later = old.checks.load(Ordering::Relaxed);
+    assert!(
+        later <= after + 1,
+        "the old checker still probes: {after} -> {later}"
+    );
+    assert_eq!(get(port, &pki.ca_pem, "/app").unwrap(), "new");
 }
