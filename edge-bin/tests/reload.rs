@@ -581,9 +581,17 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
         "{}",
         edge.log()
     );
+    // The keep-alives queued after STOPPING=1 (the socket holds a few).
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = sock.recv(&mut buf) {
+        if &buf[..n] == b"WATCHDOG=1" {
+            watchdogs += 1;
+        }
+    }
     assert!(
         watchdogs >= 2,
-        "{watchdogs} WATCHDOG=1 in about 3 s at 100 ms"
+        "{watchdogs} WATCHDOG=1 during the test, one per 100 ms"
     );
 }
 
