@@ -9,7 +9,7 @@
 //! Exit status (as `nginx -t` / `haproxy -c`): 0 success, 1 invalid config
 //! or a failure at start, 2 usage error.
 
-use edge_bin::{config, demo, server, state, vrrp};
+use edge_bin::{config, demo, management, server, state, telemetry, vrrp};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -135,9 +135,20 @@ async fn serve(v: config::Validated) -> Result<(), String> {
     demo::start_all(&v.demo_backends)
         .await
         .map_err(|e| format!("cannot start a demo backend: {e}"))?;
-    let state = state::State::build(&v).map_err(|e| e.to_string())?;
+    // Process-wide: metrics and access-log sinks survive reloads.
+    let telemetry = telemetry::Telemetry::new();
+    let state = state::State::build(&v, &telemetry).map_err(|e| e.to_string())?;
     let health = state.health.clone();
     let shared: state::SharedState = Arc::new(ArcSwap::from_pointee(state));
+    telemetry.reopen_on_sigusr1();
+    if let Some(m) = &v.management {
+        let l = management::bind(m)
+            .await
+            .map_err(|e| format!("cannot listen on {} (management): {e}", m.listen))?;
+        let bound = l.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(address = %bound, kind = "management", "listening");
+        management::spawn(l, telemetry.metrics.clone(), shared.clone());
+    }
     let conns = Arc::new(tokio::sync::Semaphore::new(v.limits.max_connections));
     for (addrs, tls) in [(&v.https.listen, true), (&v.http.listen, false)] {
         for a in addrs {
@@ -148,7 +159,7 @@ async fn serve(v: config::Validated) -> Result<(), String> {
         }
     }
     // After the listeners: a node that becomes master serves at once.
-    let vrrp = vrrp::start(&v.vrrp, &health).await?;
+    let vrrp = vrrp::start(&v.vrrp, &health, &telemetry.metrics).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
     // Hand the VIPs over first (priority-0 advert), then stop serving.

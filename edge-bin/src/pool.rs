@@ -118,6 +118,11 @@ impl Pool {
             .ok()
     }
 
+    /// Requests or connections in progress on `addr` (metrics).
+    pub fn in_flight(&self, addr: &SocketAddr) -> Option<u64> {
+        self.balancer.set().stats(addr).map(|s| s.in_flight())
+    }
+
     /// The server for attempt number `attempts + 1` of one request or
     /// connection: `None` when the attempts (`retries + 1`) or, for a retry,
     /// the retry budget are spent, or no server outside `exclude` is

@@ -65,6 +65,8 @@ pub struct State {
     pub backends: HashMap<String, Arc<Backend>>,
     /// The health checker of this state's pools (stops when the state is dropped).
     pub health: edge_health::HealthHandle,
+    /// Access-log sinks and metric counters of this config.
+    pub obs: crate::telemetry::StateTelemetry,
 }
 
 /// Why a validated config could not be turned into a running state.
@@ -77,6 +79,8 @@ pub enum BuildError {
     Health(String),
     #[error("certificates: {0}")]
     Certificates(#[from] edge_acme::Error),
+    #[error("{0}")]
+    AccessLog(#[from] crate::accesslog::SinkError),
 }
 
 /// The state every listener reads; `store` a new one to switch config.
@@ -84,7 +88,12 @@ pub type SharedState = Arc<ArcSwap<State>>;
 
 impl State {
     /// Builds the runtime state. Must run inside the tokio runtime (health checks start here).
-    pub fn build(v: &Validated) -> Result<Self, BuildError> {
+    /// `telemetry` is the process-wide one: counters and unchanged sinks carry over.
+    pub fn build(
+        v: &Validated,
+        telemetry: &crate::telemetry::Telemetry,
+    ) -> Result<Self, BuildError> {
+        let obs = telemetry.for_config(v)?;
         let certs = edge_acme::CertResolver::new();
         for c in &v.certificates {
             let names: Vec<String> = c.names.iter().map(ToString::to_string).collect();
@@ -130,6 +139,7 @@ impl State {
             routes: v.routes.clone(),
             backends,
             health,
+            obs,
         })
     }
 

@@ -30,7 +30,11 @@ pub fn adjustment(statuses: &[PoolStatus], min_healthy_share: f64, weight: u8) -
 }
 
 /// Starts every instance on the current runtime.
-pub async fn start(settings: &[VrrpSettings], health: &HealthHandle) -> Result<Running, String> {
+pub async fn start(
+    settings: &[VrrpSettings],
+    health: &HealthHandle,
+    metrics: &std::sync::Arc<crate::metrics::Metrics>,
+) -> Result<Running, String> {
     let mut running = Running::default();
     for s in settings {
         let vrid = s.config.vrid_value();
@@ -39,11 +43,15 @@ pub async fn start(settings: &[VrrpSettings], health: &HealthHandle) -> Result<R
             .await
             .map_err(|e| format!("VRRP vrid {vrid} on {interface}: {e}"))?;
         let mut events = handle.events();
+        metrics.vrrp_state(vrid, &interface, edge_vrrp::State::Initialize, false);
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match events.recv().await {
-                    Ok(e) => tracing::info!(
+                    Ok(e) => {
+                        metrics.vrrp_state(vrid, &interface, e.to, e.from != e.to);
+                        tracing::info!(
                         vrid,
                         interface = %interface,
                         from = ?e.from,
@@ -51,7 +59,8 @@ pub async fn start(settings: &[VrrpSettings], health: &HealthHandle) -> Result<R
                         reason = ?e.reason,
                         priority = e.priority,
                         "VRRP state change"
-                    ),
+                        )
+                    }
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(vrid, missed = n, "VRRP state events missed")
                     }
