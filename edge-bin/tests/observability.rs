@@ -672,3 +672,126 @@ respond = {{ status = 200, body = "hi" }}
         "{log}"
     );
 }
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// A network namespace with a veth pair, deleted on drop (also on panic).
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Self {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ns = Netns(format!("ebo{}x{n}", std::process::id()));
+        ns.ip(&["netns", "add", &ns.0]);
+        for args in [
+            &["link", "set", "lo", "up"][..],
+            &["link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+            &["addr", "add", "198.18.0.2/24", "dev", "v0"],
+            &["link", "set", "v0", "up"],
+            &["link", "set", "v1", "up"],
+        ] {
+            let mut a = vec!["-n", ns.0.as_str()];
+            a.extend_from_slice(args);
+            ns.ip(&a);
+        }
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new("ip").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn exec(&self, cmd: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0, cmd]);
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// VRRP metrics from a real instance (root, in a namespace of its own):
+/// a lone router becomes master, and `/metrics` says so.
+#[test]
+fn vrrp_state_is_exported() {
+    if !is_root() {
+        eprintln!("vrrp_state_is_exported: skipped (needs root for a network namespace)");
+        return;
+    }
+    let dir = TempDir::new("obs-vrrp");
+    let ns = Netns::new();
+    let conf = dir.write(
+        "edge.toml",
+        r#"
+[https]
+listen = ["127.0.0.1:8443"]
+[http]
+listen = []
+[management]
+listen = "127.0.0.1:9900"
+[[certificate]]
+name = "a"
+names = ["a.test"]
+self_signed = true
+[[route]]
+respond = { status = 200, body = "hi" }
+[[vrrp]]
+interface = "v0"
+vrid = 51
+priority = 100
+advert_interval = "100ms"
+vips = ["198.18.0.100/24"]
+"#,
+    );
+    let log = std::fs::File::create(dir.path("edge.log")).unwrap();
+    let child = ns
+        .exec(edge_bin())
+        .arg("run")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _edge = Proc {
+        child,
+        name: "edge".into(),
+    };
+    let scrape_ns = || {
+        let out = ns
+            .exec("curl")
+            .args(["-sS", "--max-time", "5", "http://127.0.0.1:9900/metrics"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = wait_for("the instance to become master", || {
+        let t = scrape_ns();
+        t.contains(r#"edge_vrrp_state{vrid="51",interface="v0",state="master"} 1"#)
+            .then_some(t)
+    });
+    assert!(text.contains(r#"edge_vrrp_state{vrid="51",interface="v0",state="backup"} 0"#));
+    let transitions: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"edge_vrrp_transitions_total{vrid="51",interface="v0"} "#))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(transitions >= 1.0, "{text}");
+}
