@@ -118,7 +118,8 @@ impl Pool {
             .ok()
     }
 
-    /// Requests or connections in progress on `addr` (metrics).
+    /// Requests sent to `addr` and not answered yet: the balancer's
+    /// outstanding count (metrics `edge_backend_in_flight`).
     pub fn in_flight(&self, addr: &SocketAddr) -> Option<u64> {
         self.balancer.set().stats(addr).map(|s| s.in_flight())
     }

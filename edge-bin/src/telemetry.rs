@@ -63,6 +63,7 @@ impl Telemetry {
                 .collect(),
             metrics: self.metrics.clone(),
             access,
+            process: self.clone(),
         })
     }
 
@@ -94,9 +95,16 @@ pub struct StateTelemetry {
     unrouted: Arc<RouteStats>,
     /// By pool name.
     passthrough: HashMap<String, Arc<PassthroughStats>>,
+    process: Telemetry,
 }
 
 impl StateTelemetry {
+    /// The process-wide telemetry this state was built with (for code
+    /// that holds a state but not the handle: reload, admin).
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.process
+    }
+
     /// The counters of route number `index` (`None`: no route matched).
     pub fn route(&self, index: Option<usize>) -> &Arc<RouteStats> {
         index

@@ -298,7 +298,7 @@ fn backends(o: &mut Out, s: &State) {
     o.family(
         "edge_backend_in_flight",
         "gauge",
-        "Requests and passthrough connections in progress per server.",
+        "Requests sent to each server and not yet answered.",
     );
     for p in &pools {
         let Some(b) = s.backends.get(*p) else {
