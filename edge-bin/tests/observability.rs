@@ -795,3 +795,95 @@ vips = ["198.18.0.100/24"]
         .unwrap();
     assert!(transitions >= 1.0, "{text}");
 }
+
+/// Reads RFC 6587 octet-counted frames until `n` arrived.
+fn read_frames(s: &mut std::net::TcpStream, n: usize) -> Vec<String> {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = Vec::new();
+    let mut frames = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while frames.len() < n {
+        let got = s.read(&mut chunk).expect("frames before the timeout");
+        assert!(got > 0, "collector connection closed early");
+        buf.extend_from_slice(&chunk[..got]);
+        loop {
+            let Some(sp) = buf.iter().position(|b| *b == b' ') else {
+                break;
+            };
+            let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+            if buf.len() < sp + 1 + len {
+                break;
+            }
+            frames.push(String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap());
+            buf.drain(..sp + 1 + len);
+        }
+    }
+    frames
+}
+
+/// The collector is down when traffic starts: records wait in the queue,
+/// edge retries with backoff, and once the collector is up every queued
+/// record arrives, in order, framed by octet counting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_sink_reconnects_and_delivers_the_queue() {
+    let dir = TempDir::new("obs-reconnect");
+    let pki = Pki::new(&dir, "obs");
+    let (h, c) = (free_port(), free_port());
+    let config = format!(
+        r#"
+[https]
+listen = ["127.0.0.1:{h}"]
+default_certificate = "a"
+[http]
+listen = []
+[[access_log]]
+type = "syslog"
+transport = "tcp"
+address = "127.0.0.1:{c}"
+app_name = "edge-lb"
+{certs}
+[[route]]
+respond = {{ status = 200, body = "hi" }}
+"#,
+        certs = cert_config(&dir, &pki),
+    );
+    let _edge = start_edge(&dir, "edge", &config, &[h]);
+    let cfg = pki.client_config(&[b"http/1.1"]);
+    for i in 0..5 {
+        let r = https_get(cfg.clone(), h, "a.test", &format!("/q/{i}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+    }
+    // Let edge fail to connect at least once, then bring the collector up.
+    wait_for("a failed connection attempt", || {
+        std::fs::read_to_string(dir.path("edge.log"))
+            .unwrap()
+            .contains("cannot connect to the syslog collector")
+            .then_some(())
+    });
+    let listener = std::net::TcpListener::bind(("127.0.0.1", c)).unwrap();
+    let frames = tokio::task::spawn_blocking(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        read_frames(&mut s, 5)
+    })
+    .await
+    .unwrap();
+    let paths: Vec<String> = frames
+        .iter()
+        .map(|f| {
+            assert!(f.starts_with("<190>1 "), "{f}");
+            let mut it = f.splitn(8, ' ');
+            let fields: Vec<&str> = it.by_ref().take(7).collect();
+            assert_eq!(
+                (fields[3], fields[5], fields[6]),
+                ("edge-lb", "access", "-"),
+                "{f}"
+            );
+            let v: serde_json::Value = serde_json::from_str(it.next().unwrap()).unwrap();
+            v["path"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(paths, (0..5).map(|i| format!("/q/{i}")).collect::<Vec<_>>());
+}
