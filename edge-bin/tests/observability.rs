@@ -807,10 +807,7 @@ fn read_frames(s: &mut std::net::TcpStream, n: usize) -> Vec<String> {
         let got = s.read(&mut chunk).expect("frames before the timeout");
         assert!(got > 0, "collector connection closed early");
         buf.extend_from_slice(&chunk[..got]);
-        loop {
-            let Some(sp) = buf.iter().position(|b| *b == b' ') else {
-                break;
-            };
+        while let Some(sp) = buf.iter().position(|b| *b == b' ') {
             let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
             if buf.len() < sp + 1 + len {
                 break;
