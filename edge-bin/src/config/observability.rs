@@ -188,7 +188,15 @@ impl Validator<'_> {
                 "stdout" => AccessLogTarget::Stdout,
                 "file" => match &a.path {
                     Some(p) if !p.get_ref().is_empty() => {
-                        AccessLogTarget::File(self.path(p.get_ref()))
+                        let path = self.path(p.get_ref());
+                        if !path.parent().is_some_and(std::path::Path::is_dir) {
+                            self.err(
+                                p,
+                                format!("{key}.path"),
+                                format!("the directory of {} does not exist", path.display()),
+                            );
+                        }
+                        AccessLogTarget::File(path)
                     }
                     _ => {
                         self.err(
@@ -340,7 +348,7 @@ mod tests {
     fn check(text: &str) -> Result<crate::config::Validated, String> {
         load_str(
             Source::new(std::path::Path::new("t.toml"), text.into()),
-            std::path::Path::new("/etc/edge"),
+            std::path::Path::new("/"),
         )
         .map_err(|e| e.to_string())
     }
@@ -353,7 +361,7 @@ mod tests {
 type = "stdout"
 [[access_log]]
 type = "file"
-path = "logs/access.log"
+path = "tmp/access.log"
 [[access_log]]
 type = "syslog"
 address = "127.0.0.1:514"
@@ -373,7 +381,7 @@ queue = 100
         assert_eq!(names, ["stdout", "file", "syslog", "syslog1"]);
         assert_eq!(
             v.access_logs[1].target,
-            AccessLogTarget::File("/etc/edge/logs/access.log".into())
+            AccessLogTarget::File("/tmp/access.log".into())
         );
         let AccessLogTarget::Syslog(udp) = &v.access_logs[2].target else {
             panic!()
@@ -413,6 +421,11 @@ queue = 100
                 "[[access_log]]\ntype = \"file\"",
                 "access_log[0].path",
                 "needs a path",
+            ),
+            (
+                "[[access_log]]\ntype = \"file\"\npath = \"/nonexistent-dir/a.log\"",
+                "access_log[0].path",
+                "does not exist",
             ),
             (
                 "[[access_log]]\ntype = \"syslog\"",
