@@ -172,7 +172,8 @@ pub struct Registry {
 
 impl Registry {
     /// The sinks for `settings`: running ones with the same settings are
-    /// reused (no record lost, no reconnect), the others started.
+    /// reused (no record lost, no reconnect; files are reopened), the
+    /// others started.
     pub fn build(
         &self,
         settings: &[AccessLogSettings],
@@ -187,7 +188,11 @@ impl Registry {
                 .filter_map(Weak::upgrade)
                 .find(|l| l.settings == *s);
             let sink = match running {
-                Some(r) => r,
+                Some(r) => {
+                    // A reload also reopens files (logrotate may use either).
+                    r.reopen();
+                    r
+                }
                 None => {
                     let sink = Sink::start(s.clone(), metrics.sink(&s.name))?;
                     live.push(Arc::downgrade(&sink));
@@ -206,5 +211,68 @@ impl Registry {
         for s in live.iter().filter_map(Weak::upgrade) {
             s.reopen();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::observability::AccessLogTarget;
+
+    fn wait_lines(p: &std::path::Path, n: usize) {
+        for _ in 0..500 {
+            if std::fs::read_to_string(p).is_ok_and(|s| s.lines().count() == n) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("{} never had {n} lines", p.display());
+    }
+
+    #[test]
+    fn a_reload_reuses_the_sink_and_reopens_its_file() {
+        let dir = std::env::temp_dir().join(format!("edge-accesslog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.log");
+        let settings = [AccessLogSettings {
+            name: "f".into(),
+            target: AccessLogTarget::File(path.clone()),
+            queue: 16,
+        }];
+        let (reg, metrics) = (Registry::default(), Metrics::new());
+        let first = reg.build(&settings, &metrics).unwrap();
+        first.log(AccessRecord {
+            kind: "http",
+            status: 200,
+            ..Default::default()
+        });
+        wait_lines(&path, 1);
+        std::fs::rename(&path, dir.join("a.log.1")).unwrap();
+        // The "reload": same settings, same sink, file reopened.
+        let second = reg.build(&settings, &metrics).unwrap();
+        assert!(Arc::ptr_eq(&first.sinks[0], &second.sinks[0]));
+        drop(first);
+        second.log(AccessRecord {
+            kind: "http",
+            status: 201,
+            ..Default::default()
+        });
+        wait_lines(&path, 1);
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("\"status\":201")
+        );
+        wait_lines(&dir.join("a.log.1"), 1);
+        // Other settings: a new sink (its own counters by name).
+        let other = [AccessLogSettings {
+            queue: 32,
+            ..settings[0].clone()
+        }];
+        let third = reg.build(&other, &metrics).unwrap();
+        assert!(!Arc::ptr_eq(&second.sinks[0], &third.sinks[0]));
+        drop((second, third));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
