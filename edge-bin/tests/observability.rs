@@ -593,14 +593,32 @@ respond = {{ status = 200, body = "hi" }}
     );
 }
 
-/// A collector that is down: the queue fills, records are dropped and
-/// counted, requests are served as usual; edge keeps retrying.
+/// Two collectors that take nothing: one is down (connection refused),
+/// one accepts and never reads (python3, a tiny receive buffer). Their
+/// queues fill, records are dropped and counted, requests are served as
+/// usual; edge keeps retrying the one that is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_collector_drops_records_not_requests() {
     let dir = TempDir::new("obs-dead");
     let pki = Pki::new(&dir, "obs");
     let (h, m) = (free_port(), free_port());
     let dead = free_port(); // nothing listens there
+    let mut py = Command::new("python3")
+        .args(["-c", "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_RCVBUF,4096)\ns.bind(('127.0.0.1',0))\ns.listen()\nprint(s.getsockname()[1],flush=True)\nc,_=s.accept()\ntime.sleep(300)"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(py.stdout.take().unwrap()),
+        &mut port_line,
+    )
+    .unwrap();
+    let stalled: u16 = port_line.trim().parse().unwrap();
+    let _py = Proc {
+        child: py,
+        name: "stalled collector".into(),
+    };
     let config = format!(
         r#"
 [https]
@@ -616,6 +634,12 @@ type = "syslog"
 transport = "tcp"
 address = "127.0.0.1:{dead}"
 queue = 4
+[[access_log]]
+name = "stalled"
+type = "syslog"
+transport = "tcp"
+address = "127.0.0.1:{stalled}"
+queue = 4
 {certs}
 [[route]]
 respond = {{ status = 200, body = "hi" }}
@@ -630,9 +654,11 @@ respond = {{ status = 200, body = "hi" }}
         .await
         .unwrap();
     tokio::spawn(conn);
-    let n = 200;
+    // Long paths make big records, so the stalled connection's buffers fill.
+    let pad = "p".repeat(4000);
+    let n = 1500;
     for i in 0..n {
-        let req = http::Request::get(format!("/r/{i}"))
+        let req = http::Request::get(format!("/r/{i}/{pad}"))
             .header("host", "a.test")
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .unwrap();
@@ -654,6 +680,16 @@ respond = {{ status = 200, body = "hi" }}
         // At most the queue (4) and one batch the writer holds are kept.
         (dropped >= f64::from(n - 16)).then_some(s)
     });
+    let written = metric(&s, r#"edge_access_log_records_total{sink="stalled"}"#);
+    let dropped = metric(
+        &s,
+        r#"edge_access_log_dropped_total{sink="stalled",reason="queue_full"}"#,
+    );
+    eprintln!("stalled collector: {written} records written, {dropped} dropped of {n}");
+    assert!(
+        written < f64::from(n) && dropped > 0.0,
+        "stalled: written {written}, dropped {dropped}"
+    );
     assert_eq!(
         metric(&s, r#"edge_access_log_records_total{sink="dead"}"#),
         0.0
