@@ -48,7 +48,15 @@ impl fmt::Display for Change {
 }
 
 /// Keys only a restart applies.
-const RESTART_ONLY: &[&str] = &["runtime.worker_threads", "runtime.log_level"];
+const RESTART_ONLY: &[&str] = &[
+    "runtime.worker_threads",
+    "runtime.log_level",
+    "admin.socket",
+    "admin.mode",
+    "admin.group",
+    "management.listen",
+    "management.allow_non_loopback",
+];
 
 /// The changes from `old` to `new` (both config file texts).
 pub fn summarize(old: &str, new: &str) -> Result<Vec<Change>, String> {
@@ -60,7 +68,15 @@ pub fn summarize(old: &str, new: &str) -> Result<Vec<Change>, String> {
         .map_err(|e| format!("the new config does not parse: {e}"))?;
     let mut out = Diff::default();
     out.listeners(&old, &new);
-    for section in ["runtime", "https", "http", "limits", "acme"] {
+    for section in [
+        "runtime",
+        "https",
+        "http",
+        "limits",
+        "acme",
+        "admin",
+        "management",
+    ] {
         let skip: &[&str] = if section == "https" || section == "http" {
             &["listen"]
         } else {
@@ -99,12 +115,23 @@ pub fn summarize(old: &str, new: &str) -> Result<Vec<Change>, String> {
     out.keyed(&old, &new, "demo_backend", "demo_backend", &|t, _| {
         str_key(t, "listen")
     });
+    out.keyed(&old, &new, "access_log", "access_log", &|t, i| {
+        t.get("name")
+            .or_else(|| t.get("path"))
+            .or_else(|| t.get("address"))
+            .and_then(Value::as_str)
+            .map(|s| format!("{s:?}"))
+            .unwrap_or_else(|| format!("#{i}"))
+    });
     let known: BTreeSet<&str> = [
         "runtime",
         "https",
         "http",
         "limits",
         "acme",
+        "admin",
+        "management",
+        "access_log",
         "certificate",
         "passthrough",
         "route",

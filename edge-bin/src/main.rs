@@ -12,7 +12,7 @@
 //! Exit status (as `nginx -t` / `haproxy -c`): 0 success, 1 invalid config
 //! or a failure at start, 2 usage error.
 
-use edge_bin::{admin, confdiff, config, notify, reload};
+use edge_bin::{admin, confdiff, config, management, notify, reload, telemetry};
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -267,9 +267,29 @@ async fn serve(
     let notifier = Arc::new(notify::Notifier::from_env());
     let admin = admin::Admin::new(path);
     let admin_settings = v.admin.clone();
-    let reloader =
-        reload::Reloader::start(path, text, v, running_copy, notifier.clone(), admin.clone())
-            .await?;
+    let management_settings = v.management.clone();
+    // Process-wide: metrics and access-log sinks survive reloads.
+    let telemetry = telemetry::Telemetry::new();
+    let reloader = reload::Reloader::start(
+        path,
+        text,
+        v,
+        running_copy,
+        notifier.clone(),
+        admin.clone(),
+        telemetry.clone(),
+    )
+    .await?;
+    telemetry.reopen_on_sigusr1();
+    // `[management]` (metrics) is bound once: a reload keeps it (restart to change it).
+    if let Some(m) = &management_settings {
+        let l = management::bind(m)
+            .await
+            .map_err(|e| format!("cannot listen on {} (management): {e}", m.listen))?;
+        let bound = l.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(address = %bound, kind = "management", "listening");
+        management::spawn(l, telemetry.metrics.clone(), reloader.shared().clone());
+    }
     // The admin socket's `reload` command runs the same reload as SIGHUP.
     let hook = reloader.clone();
     let reload_hook: admin::ReloadFn = Arc::new(move || {

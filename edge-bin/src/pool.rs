@@ -129,6 +129,12 @@ impl Pool {
             .ok()
     }
 
+    /// Requests (until their response body ends), tunnels and passthrough
+    /// connections on `addr` now (metrics `edge_backend_in_flight`).
+    pub fn in_flight(&self, addr: &SocketAddr) -> Option<u64> {
+        self.server(*addr).map(|s| s.active as u64)
+    }
+
     /// The server for attempt number `attempts + 1` of one request or
     /// connection: `None` when the attempts (`retries + 1`) or, for a retry,
     /// the retry budget are spent, or no server outside `exclude` is

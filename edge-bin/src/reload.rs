@@ -33,6 +33,7 @@ use crate::config::{self, ConfigErrors, Validated};
 use crate::listeners::Listeners;
 use crate::notify::Notifier;
 use crate::state::{SharedState, State};
+use crate::telemetry::Telemetry;
 
 /// What a successful reload changed.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +133,8 @@ pub struct Reloader {
     notifier: Arc<Notifier>,
     /// Admin server states (drain, maint, weight), applied to every new state.
     admin: Arc<crate::admin::Admin>,
+    /// Metrics and access-log sinks: process-wide, survive reloads.
+    telemetry: Telemetry,
     conns: Arc<Semaphore>,
     inner: tokio::sync::Mutex<Inner>,
     reloads_ok: AtomicU64,
@@ -158,25 +161,26 @@ impl Reloader {
         running_copy: Option<PathBuf>,
         notifier: Arc<Notifier>,
         admin: Arc<crate::admin::Admin>,
+        telemetry: Telemetry,
     ) -> Result<Arc<Self>, String> {
         crate::demo::start_all(&v.demo_backends)
             .await
             .map_err(|e| format!("cannot start a demo backend: {e}"))?;
-        // MERGE(obs): State::build takes the process-wide telemetry handle too.
-        let state = State::build(&v).map_err(|e| e.to_string())?;
+        let state = State::build(&v, &telemetry).map_err(|e| e.to_string())?;
         let health = state.health.clone();
         admin.adopt(&state);
         let shared: SharedState = Arc::new(ArcSwap::from_pointee(state));
         let conns = Arc::new(Semaphore::new(v.limits.max_connections));
         let mut listeners = Listeners::new(shared.clone(), conns.clone());
         listeners.start_all(&v.https.listen, &v.http.listen)?;
-        let vrrp = crate::vrrp::start(&v.vrrp, &health).await?;
+        let vrrp = crate::vrrp::start(&v.vrrp, &health, &telemetry.metrics).await?;
         let this = Arc::new(Self {
             path: path.to_path_buf(),
             running_copy,
             shared,
             notifier,
             admin,
+            telemetry,
             conns,
             inner: tokio::sync::Mutex::new(Inner {
                 text,
@@ -223,8 +227,7 @@ impl Reloader {
         tracing::info!(config = %self.path.display(), "reloading the configuration");
         let result = self.reload_locked(&mut inner).await;
         let ok = result.is_ok();
-        // MERGE(obs): the one call site for the reload metrics:
-        // metrics.reload_result(ok);
+        self.telemetry.reload_result(result.is_ok());
         match &result {
             Ok(summary) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
@@ -265,8 +268,7 @@ impl Reloader {
             .prepare(&v.https.listen, &v.http.listen)
             .map_err(ReloadError::Listen)?;
         let old = self.shared.load_full();
-        // MERGE(obs): pass the telemetry handle here too.
-        let new = Arc::new(State::build_after(&v, Some(&old))?);
+        let new = Arc::new(State::build_after(&v, Some(&old), &self.telemetry)?);
         // Carried over unless the ACME settings changed (see State::build_after).
         let acme_carried = match (&old.acme, &new.acme) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),

@@ -22,6 +22,7 @@ use crate::h1guard::Guarded;
 use crate::http::body::EdgeBody;
 use crate::http::headers::{new_request_id, request_host};
 use crate::http::{ConnInfo, respond};
+use crate::metrics::HandshakeFailure;
 use crate::state::{SharedState, State};
 use edge_health::Outcome;
 
@@ -153,12 +154,14 @@ async fn tls_connection(
         Ok(x) => x,
         Err(e) => {
             tracing::debug!(%client, error = %e.without_stream(), "no usable ClientHello: closed");
+            state.obs.metrics.tls_failure(HandshakeFailure::ClientHello);
             return;
         }
     };
+    let ja4: Arc<str> = info.ja4.as_str().into();
     if let Some(rule) = info.sni.as_deref().and_then(|s| state.passthrough_for(s)) {
         let (pool, pp) = (rule.pool.clone(), rule.proxy_protocol);
-        passthrough(&state, replay, client, local, info.sni, &pool, pp).await;
+        passthrough(&state, replay, client, local, info.sni, ja4, &pool, pp).await;
         return;
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
@@ -166,13 +169,19 @@ async fn tls_connection(
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             tracing::debug!(%client, sni = ?info.sni, error = %e, "TLS handshake failed");
+            state
+                .obs
+                .metrics
+                .tls_failure(HandshakeFailure::classify(&e));
             return;
         }
         Err(_) => {
             tracing::debug!(%client, "TLS handshake timed out");
+            state.obs.metrics.tls_failure(HandshakeFailure::Timeout);
             return;
         }
     };
+    state.obs.metrics.tls_handshake();
     let (_, session) = tls.get_ref();
     let h2 = session.alpn_protocol() == Some(b"h2");
     let version = match session.protocol_version() {
@@ -181,7 +190,10 @@ async fn tls_connection(
         _ => None,
     };
     let sni = session.server_name().map(str::to_string);
-    let conn = Arc::new(ConnInfo::new(client, sni, version));
+    let cipher = session
+        .negotiated_cipher_suite()
+        .and_then(|c| c.suite().as_str());
+    let conn = Arc::new(ConnInfo::new(client, sni, version).with_tls_details(Some(ja4), cipher));
     let io = Guarded::new(tls, conn.clone(), !h2, l.max_header_bytes.max(8192));
     let svc_state = state.clone();
     let svc_conn = conn.clone();
@@ -253,6 +265,7 @@ async fn passthrough<S>(
     client: SocketAddr,
     local: SocketAddr,
     sni: Option<String>,
+    ja4: Arc<str>,
     pool_name: &str,
     pp: ProxyProtocolOut,
 ) where
@@ -263,12 +276,17 @@ async fn passthrough<S>(
         kind: "passthrough",
         client: Some(client),
         sni: sni.clone(),
+        ja4: Some(ja4),
         route: Some(pool_name.to_string()),
         ..Default::default()
     };
     let Some(backend) = state.backends.get(pool_name) else {
         return;
     };
+    let stats = state.obs.passthrough(pool_name);
+    if let Some(s) = stats {
+        s.connections.fetch_add(1, Ordering::Relaxed);
+    }
     let pool = &backend.pool;
     let mut exclude = Vec::new();
     let mut connected = None;
@@ -302,7 +320,11 @@ async fn passthrough<S>(
     }
     let Some((mut upstream, guard)) = connected else {
         rec.duration = start.elapsed();
-        rec.emit();
+        rec.status = 503;
+        if let Some(s) = stats {
+            s.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        state.obs.log(rec);
         return;
     };
     rec.backend = Some(guard.addr());
@@ -331,7 +353,11 @@ async fn passthrough<S>(
     }
     drop(guard);
     rec.duration = start.elapsed();
-    rec.emit();
+    if let Some(s) = stats {
+        s.bytes_in.fetch_add(rec.bytes_in, Ordering::Relaxed);
+        s.bytes_out.fetch_add(rec.bytes_out, Ordering::Relaxed);
+    }
+    state.obs.log(rec);
 }
 
 async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: SocketAddr) {
@@ -378,10 +404,7 @@ async fn plain_request(
     rec.host = request_host(&req).ok();
     if let Some(responder) = &state.challenges {
         let resp = responder.respond(req).await.map(crate::http::body::boxed);
-        rec.status = resp.status().as_u16();
-        rec.duration = start.elapsed();
-        rec.emit();
-        return resp;
+        return state.obs.finish_http(rec, start, resp);
     }
     let resp = (|| {
         if req.uri().path().starts_with(edge_acme::CHALLENGE_PREFIX) {
@@ -406,8 +429,5 @@ async fn plain_request(
         };
         respond::redirect(status, &format!("https://{host}{port}{pq}"), &id)
     })();
-    rec.status = resp.status().as_u16();
-    rec.duration = start.elapsed();
-    rec.emit();
-    resp
+    state.obs.finish_http(rec, start, resp)
 }

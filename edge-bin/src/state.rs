@@ -71,6 +71,8 @@ pub struct State {
     pub health: edge_health::HealthHandle,
     /// Tells this state's connections to close (reload, stop).
     pub closing: crate::lifecycle::Closing,
+    /// Access-log sinks and metric counters of this config.
+    pub obs: crate::telemetry::StateTelemetry,
 }
 
 /// Why a validated config could not be turned into a running state.
@@ -83,6 +85,8 @@ pub enum BuildError {
     Health(String),
     #[error("certificates: {0}")]
     Certificates(#[from] edge_acme::Error),
+    #[error("{0}")]
+    AccessLog(#[from] crate::accesslog::SinkError),
 }
 
 /// The state every listener reads; `store` a new one to switch config.
@@ -90,13 +94,22 @@ pub type SharedState = Arc<ArcSwap<State>>;
 
 impl State {
     /// Builds the runtime state. Must run inside the tokio runtime (health checks start here).
-    pub fn build(v: &Validated) -> Result<Self, BuildError> {
-        Self::build_after(v, None)
+    /// `telemetry` is the process-wide one: counters and unchanged sinks carry over.
+    pub fn build(
+        v: &Validated,
+        telemetry: &crate::telemetry::Telemetry,
+    ) -> Result<Self, BuildError> {
+        Self::build_after(v, None, telemetry)
     }
 
     /// Builds the state that replaces `previous` (a reload): servers that
     /// stay keep their health, connections share the process's stop signal.
-    pub fn build_after(v: &Validated, previous: Option<&State>) -> Result<Self, BuildError> {
+    pub fn build_after(
+        v: &Validated,
+        previous: Option<&State>,
+        telemetry: &crate::telemetry::Telemetry,
+    ) -> Result<Self, BuildError> {
+        let obs = telemetry.for_config(v)?;
         let (certs, challenges, acme) = crate::acme::certificates(v, previous)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
@@ -131,6 +144,7 @@ impl State {
             health,
             closing: previous
                 .map_or_else(crate::lifecycle::Closing::new, |p| p.closing.successor()),
+            obs,
         })
     }
 

@@ -6,13 +6,18 @@ use edge_health::{HealthHandle, PoolStatus};
 use edge_vrrp::{Instance, InstanceHandle};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use std::sync::Arc;
+
 use crate::config::VrrpSettings;
+use crate::metrics::Metrics;
 
 /// The running instances; [`Running::update`] applies a reloaded config,
 /// [`Running::shutdown`] hands over each one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Running {
     instances: Vec<RunningInstance>,
+    /// Where state changes are counted (process-wide, survives reloads).
+    metrics: Arc<Metrics>,
 }
 
 /// One instance: the settings it runs with and its tracking task.
@@ -74,10 +79,17 @@ pub fn adjustment(statuses: &[PoolStatus], min_healthy_share: f64, weight: u8) -
 }
 
 /// Starts every instance on the current runtime.
-pub async fn start(settings: &[VrrpSettings], health: &HealthHandle) -> Result<Running, String> {
-    let mut running = Running::default();
+pub async fn start(
+    settings: &[VrrpSettings],
+    health: &HealthHandle,
+    metrics: &Arc<Metrics>,
+) -> Result<Running, String> {
+    let mut running = Running {
+        instances: Vec::new(),
+        metrics: metrics.clone(),
+    };
     for s in settings {
-        running.instances.push(spawn(s, health).await?);
+        running.instances.push(spawn(s, health, metrics).await?);
     }
     Ok(running)
 }
@@ -90,26 +102,35 @@ fn describe(s: &VrrpSettings) -> String {
     )
 }
 
-async fn spawn(s: &VrrpSettings, health: &HealthHandle) -> Result<RunningInstance, String> {
+async fn spawn(
+    s: &VrrpSettings,
+    health: &HealthHandle,
+    metrics: &Arc<Metrics>,
+) -> Result<RunningInstance, String> {
     let vrid = s.config.vrid_value();
     let interface = s.config.interface_name().to_owned();
     let handle = Instance::spawn(s.config.clone())
         .await
         .map_err(|e| format!("VRRP vrid {vrid} on {interface}: {e}"))?;
     let mut events = handle.events();
+    metrics.vrrp_state(vrid, &interface, edge_vrrp::State::Initialize, false);
+    let metrics = metrics.clone();
     tokio::spawn(async move {
         use tokio::sync::broadcast::error::RecvError;
         loop {
             match events.recv().await {
-                Ok(e) => tracing::info!(
-                    vrid,
-                    interface = %interface,
-                    from = ?e.from,
-                    to = ?e.to,
-                    reason = ?e.reason,
-                    priority = e.priority,
-                    "VRRP state change"
-                ),
+                Ok(e) => {
+                    metrics.vrrp_state(vrid, &interface, e.to, e.from != e.to);
+                    tracing::info!(
+                        vrid,
+                        interface = %interface,
+                        from = ?e.from,
+                        to = ?e.to,
+                        reason = ?e.reason,
+                        priority = e.priority,
+                        "VRRP state change"
+                    )
+                }
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(vrid, missed = n, "VRRP state events missed")
                 }
@@ -267,7 +288,7 @@ impl Running {
 
     /// Starts `s` and keeps it; the change line (`done` or why it failed).
     async fn spawn_into(&mut self, s: &VrrpSettings, health: &HealthHandle, done: &str) -> String {
-        match spawn(s, health).await {
+        match spawn(s, health, &self.metrics).await {
             Ok(i) => {
                 self.instances.push(i);
                 format!("{} {done}", describe(s))

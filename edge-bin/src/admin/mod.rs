@@ -293,7 +293,7 @@ mod tests {
             Path::new("."),
         )
         .unwrap();
-        crate::state::State::build(&v).unwrap()
+        crate::state::State::build(&v, &crate::telemetry::Telemetry::new()).unwrap()
     }
 
     /// The reload hook as the lead wires it: build the new state, adopt it,

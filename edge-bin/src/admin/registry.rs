@@ -238,7 +238,7 @@ mod tests {
             std::path::Path::new("."),
         )
         .unwrap();
-        State::build(&v).unwrap()
+        State::build(&v, &crate::telemetry::Telemetry::new()).unwrap()
     }
 
     fn server(port: u16, weight: u32) -> String {

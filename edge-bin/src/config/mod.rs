@@ -7,6 +7,7 @@ pub mod duration;
 pub mod error;
 pub mod model;
 pub mod net;
+pub mod observability;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ pub use duration::ConfigDuration;
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use model::{BackendProtocol, HealthKind, Limits, Policy, ProxyProtocolOut};
 pub use net::{HostPattern, IpNet};
+pub use observability::{AccessLogSettings, ManagementSettings};
 
 /// A validated, compiled config.
 #[derive(Debug)]
@@ -35,6 +37,8 @@ pub struct Validated {
     pub demo_backends: Vec<SocketAddr>,
     pub acme: AcmeSettings,
     pub vrrp: Vec<VrrpSettings>,
+    pub access_logs: Vec<AccessLogSettings>,
+    pub management: Option<ManagementSettings>,
     pub admin: AdminSettings,
 }
 
@@ -922,9 +926,13 @@ impl Validator<'_> {
         let acme = self.acme(&f.acme);
         let vrrp = self.vrrp(&f.vrrp, &pool_names);
         let admin = crate::admin::config::validate(&f.admin, self.src, self.base, &mut self.errors);
+        let access_logs = self.access_logs(&f.access_logs);
+        let management = self.management(f.management.as_ref());
 
         Validated {
             admin,
+            access_logs,
+            management,
             acme,
             vrrp,
             worker_threads: f.runtime.worker_threads,

@@ -33,6 +33,9 @@ pub struct ConfigFile {
     pub acme: Acme,
     #[serde(default, rename = "vrrp")]
     pub vrrp: Vec<Vrrp>,
+    #[serde(default, rename = "access_log")]
+    pub access_logs: Vec<super::observability::AccessLog>,
+    pub management: Option<super::observability::Management>,
     #[serde(default)]
     pub admin: Admin,
 }

@@ -116,7 +116,9 @@ pub async fn forward(
             }
         };
         rec.backend = Some(addr);
-        let Some(b) = body.take() else { break };
+        let Some(b) = body.take().map(|b| rec.count_request_body(b)) else {
+            break;
+        };
         let uri: Uri = match format!("http://{addr}{path}").parse() {
             Ok(u) => u,
             Err(_) => return respond::error(StatusCode::BAD_REQUEST, request_id),

@@ -35,6 +35,10 @@ pub struct ConnInfo {
     pub smuggle: crate::h1guard::Flags,
     /// Requests seen so far on this connection (HTTP/1 only, in order).
     pub seq: AtomicUsize,
+    /// JA4 fingerprint of the ClientHello (access log).
+    pub ja4: Option<Arc<str>>,
+    /// Negotiated TLS cipher suite (access log).
+    pub tls_cipher: Option<&'static str>,
 }
 
 impl ConnInfo {
@@ -46,7 +50,16 @@ impl ConnInfo {
             in_flight: AtomicUsize::new(0),
             smuggle: Default::default(),
             seq: AtomicUsize::new(0),
+            ja4: None,
+            tls_cipher: None,
         }
+    }
+
+    /// Adds the JA4 fingerprint and cipher suite for the access log.
+    pub fn with_tls_details(mut self, ja4: Option<Arc<str>>, cipher: Option<&'static str>) -> Self {
+        self.ja4 = ja4;
+        self.tls_cipher = cipher;
+        self
     }
 }
 
@@ -73,13 +86,13 @@ pub async fn serve(
         method: Some(req.method().to_string()),
         path: Some(req.uri().path().to_string()),
         tls_version: conn.tls_version,
+        tls_cipher: conn.tls_cipher,
+        ja4: conn.ja4.clone(),
         ..Default::default()
     };
     let resp = serve_inner(&state, &conn, req, &mut rec).await;
-    rec.status = resp.status().as_u16();
-    rec.duration = start.elapsed();
-    rec.emit();
-    Ok(resp)
+    // Logged and counted when the response body ends.
+    Ok(state.obs.finish_http(rec, start, resp))
 }
 
 async fn serve_inner(
@@ -123,6 +136,7 @@ async fn serve_inner(
         return respond::error(StatusCode::NOT_FOUND, &id);
     };
     rec.route = Some(route.name.clone());
+    rec.route_index = state.routes.iter().position(|r| std::ptr::eq(r, route));
     match &route.action {
         RouteAction::Respond {
             status,

@@ -1,0 +1,102 @@
+//! The management listener (`[management]`): `GET /metrics` in the
+//! Prometheus text format. It is a separate socket, loopback by default;
+//! the public listeners never serve it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::config::ManagementSettings;
+use crate::http::body::{EdgeBody, full};
+use crate::metrics::Metrics;
+use crate::state::SharedState;
+
+/// Scrapes served at once; more wait in the kernel backlog.
+const MAX_CONNECTIONS: usize = 32;
+
+/// Binds the management address (a loud warning when it is not loopback).
+pub async fn bind(s: &ManagementSettings) -> std::io::Result<TcpListener> {
+    if !s.listen.ip().is_loopback() {
+        tracing::warn!(address = %s.listen, "the management listener is NOT on a loopback address: anyone who can reach it can read the metrics");
+    }
+    TcpListener::bind(s.listen).await
+}
+
+/// Serves the listener until the runtime stops.
+pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>, shared: SharedState) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::spawn(async move {
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (stream, _) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "management accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let (metrics, shared) = (metrics.clone(), shared.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let svc = service_fn(move |req| {
+                    let r = handle(&metrics, &shared, &req);
+                    async move { Ok::<_, Infallible>(r) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), svc);
+                let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+            });
+        }
+    });
+}
+
+fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<EdgeBody> {
+    let mut r = Response::new(full(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Answers one management request.
+pub fn handle(
+    metrics: &Metrics,
+    shared: &SharedState,
+    req: &Request<Incoming>,
+) -> Response<EdgeBody> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let state = shared.load_full();
+            let mut r = text(StatusCode::OK, metrics.render(Some(&state)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        "/" => text(
+            StatusCode::OK,
+            "edge management\n/metrics  Prometheus metrics\n",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+    }
+}
