@@ -485,6 +485,26 @@ async fn bad_reloads_keep_the_old_config_and_listeners_come_and_go() {
         "the removed listener still accepts"
     );
     assert_eq!(get(p2, &pki.ca_pem, "/hello").unwrap(), "v3");
+
+    // The same address moves from [https] to [http]: same socket (no
+    // rebind), now answering plain HTTP with a redirect.
+    let v4 = v3
+        .replace(&format!("listen = [\"127.0.0.1:{p2}\"]"), "listen = []")
+        .replace(
+            "[http]\nlisten = []",
+            &format!("[http]\nlisten = [\"127.0.0.1:{p2}\"]"),
+        );
+    let log = edge.reload(&v4, 5);
+    assert!(log.contains("listener changed kind (same socket)"), "{log}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 301"), "{resp}");
+    assert!(resp.contains("location: https://t.test/x"), "{resp}");
 }
 
 /// Receives sd_notify datagrams on a socket the test creates.
