@@ -507,23 +507,32 @@ async fn bad_reloads_keep_the_old_config_and_listeners_come_and_go() {
     assert!(resp.contains("location: https://t.test/x"), "{resp}");
 }
 
-/// Receives sd_notify datagrams on a socket the test creates.
-fn notify_socket(dir: &TempDir) -> (std::os::unix::net::UnixDatagram, PathBuf) {
+/// Receives sd_notify datagrams on a socket the test creates, read
+/// continuously (as systemd does) by a thread, in order.
+fn notify_socket(dir: &TempDir) -> (std::sync::mpsc::Receiver<String>, PathBuf) {
     let path = dir.path("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    (sock, path)
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            if tx
+                .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (rx, path)
 }
 
 /// The next message other than a `WATCHDOG=1` keep-alive (counted).
-fn next_message(sock: &std::os::unix::net::UnixDatagram, watchdogs: &mut usize) -> String {
-    let mut buf = [0u8; 4096];
+fn next_message(rx: &std::sync::mpsc::Receiver<String>, watchdogs: &mut usize) -> String {
     loop {
-        let n = sock
-            .recv(&mut buf)
+        let msg = rx
+            .recv_timeout(Duration::from_secs(20))
             .expect("no sd_notify message within 20 s");
-        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
         if msg == "WATCHDOG=1" {
             *watchdogs += 1;
         } else {
@@ -601,14 +610,8 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
         "{}",
         edge.log()
     );
-    // The keep-alives queued after STOPPING=1 (the socket holds a few).
-    sock.set_nonblocking(true).unwrap();
-    let mut buf = [0u8; 256];
-    while let Ok(n) = sock.recv(&mut buf) {
-        if &buf[..n] == b"WATCHDOG=1" {
-            watchdogs += 1;
-        }
-    }
+    // The keep-alives sent after STOPPING=1.
+    watchdogs += sock.try_iter().filter(|m| m == "WATCHDOG=1").count();
     assert!(
         watchdogs >= 2,
         "{watchdogs} WATCHDOG=1 during the test, one per 100 ms"
