@@ -217,8 +217,9 @@ impl Reloader {
         self.notifier.reloading();
         tracing::info!(config = %self.path.display(), "reloading the configuration");
         let result = self.reload_locked(&mut inner).await;
+        let ok = result.is_ok();
         // MERGE(obs): the one call site for the reload metrics:
-        // metrics.reload_result(result.is_ok());
+        // metrics.reload_result(ok);
         match &result {
             Ok(summary) => {
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
@@ -247,6 +248,7 @@ impl Reloader {
                     .ready("serving the previous configuration; the last reload failed");
             }
         }
+        debug_assert_eq!(ok, result.is_ok());
         result
     }
 
