@@ -485,25 +485,54 @@ async fn bad_reloads_keep_the_old_config_and_listeners_come_and_go() {
         "the removed listener still accepts"
     );
     assert_eq!(get(p2, &pki.ca_pem, "/hello").unwrap(), "v3");
+
+    // The same address moves from [https] to [http]: same socket (no
+    // rebind), now answering plain HTTP with a redirect.
+    let v4 = v3
+        .replace(&format!("listen = [\"127.0.0.1:{p2}\"]"), "listen = []")
+        .replace(
+            "[http]\nlisten = []",
+            &format!("[http]\nlisten = [\"127.0.0.1:{p2}\"]"),
+        );
+    let log = edge.reload(&v4, 5);
+    assert!(log.contains("listener changed kind (same socket)"), "{log}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(resp.starts_with("HTTP/1.1 301"), "{resp}");
+    assert!(resp.contains("location: https://t.test/x"), "{resp}");
 }
 
-/// Receives sd_notify datagrams on a socket the test creates.
-fn notify_socket(dir: &TempDir) -> (std::os::unix::net::UnixDatagram, PathBuf) {
+/// Receives sd_notify datagrams on a socket the test creates, read
+/// continuously (as systemd does) by a thread, in order.
+fn notify_socket(dir: &TempDir) -> (std::sync::mpsc::Receiver<String>, PathBuf) {
     let path = dir.path("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    (sock, path)
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            if tx
+                .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (rx, path)
 }
 
 /// The next message other than a `WATCHDOG=1` keep-alive (counted).
-fn next_message(sock: &std::os::unix::net::UnixDatagram, watchdogs: &mut usize) -> String {
-    let mut buf = [0u8; 4096];
+fn next_message(rx: &std::sync::mpsc::Receiver<String>, watchdogs: &mut usize) -> String {
     loop {
-        let n = sock
-            .recv(&mut buf)
+        let msg = rx
+            .recv_timeout(Duration::from_secs(20))
             .expect("no sd_notify message within 20 s");
-        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
         if msg == "WATCHDOG=1" {
             *watchdogs += 1;
         } else {
@@ -581,14 +610,8 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
         "{}",
         edge.log()
     );
-    // The keep-alives queued after STOPPING=1 (the socket holds a few).
-    sock.set_nonblocking(true).unwrap();
-    let mut buf = [0u8; 256];
-    while let Ok(n) = sock.recv(&mut buf) {
-        if &buf[..n] == b"WATCHDOG=1" {
-            watchdogs += 1;
-        }
-    }
+    // The keep-alives sent after STOPPING=1.
+    watchdogs += sock.try_iter().filter(|m| m == "WATCHDOG=1").count();
     assert!(
         watchdogs >= 2,
         "{watchdogs} WATCHDOG=1 during the test, one per 100 ms"
@@ -876,4 +899,147 @@ async fn the_old_health_checker_stops_after_a_reload() {
         "the old checker still probes: {after} -> {later}"
     );
     assert_eq!(get(port, &pki.ca_pem, "/app").unwrap(), "new");
+}
+
+/// An ACME order in progress when a reload comes (one that leaves `[acme]`
+/// alone) completes: the running ACME manager is kept. Against a real CA,
+/// Pebble (+ pebble-challtestsrv for DNS); a relay the test controls holds
+/// the CA's HTTP-01 validation for 3 s, and the reload lands in between.
+/// (A manager replaced mid-order would leave its storage lock to expire,
+/// 30 s, before the new one could finish.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acme_order_in_progress_survives_a_reload() {
+    if !Path::new("/usr/bin/pebble").exists() {
+        eprintln!(
+            "an_acme_order_in_progress_survives_a_reload: skipped, Debian package pebble not installed"
+        );
+        return;
+    }
+    let dir = TempDir::new("reload-acme");
+    let pki = Pki::new(&dir, "r");
+    let leaf = pki.leaf(&dir, "t", &["t.test"]);
+    // Pebble's own HTTPS certificate, from the test CA edge is told to trust.
+    let pebble_tls = pki.leaf(&dir, "pebble", &["localhost", "127.0.0.1"]);
+    let (dns, listen, mgmt, relay_port) = (free_port(), free_port(), free_port(), free_port());
+    let http = free_port();
+    let pebble_config = dir.write(
+        "pebble.json",
+        format!(
+            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{mgmt}",
+  "certificate": "{c}", "privateKey": "{k}", "httpPort": {relay_port}, "tlsPort": {tls},
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
+            c = pebble_tls.cert.display(),
+            k = pebble_tls.key.display(),
+            tls = free_port(),
+        ),
+    );
+    let spawn = |cmd: &mut Command, name: &str| Proc {
+        child: cmd
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path(&format!("{name}.log"))).unwrap())
+            .spawn()
+            .unwrap(),
+        name: name.into(),
+    };
+    let _chall = spawn(
+        Command::new("pebble-challtestsrv")
+            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+            .args(["-dns01", &format!("127.0.0.1:{dns}")])
+            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+            .args(["-management", &format!("127.0.0.1:{}", free_port())]),
+        "challtestsrv",
+    );
+    let _pebble = spawn(
+        Command::new("pebble")
+            .arg("-config")
+            .arg(&pebble_config)
+            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0"),
+        "pebble",
+    );
+    assert!(
+        wait_port(listen, Duration::from_secs(20)),
+        "Pebble did not start"
+    );
+
+    // The relay in front of edge's port 80: each validation waits 3 s.
+    let validations = Arc::new(AtomicUsize::new(0));
+    let relay = tokio::net::TcpListener::bind(("127.0.0.1", relay_port))
+        .await
+        .unwrap();
+    let seen = validations.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = relay.accept().await {
+            seen.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", http)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+
+    let port = free_port();
+    let acme = format!(
+        "[acme]\nstorage = \"acme\"\ndirectory_url = \"https://127.0.0.1:{listen}/dir\"\nca_roots = [\"{ca}\"]\ncertificates = [[\"acme.test\"]]\n",
+        ca = pki.ca_pem.display()
+    );
+    let cfg = |hello: &str| {
+        config(&[port], &leaf, hello, &[free_port()], &acme).replace(
+            "[http]\nlisten = []",
+            &format!("[http]\nlisten = [\"127.0.0.1:{http}\"]"),
+        )
+    };
+    let edge = Edge::start(&dir, &cfg("v1"), &[port], &[], &[]);
+    let end = Instant::now() + Duration::from_secs(30);
+    while validations.load(Ordering::Relaxed) == 0 {
+        assert!(
+            Instant::now() < end,
+            "the CA never validated:\n{}",
+            edge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The order waits on its validation: reload now.
+    let reloaded = Instant::now();
+    let log = edge.reload(&cfg("v2"), 1);
+    assert!(log.contains("[acme] unchanged"), "{log}");
+    assert_eq!(get(port, &pki.ca_pem, "/hello").unwrap(), "v2");
+
+    // The certificate arrives well before a replaced manager's lock could
+    // have expired.
+    let root = Command::new("curl")
+        .args(["-sf", "--cacert"])
+        .arg(&pki.ca_pem)
+        .arg(format!("https://127.0.0.1:{mgmt}/roots/0"))
+        .output()
+        .unwrap();
+    assert!(root.status.success(), "no Pebble root");
+    let root = dir.write("pebble-root.pem", &root.stdout);
+    let issued = loop {
+        let (code, out) = common::curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            root.to_str().unwrap(),
+            "--resolve",
+            &format!("acme.test:{port}:127.0.0.1"),
+            &format!("https://acme.test:{port}/hello"),
+        ]);
+        if code == 0 && out.contains("200") {
+            break reloaded.elapsed();
+        }
+        assert!(
+            reloaded.elapsed() < Duration::from_secs(20),
+            "no ACME certificate 20 s after the reload:\n{}",
+            edge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!("ACME certificate served {issued:?} after the mid-order reload");
 }
