@@ -69,8 +69,7 @@ pub async fn start(settings: &[VrrpSettings], health: &HealthHandle) -> Result<R
             vrid,
             handle,
             tracked,
-            s.min_healthy_share,
-            s.weight,
+            (s.min_healthy_share, s.weight, is_nopreempt(&s.config)),
             stop_rx,
         ));
         running.stops.push(stop_tx);
@@ -84,8 +83,7 @@ async fn track(
     vrid: u8,
     handle: InstanceHandle,
     mut tracked: Vec<watch::Receiver<PoolStatus>>,
-    share: f64,
-    weight: u8,
+    (share, weight, nopreempt): (f64, u8, bool),
     mut stop: oneshot::Receiver<oneshot::Sender<()>>,
 ) {
     let mut last = 0;
@@ -99,6 +97,9 @@ async fn track(
                 "tracked pool health changed the VRRP priority"
             );
             handle.set_priority_adjustment(adj);
+            if adj != 0 && nopreempt {
+                resign(&handle);
+            }
             last = adj;
         }
         if tracked.is_empty() {
@@ -123,6 +124,24 @@ async fn track(
     if let Some(done) = done {
         let _ = done.send(());
     }
+}
+
+/// Whether the instance runs with `nopreempt` (edge-vrrp keeps the flag
+/// to itself).
+fn is_nopreempt(c: &edge_vrrp::Config) -> bool {
+    let mut off = c.clone();
+    off.preempt(false);
+    off == *c
+}
+
+/// With `nopreempt` a backup never takes over from a master of lower
+/// priority, so a lowered priority alone would leave the VIP on a node that
+/// cannot serve. Such a master hands over itself (a brief fault: priority-0
+/// advert, VIPs removed) and goes on as a backup with its lowered priority,
+/// so it still takes the VIP when no other node holds it.
+fn resign(handle: &InstanceHandle) {
+    handle.set_fault(true);
+    handle.set_fault(false);
 }
 
 impl Running {
