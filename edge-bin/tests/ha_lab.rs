@@ -97,6 +97,8 @@ struct Node<'a> {
     nopreempt: bool,
     /// Servers of its pool `app`; none = the route answers `node{i}` itself.
     servers: &'a [String],
+    /// `[[route]]`s tried before the catch-all one.
+    routes: &'a str,
     extra: &'a str,
 }
 
@@ -144,6 +146,7 @@ name = "fallback"
 names = ["vip.test"]
 self_signed = true
 
+{routes}
 [[route]]
 {route}
 {pool}
@@ -159,6 +162,7 @@ nopreempt = {nopreempt}
         priority = n.priority,
         advert = ADVERT.as_millis(),
         nopreempt = n.nopreempt,
+        routes = n.routes,
         extra = n.extra,
     )
 }
@@ -291,6 +295,7 @@ fn kill_9_of_the_master_under_load_moves_the_vip_and_a_retrying_client_loses_not
         priority,
         nopreempt: false,
         servers: &servers,
+        routes: "",
         extra: "",
     };
     let backup = start_edge(&lab, 1, "a", &edge_config(1, &node(100)));
@@ -356,6 +361,7 @@ fn unhealthy_backends_hand_the_vip_over(nopreempt: bool) {
         priority,
         nopreempt,
         servers,
+        routes: "",
         extra: "",
     };
     // node0 first: with nopreempt whoever is master keeps the VIP.
@@ -546,6 +552,7 @@ certificates = [["vip.test"]]
         priority,
         nopreempt: false,
         servers: &[],
+        routes: "",
         extra: &acme,
     };
     // Hold Pebble's HTTP-01 validation back until the VIP has moved: its
@@ -606,17 +613,16 @@ certificates = [["vip.test"]]
     // node1 completes the certificate (after node0's storage lock expires),
     // and the client gets it through the VIP, verified against Pebble's root.
     let mut last = None;
+    let (root, resolve) = (root.to_string_lossy(), format!("vip.test:443:{VIP}"));
+    let verified = [
+        "--cacert",
+        &root,
+        "--resolve",
+        &resolve,
+        "https://vip.test/",
+    ];
     let served = wait_until(Duration::from_secs(90), || {
-        last = lab.curl(
-            "client",
-            &[
-                "--cacert",
-                &root.to_string_lossy(),
-                "--resolve",
-                &format!("vip.test:443:{VIP}"),
-                "https://vip.test/",
-            ],
-        );
+        last = lab.curl("client", &verified);
         last.as_deref() == Some("node1")
     });
     assert!(
@@ -636,6 +642,20 @@ certificates = [["vip.test"]]
         backup.log_text()
     );
     assert!(!master.log_text().contains("certificate obtained"));
+    // node0 comes back, loads the certificate from the storage and
+    // preempts: the client is served by it with the same certificate.
+    let node0 = start_edge(&lab, 0, "b", &edge_config(0, &node(150)));
+    let back = wait_until(Duration::from_secs(15), || {
+        last = lab.curl("client", &verified);
+        last.as_deref() == Some("node0")
+    });
+    assert!(
+        back,
+        "node0 did not serve the certificate after its restart (last answer {last:?}):\n{}",
+        logs(&[&node0])
+    );
+    assert!(node0.log_text().contains("certificate loaded from storage"));
+    assert!(!node0.log_text().contains("ordering certificate"));
     // Pebble validated node0's pending challenge through the VIP, which
     // node1 held by then: node1 answered node0's token from the storage.
     assert!(
