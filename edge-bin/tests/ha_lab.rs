@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use lab::{Lab, Load, LoadSpec, Proc, Req, is_root, now_secs, wait_until};
 
 const VIP: &str = "198.18.0.100";
+const VIP6: &str = "2001:2::100";
 const NODE: [&str; 2] = ["198.18.0.2", "198.18.0.3"];
 const CLIENT: &str = "198.18.0.10";
 /// VRRP advert interval of every pair here.
@@ -94,6 +95,8 @@ fn set_down(lab: &Lab, i: usize, down: bool) {
 /// One node's settings.
 struct Node<'a> {
     priority: u8,
+    /// The VIP (and listeners) are IPv6 (2001:2::100) instead of IPv4.
+    v6: bool,
     nopreempt: bool,
     /// Servers of its pool `app`; none = the route answers `node{i}` itself.
     servers: &'a [String],
@@ -135,11 +138,11 @@ fall = 1
     format!(
         r#"
 [https]
-listen = ["{VIP}:443"]
+listen = ["{listen}:443"]
 default_certificate = "fallback"
 
 [http]
-listen = ["{VIP}:80"]
+listen = ["{listen}:80"]
 
 [[certificate]]
 name = "fallback"
@@ -155,11 +158,21 @@ interface = "eth0"
 vrid = 51
 priority = {priority}
 advert_interval = "{advert}ms"
-vips = ["{VIP}/24"]
+vips = ["{vip}"]
 nopreempt = {nopreempt}
 {extra}
 "#,
         priority = n.priority,
+        listen = if n.v6 {
+            format!("[{VIP6}]")
+        } else {
+            VIP.to_owned()
+        },
+        vip = if n.v6 {
+            format!("{VIP6}/64")
+        } else {
+            format!("{VIP}/24")
+        },
         advert = ADVERT.as_millis(),
         nopreempt = n.nopreempt,
         routes = n.routes,
@@ -184,14 +197,19 @@ fn start_edge(lab: &Lab, i: usize, tag: &str, config: &str) -> Proc {
 
 /// The body the client gets from https://vip.test/ (not verified).
 fn fetch(lab: &Lab) -> Option<String> {
+    fetch_at(lab, VIP)
+}
+
+/// The body the client gets from https://vip.test/ at `vip`.
+fn fetch_at(lab: &Lab, vip: &str) -> Option<String> {
+    let resolve = if vip.contains(':') {
+        format!("vip.test:443:[{vip}]")
+    } else {
+        format!("vip.test:443:{vip}")
+    };
     lab.curl(
         "client",
-        &[
-            "-k",
-            "--resolve",
-            &format!("vip.test:443:{VIP}"),
-            "https://vip.test/",
-        ],
+        &["-k", "--resolve", &resolve, "https://vip.test/"],
     )
 }
 
@@ -214,14 +232,26 @@ fn logs(edges: &[&Proc]) -> String {
 
 /// Waits until the client's answer contains `want`; how long since `since`.
 fn wait_body(lab: &Lab, want: &str, since: Instant, limit: Duration, edges: &[&Proc]) -> Duration {
+    wait_body_at(lab, VIP, want, since, limit, edges)
+}
+
+/// [`wait_body`] at `vip`.
+fn wait_body_at(
+    lab: &Lab,
+    vip: &str,
+    want: &str,
+    since: Instant,
+    limit: Duration,
+    edges: &[&Proc],
+) -> Duration {
     let mut last = None;
     let ok = wait_until(limit, || {
-        last = fetch(lab);
+        last = fetch_at(lab, vip);
         last.as_deref().is_some_and(|b| b.contains(want))
     });
     assert!(
         ok,
-        "the client did not get {want:?} within {limit:?} (last answer {last:?});\n{}",
+        "the client did not get {want:?} from {vip} within {limit:?} (last answer {last:?});\n{}",
         logs(edges)
     );
     since.elapsed()
@@ -284,15 +314,17 @@ fn outcome(reqs: &[Req], at: f64) -> Outcome {
     }
 }
 
-#[test]
-fn kill_9_of_the_master_under_load_moves_the_vip_and_a_retrying_client_loses_nothing() {
-    need_root!("kill_9_of_the_master_under_load");
-    let lab = pair_lab("hak", 2);
+/// kill -9 of the master while clients make requests through the VIP
+/// (IPv4 or IPv6); every request is a new connection.
+fn kill_9_under_load(v6: bool) {
+    let lab = pair_lab(if v6 { "hk6" } else { "hak" }, 2);
+    let (vip, family) = if v6 { (VIP6, "IPv6") } else { (VIP, "IPv4") };
     let _b0 = backend(&lab, 0);
     let _b1 = backend(&lab, 1);
     let servers = [backend_addr(0), backend_addr(1)];
     let node = |priority| Node {
         priority,
+        v6,
         nopreempt: false,
         servers: &servers,
         routes: "",
@@ -301,15 +333,19 @@ fn kill_9_of_the_master_under_load_moves_the_vip_and_a_retrying_client_loses_not
     let backup = start_edge(&lab, 1, "a", &edge_config(1, &node(100)));
     let mut master = start_edge(&lab, 0, "a", &edge_config(0, &node(150)));
     let via0 = format!("via {}", NODE[0]);
-    wait_body(
+    let edges = [&master, &backup];
+    wait_body_at(
         &lab,
+        vip,
         &via0,
         Instant::now(),
         Duration::from_secs(15),
-        &[&master, &backup],
+        &edges,
     );
 
-    let load = Load::start(&lab, "client", load_spec(Duration::from_secs(6)));
+    let mut spec = load_spec(Duration::from_secs(6));
+    spec.ip = vip.into();
+    let load = Load::start(&lab, "client", spec);
     assert!(
         load.wait_served(20, Duration::from_secs(10)),
         "no steady load before the crash: {:?}",
@@ -318,14 +354,15 @@ fn kill_9_of_the_master_under_load_moves_the_vip_and_a_retrying_client_loses_not
     let killed = now_secs();
     master.crash();
     let moved = wait_until(master_down_interval(100) + MARGIN, || {
-        lab.holds("node1", VIP)
+        lab.holds("node1", vip)
     });
     let reqs = load.finish();
     let o = outcome(&reqs, killed);
     eprintln!(
-        "kill -9 of the master: failover gap {:?} (Master_Down_Interval {:?}); {} requests, \
+        "{}: kill -9 of the master: failover gap {:?} (Master_Down_Interval {:?}); {} requests, \
          {} probe requests failed, {} first attempts of the retry-once clients failed, \
          {} lost after one retry; errors {:?}",
+        family,
         o.gap,
         master_down_interval(100),
         o.total,
@@ -349,6 +386,18 @@ fn kill_9_of_the_master_under_load_moves_the_vip_and_a_retrying_client_loses_not
     assert_eq!(o.lost, 0, "the retry-once clients lost requests");
 }
 
+#[test]
+fn kill_9_of_the_master_under_load_moves_the_vip_and_a_retrying_client_loses_nothing() {
+    need_root!("kill_9_of_the_master_under_load");
+    kill_9_under_load(false);
+}
+
+#[test]
+fn kill_9_of_the_master_under_ipv6_load_moves_the_vip_and_a_retrying_client_loses_nothing() {
+    need_root!("kill_9_of_the_master_under_ipv6_load");
+    kill_9_under_load(true);
+}
+
 /// The master's only backend fails its health check: the master drops its
 /// priority and node1 takes over; the backend recovers: node0 takes the VIP
 /// back, or (nopreempt on both nodes, as one Ansible template gives) not.
@@ -359,6 +408,7 @@ fn unhealthy_backends_hand_the_vip_over(nopreempt: bool) {
     let (s0, s1) = ([backend_addr(0)], [backend_addr(1)]);
     let node = |priority, servers| Node {
         priority,
+        v6: false,
         nopreempt,
         servers,
         routes: "",
@@ -550,6 +600,7 @@ certificates = [["vip.test"]]
     );
     let node = |priority| Node {
         priority,
+        v6: false,
         nopreempt: false,
         servers: &[],
         routes: "",

@@ -93,12 +93,16 @@ impl Lab {
         lab
     }
 
-    /// Adds host `name` with address 198.18.0.`host`/24 on `eth0`.
+    /// Adds host `name` with addresses 198.18.0.`host`/24 and
+    /// 2001:2::`host`/64 (hex) on `eth0`; IPv6 without duplicate address
+    /// detection, so the addresses are usable at once.
     pub fn host(&mut self, name: &str, host: u8) {
         let ns = format!("{}-{name}", self.hub.trim_end_matches("hub"));
         let addr = format!("198.18.0.{host}");
         run(&["ip", "netns", "add", &ns]);
         self.hosts.push((name.to_owned(), ns.clone(), addr.clone()));
+        let no_dad = "net.ipv6.conf.default.accept_dad=0";
+        run(&["ip", "netns", "exec", &ns, "sysctl", "-qw", no_dad]);
         let port = format!("p{}", self.hosts.len());
         run(&[
             "ip", "-n", &self.hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
@@ -108,16 +112,9 @@ impl Lab {
             "ip", "-n", &self.hub, "link", "set", &port, "master", "br0", "up",
         ]);
         run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        run(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            "eth0",
-        ]);
+        let (v4, v6) = (format!("{addr}/24"), format!("2001:2::{host:x}/64"));
+        run(&["ip", "-n", &ns, "addr", "add", &v4, "dev", "eth0"]);
+        run(&["ip", "-n", &ns, "addr", "add", &v6, "dev", "eth0", "nodad"]);
         run(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
     }
 
