@@ -302,7 +302,7 @@ impl AcmeHandle {
 
     /// Stops the background tasks. An order in flight is abandoned (its
     /// storage lock expires on its own).
-    pub fn shutdown(&mut self) {
+    pub fn shutdown(&self) {
         for task in &self.tasks {
             task.abort();
         }

@@ -48,12 +48,42 @@ pub fn pool_config(p: &PoolSettings) -> PoolConfig {
 
 /// Starts the checker for `pools`; health events update the pools until
 /// the returned handle and the pools are dropped.
-pub fn start(pools: &HashMap<String, Arc<Pool>>) -> Result<HealthHandle, edge_health::ConfigError> {
+///
+/// `previous` is the checker of the config this one replaces (a reload): a
+/// server that stays in a pool of the same name starts in the state it had
+/// there (up: `fall` failures take it out; down: `rise` passes bring it
+/// back), so a reload moves no server in or out of rotation.
+pub fn start(
+    pools: &HashMap<String, Arc<Pool>>,
+    previous: Option<&HealthHandle>,
+) -> Result<HealthHandle, edge_health::ConfigError> {
+    let before = previous.map(HealthHandle::targets).unwrap_or_default();
+    let known: HashMap<(&str, std::net::SocketAddr), bool> = before
+        .iter()
+        .map(|e| ((&*e.pool, e.target), e.healthy))
+        .collect();
     let mut checker = HealthChecker::new(SchedulerConfig::default())?;
     for p in pools.values() {
-        checker.add_pool(pool_config(&p.settings))?;
+        let mut cfg = pool_config(&p.settings);
+        for (addr, _) in &p.settings.servers {
+            if let Some(&up) = known.get(&(p.settings.name.as_str(), *addr)) {
+                let s = if up {
+                    InitialState::AssumedUp
+                } else {
+                    InitialState::AssumedDown
+                };
+                cfg = cfg.initial_state(*addr, s);
+            }
+        }
+        checker.add_pool(cfg)?;
     }
     let handle = checker.spawn();
+    // Apply the initial states now, before the pools serve a request.
+    for e in handle.targets() {
+        if let Some(pool) = pools.get(&*e.pool) {
+            pool.set_healthy(e.target, e.healthy);
+        }
+    }
     for p in pools.values() {
         p.set_outlier_detector(handle.outlier_detector());
     }

@@ -1,38 +1,59 @@
 //! `edge`: the HA edge proxy binary.
 //!
 //! ```text
-//! edge run   -c edge.toml    run the proxy
+//! edge run   -c edge.toml    run the proxy (SIGHUP reloads, SIGTERM stops gracefully)
 //! edge check -c edge.toml    validate the config as a run would, then exit
+//! edge check -c new.toml --diff-against old.toml | --running [FILE]
+//!                            ... and print what a reload would change
 //! edge --version
 //! ```
 //!
 //! Exit status (as `nginx -t` / `haproxy -c`): 0 success, 1 invalid config
 //! or a failure at start, 2 usage error.
 
-use edge_bin::{config, demo, server, state, vrrp};
+use edge_bin::{confdiff, config, notify, reload};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
 const USAGE: &str = "usage:
-  edge run -c FILE      run the proxy with config FILE
+  edge run -c FILE [--running-config COPY]
+                        run the proxy with config FILE; SIGHUP reloads FILE,
+                        SIGTERM/SIGINT stop gracefully. COPY (default
+                        $RUNTIME_DIRECTORY/running.toml, else
+                        /run/edge/running.toml when /run/edge exists) gets
+                        the config as last loaded
   edge check -c FILE    validate FILE (everything a run would check) and exit
+  edge check -c FILE --diff-against OLD
+                        ... and print what reloading from OLD to FILE changes
+  edge check -c FILE --running [COPY]
+                        ... against the running instance's config copy
   edge --version        print the version
 
 exit status: 0 ok, 1 invalid config or start failure, 2 usage error";
 
 enum Command {
-    Run(PathBuf),
-    Check(PathBuf),
+    Run {
+        file: PathBuf,
+        running_copy: Option<PathBuf>,
+    },
+    Check {
+        file: PathBuf,
+        against: Option<Against>,
+    },
     Version,
     Help,
 }
 
+/// What `edge check` compares with.
+enum Against {
+    File(PathBuf),
+    Running(PathBuf),
+}
+
 fn parse_args(args: &[String]) -> Result<Command, String> {
-    let mut it = args.iter();
+    let mut it = args.iter().peekable();
     let cmd = it.next().ok_or("missing command")?;
     match cmd.as_str() {
         "--version" | "-V" | "version" => return Ok(Command::Version),
@@ -40,18 +61,38 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
         "run" | "check" => {}
         other => return Err(format!("unknown command {other:?}")),
     }
+    let run = cmd == "run";
     let mut file = None;
+    let mut running_copy = None;
+    let mut against = None;
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" | "--config" => file = Some(PathBuf::from(it.next().ok_or("-c needs a file")?)),
+            "--running-config" if run => {
+                running_copy = Some(PathBuf::from(
+                    it.next().ok_or("--running-config needs a file")?,
+                ))
+            }
+            "--diff-against" if !run => {
+                against = Some(Against::File(PathBuf::from(
+                    it.next().ok_or("--diff-against needs a file")?,
+                )))
+            }
+            "--running" if !run => {
+                let path = match it.next_if(|p| !p.starts_with('-')) {
+                    Some(p) => PathBuf::from(p),
+                    None => reload::default_running_copy(),
+                };
+                against = Some(Against::Running(path));
+            }
             other => return Err(format!("unexpected argument {other:?}")),
         }
     }
     let file = file.ok_or("missing -c FILE")?;
-    Ok(if cmd == "run" {
-        Command::Run(file)
+    Ok(if run {
+        Command::Run { file, running_copy }
     } else {
-        Command::Check(file)
+        Command::Check { file, against }
     })
 }
 
@@ -73,31 +114,99 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Command::Check(path) => match config::load(&path) {
-            Ok(_) => {
-                println!(
-                    "edge: the configuration file {} syntax is ok",
-                    path.display()
-                );
-                println!(
-                    "edge: configuration file {} test is successful",
-                    path.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                eprintln!("edge: configuration file {} test failed", path.display());
-                ExitCode::from(1)
-            }
-        },
-        Command::Run(path) => run(&path),
+        Command::Check { file, against } => check(&file, against.as_ref()),
+        Command::Run { file, running_copy } => {
+            let copy = running_copy.or_else(|| {
+                let p = reload::default_running_copy();
+                p.parent().is_some_and(Path::is_dir).then_some(p)
+            });
+            run(&file, copy)
+        }
     }
 }
 
-fn run(path: &std::path::Path) -> ExitCode {
-    let v = match config::load(path) {
-        Ok(v) => v,
+fn check(path: &Path, against: Option<&Against>) -> ExitCode {
+    let text = match reload::read_config(path) {
+        Ok((text, _)) => {
+            println!(
+                "edge: the configuration file {} syntax is ok",
+                path.display()
+            );
+            println!(
+                "edge: configuration file {} test is successful",
+                path.display()
+            );
+            text
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("edge: configuration file {} test failed", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let Some(against) = against else {
+        return ExitCode::SUCCESS;
+    };
+    let (old_path, old) = match against {
+        Against::File(p) => match std::fs::read_to_string(p) {
+            Ok(t) => (p, t),
+            Err(e) => {
+                eprintln!("edge: cannot read {}: {e}", p.display());
+                return ExitCode::from(1);
+            }
+        },
+        Against::Running(p) => match std::fs::read_to_string(p) {
+            Ok(t) => (p, t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                println!(
+                    "edge: no running config at {} (edge not running?): everything below is new",
+                    p.display()
+                );
+                (p, String::new())
+            }
+            Err(e) => {
+                eprintln!("edge: cannot read the running config {}: {e}", p.display());
+                return ExitCode::from(1);
+            }
+        },
+    };
+    print!("{}", diff_report(old_path, &old, path, &text));
+    ExitCode::SUCCESS
+}
+
+/// The summary and the unified diff `edge check --diff-against` prints.
+fn diff_report(old_path: &Path, old: &str, new_path: &Path, new: &str) -> String {
+    let mut out = String::new();
+    let (o, n) = (old_path.display(), new_path.display());
+    match confdiff::summarize(old, new) {
+        Ok(changes) if changes.is_empty() && old == new => {
+            out.push_str(&format!("edge: no changes: {n} is the same as {o}\n"));
+            return out;
+        }
+        Ok(changes) if changes.is_empty() => {
+            out.push_str(&format!(
+                "edge: a reload from {o} to {n} changes no setting (comments or layout only)\n"
+            ));
+        }
+        Ok(changes) => {
+            out.push_str(&format!(
+                "edge: a reload from {o} to {n} would change ({} changes):\n",
+                changes.len()
+            ));
+            for c in changes {
+                out.push_str(&format!("  {c}\n"));
+            }
+        }
+        Err(e) => out.push_str(&format!("edge: no summary: {e}\n")),
+    }
+    out.push('\n');
+    out.push_str(&confdiff::unified(&o.to_string(), &n.to_string(), old, new));
+    out
+}
+
+fn run(path: &Path, running_copy: Option<PathBuf>) -> ExitCode {
+    let (text, v) = match reload::read_config(path) {
+        Ok(x) => x,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(1);
@@ -121,7 +230,10 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(serve(v)) {
+    let result = rt.block_on(serve(path, text, v, running_copy));
+    // Connections still open after the drain deadline end here.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -131,48 +243,40 @@ fn run(path: &std::path::Path) -> ExitCode {
     }
 }
 
-async fn serve(v: config::Validated) -> Result<(), String> {
-    demo::start_all(&v.demo_backends)
-        .await
-        .map_err(|e| format!("cannot start a demo backend: {e}"))?;
-    let state = state::State::build(&v).map_err(|e| e.to_string())?;
-    let health = state.health.clone();
-    let shared: state::SharedState = Arc::new(ArcSwap::from_pointee(state));
-    let conns = Arc::new(tokio::sync::Semaphore::new(v.limits.max_connections));
-    for (addrs, tls) in [(&v.https.listen, true), (&v.http.listen, false)] {
-        for a in addrs {
-            let l = server::bind(*a).map_err(|e| format!("cannot listen on {a}: {e}"))?;
-            let bound = l.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!(address = %bound, kind = if tls { "https" } else { "http" }, "listening");
-            tokio::spawn(server::accept_loop(l, shared.clone(), conns.clone(), tls));
+async fn serve(
+    path: &Path,
+    text: String,
+    v: config::Validated,
+    running_copy: Option<PathBuf>,
+) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let sig = |k: SignalKind| signal(k).map_err(|e| format!("cannot handle signals: {e}"));
+    // Before anything starts, so that no signal finds the default action.
+    let (mut hup, mut term, mut int) = (
+        sig(SignalKind::hangup())?,
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::interrupt())?,
+    );
+    let notifier = Arc::new(notify::Notifier::from_env());
+    let reloader = reload::Reloader::start(path, text, v, running_copy, notifier.clone()).await?;
+    // MERGE(admin): the admin socket's `reload` command calls
+    // `reloader.reload()`; hand it `reloader.clone()` here.
+    notifier.ready("serving");
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                // The outcome is logged (and sent to systemd) by reload().
+                let _ = reloader.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
         }
     }
-    // After the listeners: a node that becomes master serves at once.
-    let vrrp = vrrp::start(&v.vrrp, &health).await?;
-    shutdown_signal().await;
     tracing::info!("shutting down");
-    // Hand the VIPs over first (priority-0 advert), then stop serving.
-    // Bounded, so a wedged instance cannot keep edge from exiting.
-    if tokio::time::timeout(std::time::Duration::from_secs(5), vrrp.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("VRRP handover did not finish within 5 s");
+    tokio::select! {
+        _ = reloader.stop() => {}
+        _ = term.recv() => tracing::warn!("second stop signal: exiting now"),
+        _ = int.recv() => tracing::warn!("second stop signal: exiting now"),
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
 }

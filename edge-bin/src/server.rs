@@ -192,7 +192,7 @@ async fn tls_connection(
     } else {
         builder = builder.http1_only();
     }
-    serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0).await;
+    serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0, &state.closing).await;
 }
 
 /// Serves one connection; closes it gracefully after `idle` without traffic
@@ -203,6 +203,7 @@ async fn serve_with_idle_timeout<I, S>(
     svc: S,
     conn: &ConnInfo,
     idle: Duration,
+    retired: &crate::lifecycle::Closing,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -234,6 +235,12 @@ async fn serve_with_idle_timeout<I, S>(
                     closing = true;
                 }
                 last = now;
+            }
+            // A reload replaced this connection's config, or edge stops:
+            // finish the request in flight, then close (h2: GOAWAY).
+            () = crate::lifecycle::protocol_started(retired, &conn.smuggle.activity), if !closing => {
+                c.as_mut().graceful_shutdown();
+                closing = true;
             }
         }
     }
@@ -348,7 +355,7 @@ async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: Socket
         async move { Ok::<_, std::convert::Infallible>(plain_request(&state, client, req).await) }
     });
     let builder = http_builder(l).http1_only();
-    serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0).await;
+    serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0, &state.closing).await;
 }
 
 /// Port 80: ACME HTTP-01 tokens (edge-acme's responder), everything else a

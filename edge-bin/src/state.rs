@@ -59,12 +59,15 @@ pub struct State {
     /// Port 80's challenge responder, when `[acme] storage` is set.
     pub challenges: Option<edge_acme::ChallengeResponder>,
     /// The ACME manager, when `[acme] certificates` are configured.
-    pub acme: Option<edge_acme::AcmeHandle>,
+    /// Shared with the state that replaces this one when `[acme]` is unchanged.
+    pub acme: Option<Arc<edge_acme::AcmeHandle>>,
     pub passthrough: Vec<PassthroughRule>,
     pub routes: Vec<RouteRule>,
     pub backends: HashMap<String, Arc<Backend>>,
     /// The health checker of this state's pools (stops when the state is dropped).
     pub health: edge_health::HealthHandle,
+    /// Tells this state's connections to close (reload, stop).
+    pub closing: crate::lifecycle::Closing,
 }
 
 /// Why a validated config could not be turned into a running state.
@@ -85,6 +88,12 @@ pub type SharedState = Arc<ArcSwap<State>>;
 impl State {
     /// Builds the runtime state. Must run inside the tokio runtime (health checks start here).
     pub fn build(v: &Validated) -> Result<Self, BuildError> {
+        Self::build_after(v, None)
+    }
+
+    /// Builds the state that replaces `previous` (a reload): servers that
+    /// stay keep their health, connections share the process's stop signal.
+    pub fn build_after(v: &Validated, previous: Option<&State>) -> Result<Self, BuildError> {
         let certs = edge_acme::CertResolver::new();
         for c in &v.certificates {
             let names: Vec<String> = c.names.iter().map(ToString::to_string).collect();
@@ -117,7 +126,8 @@ impl State {
             .iter()
             .map(|(k, b)| (k.clone(), b.pool.clone()))
             .collect();
-        let health = crate::health::start(&pools).map_err(|e| BuildError::Health(e.to_string()))?;
+        let health = crate::health::start(&pools, previous.map(|p| &p.health))
+            .map_err(|e| BuildError::Health(e.to_string()))?;
         Ok(Self {
             https: v.https.clone(),
             http: v.http.clone(),
@@ -125,11 +135,13 @@ impl State {
             tls: Arc::new(tls),
             certs,
             challenges,
-            acme,
+            acme: acme.map(Arc::new),
             passthrough: v.passthrough.clone(),
             routes: v.routes.clone(),
             backends,
             health,
+            closing: previous
+                .map_or_else(crate::lifecycle::Closing::new, |p| p.closing.successor()),
         })
     }
 

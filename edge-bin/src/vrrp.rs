@@ -4,14 +4,61 @@
 
 use edge_health::{HealthHandle, PoolStatus};
 use edge_vrrp::{Instance, InstanceHandle};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::VrrpSettings;
 
-/// The running instances; [`Running::shutdown`] hands over each one.
+/// The running instances; [`Running::update`] applies a reloaded config,
+/// [`Running::shutdown`] hands over each one.
 #[derive(Debug, Default)]
 pub struct Running {
-    stops: Vec<oneshot::Sender<oneshot::Sender<()>>>,
+    instances: Vec<RunningInstance>,
+}
+
+/// One instance: the settings it runs with and its tracking task.
+#[derive(Debug)]
+struct RunningInstance {
+    settings: VrrpSettings,
+    /// The priority the instance was started with; a reloaded priority is
+    /// applied as an adjustment on top of it.
+    spawned_priority: u8,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// Messages to an instance's tracking task.
+#[derive(Debug)]
+enum Control {
+    /// New tracking: pools to watch (from a new health checker), share,
+    /// weight, and the configured priority's offset from the spawned one.
+    Track(Tracking),
+    /// Hand over and stop; reply when done.
+    Stop(oneshot::Sender<()>),
+}
+
+#[derive(Debug)]
+struct Tracking {
+    tracked: Vec<watch::Receiver<PoolStatus>>,
+    share: f64,
+    weight: u8,
+    offset: i32,
+    /// The instance runs with `nopreempt` (see [`resign`]).
+    nopreempt: bool,
+}
+
+impl Tracking {
+    fn new(s: &VrrpSettings, health: &HealthHandle, offset: i32) -> Self {
+        Self {
+            tracked: s
+                .track_pools
+                .iter()
+                .filter_map(|p| health.watch_pool(p))
+                .collect(),
+            share: s.min_healthy_share,
+            weight: s.weight,
+            offset,
+            nopreempt: is_nopreempt(&s.config),
+        }
+    }
 }
 
 /// Whether a pool is below the share of healthy servers its tracker wants.
@@ -33,89 +80,111 @@ pub fn adjustment(statuses: &[PoolStatus], min_healthy_share: f64, weight: u8) -
 pub async fn start(settings: &[VrrpSettings], health: &HealthHandle) -> Result<Running, String> {
     let mut running = Running::default();
     for s in settings {
-        let vrid = s.config.vrid_value();
-        let interface = s.config.interface_name().to_owned();
-        let handle = Instance::spawn(s.config.clone())
-            .await
-            .map_err(|e| format!("VRRP vrid {vrid} on {interface}: {e}"))?;
-        let mut events = handle.events();
-        tokio::spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                match events.recv().await {
-                    Ok(e) => tracing::info!(
-                        vrid,
-                        interface = %interface,
-                        from = ?e.from,
-                        to = ?e.to,
-                        reason = ?e.reason,
-                        priority = e.priority,
-                        "VRRP state change"
-                    ),
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(vrid, missed = n, "VRRP state events missed")
-                    }
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        });
-        let tracked: Vec<watch::Receiver<PoolStatus>> = s
-            .track_pools
-            .iter()
-            .filter_map(|p| health.watch_pool(p))
-            .collect();
-        let (stop_tx, stop_rx) = oneshot::channel();
-        tokio::spawn(track(
-            vrid,
-            handle,
-            tracked,
-            (s.min_healthy_share, s.weight, is_nopreempt(&s.config)),
-            stop_rx,
-        ));
-        running.stops.push(stop_tx);
+        running.instances.push(spawn(s, health).await?);
     }
     Ok(running)
 }
 
-/// Owns one instance: applies the health adjustment until asked to stop,
-/// then shuts the instance down and reports back.
+fn describe(s: &VrrpSettings) -> String {
+    format!(
+        "vrrp vrid {} on {}",
+        s.config.vrid_value(),
+        s.config.interface_name()
+    )
+}
+
+async fn spawn(s: &VrrpSettings, health: &HealthHandle) -> Result<RunningInstance, String> {
+    let vrid = s.config.vrid_value();
+    let interface = s.config.interface_name().to_owned();
+    let handle = Instance::spawn(s.config.clone())
+        .await
+        .map_err(|e| format!("VRRP vrid {vrid} on {interface}: {e}"))?;
+    let mut events = handle.events();
+    tokio::spawn(async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match events.recv().await {
+                Ok(e) => tracing::info!(
+                    vrid,
+                    interface = %interface,
+                    from = ?e.from,
+                    to = ?e.to,
+                    reason = ?e.reason,
+                    priority = e.priority,
+                    "VRRP state change"
+                ),
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(vrid, missed = n, "VRRP state events missed")
+                }
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    let (control, rx) = mpsc::unbounded_channel();
+    tokio::spawn(track(vrid, handle, Tracking::new(s, health, 0), rx));
+    Ok(RunningInstance {
+        spawned_priority: s.priority,
+        settings: s.clone(),
+        control,
+    })
+}
+
+/// Owns one instance: applies the health adjustment (plus the offset of a
+/// reloaded priority) until asked to stop, then shuts the instance down
+/// and reports back.
 async fn track(
     vrid: u8,
     handle: InstanceHandle,
-    mut tracked: Vec<watch::Receiver<PoolStatus>>,
-    (share, weight, nopreempt): (f64, u8, bool),
-    mut stop: oneshot::Receiver<oneshot::Sender<()>>,
+    mut t: Tracking,
+    mut control: mpsc::UnboundedReceiver<Control>,
 ) {
-    let mut last = 0;
+    let (mut last, mut last_health) = (0, 0);
     let done = loop {
-        let statuses: Vec<PoolStatus> = tracked.iter().map(|r| r.borrow().clone()).collect();
-        let adj = adjustment(&statuses, share, weight);
-        if adj != last {
+        let statuses: Vec<PoolStatus> = t.tracked.iter().map(|r| r.borrow().clone()).collect();
+        let adj = adjustment(&statuses, t.share, t.weight);
+        if adj != last_health {
             tracing::warn!(
                 vrid,
                 adjustment = adj,
                 "tracked pool health changed the VRRP priority"
             );
-            handle.set_priority_adjustment(adj);
-            if adj != 0 && nopreempt {
+        }
+        if adj + t.offset != last {
+            handle.set_priority_adjustment(adj + t.offset);
+            last = adj + t.offset;
+        }
+        if adj != last_health {
+            if adj != 0 && t.nopreempt {
                 resign(&handle);
             }
-            last = adj;
+            last_health = adj;
         }
-        if tracked.is_empty() {
-            break (&mut stop).await.ok();
-        }
-        let gone = {
-            let changed =
-                futures::future::select_all(tracked.iter_mut().map(|r| Box::pin(r.changed())));
+        let next = {
+            let changed = async {
+                if t.tracked.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                let (res, i, _) = futures::future::select_all(
+                    t.tracked.iter_mut().map(|r| Box::pin(r.changed())),
+                )
+                .await;
+                if res.is_err() { Some(i) } else { None }
+            };
             tokio::select! {
-                (res, i, _) = changed => res.is_err().then_some(i),
-                done = &mut stop => break done.ok(),
+                gone = changed => Ok(gone),
+                msg = control.recv() => Err(msg),
             }
         };
-        if let Some(i) = gone {
-            // The checker is gone: stop tracking that pool.
-            tracked.swap_remove(i);
+        match next {
+            // The checker is gone (replaced by a reload): stop tracking that
+            // pool until the new tracking arrives.
+            Ok(Some(i)) => {
+                t.tracked.swap_remove(i);
+            }
+            Ok(None) => {}
+            Err(Some(Control::Track(new))) => t = new,
+            Err(Some(Control::Stop(done))) => break Some(done),
+            Err(None) => break None,
         }
     };
     if let Err(e) = handle.shutdown().await {
@@ -144,14 +213,98 @@ fn resign(handle: &InstanceHandle) {
     handle.set_fault(false);
 }
 
+async fn stop(i: RunningInstance) {
+    let (tx, rx) = oneshot::channel();
+    if i.control.send(Control::Stop(tx)).is_ok() {
+        let _ = rx.await;
+    }
+}
+
 impl Running {
+    /// Applies a reloaded `[[vrrp]]` list: a changed priority, weight,
+    /// tracked pools or share goes to the running instance (no state
+    /// change); an instance no longer listed hands over and stops; a new one
+    /// starts; any other change (VIPs, advert interval, peers, ...)
+    /// restarts that instance (it hands over first). Instances are matched
+    /// by interface and VRID. `health` is the new config's checker.
+    /// Returns one line per change.
+    pub async fn update(
+        &mut self,
+        settings: &[VrrpSettings],
+        health: &HealthHandle,
+    ) -> Vec<String> {
+        let mut changes = Vec::new();
+        let key = |s: &VrrpSettings| (s.config.interface_name().to_owned(), s.config.vrid_value());
+        let mut old: Vec<RunningInstance> = std::mem::take(&mut self.instances);
+        for s in settings {
+            let found = old.iter().position(|i| key(&i.settings) == key(s));
+            let Some(pos) = found else {
+                tracing::info!(instance = %describe(s), "VRRP instance added: starting");
+                changes.push(self.spawn_into(s, health, "added").await);
+                continue;
+            };
+            let mut running = old.swap_remove(pos);
+            // Everything but the priority must match to keep the instance.
+            let (mut new_cfg, mut old_cfg) = (s.config.clone(), running.settings.config.clone());
+            new_cfg.priority(1);
+            old_cfg.priority(1);
+            if new_cfg != old_cfg {
+                tracing::warn!(instance = %describe(s), "VRRP instance changed (addresses, timers or peers): restarting it, the peer holds the VIP meanwhile");
+                stop(running).await;
+                changes.push(
+                    self.spawn_into(s, health, "restarted (settings changed)")
+                        .await,
+                );
+                continue;
+            }
+            let offset = i32::from(s.priority) - i32::from(running.spawned_priority);
+            let r = &running.settings;
+            if r.priority != s.priority
+                || r.weight != s.weight
+                || r.track_pools != s.track_pools
+                || r.min_healthy_share != s.min_healthy_share
+            {
+                tracing::info!(instance = %describe(s), priority = s.priority, weight = s.weight, "VRRP tracking updated in place");
+                changes.push(format!(
+                    "{} priority {} weight {} tracking {:?} (applied in place)",
+                    describe(s),
+                    s.priority,
+                    s.weight,
+                    s.track_pools
+                ));
+            }
+            // Always hand over the new checker's watches: the old checker stops.
+            let _ = running
+                .control
+                .send(Control::Track(Tracking::new(s, health, offset)));
+            running.settings = s.clone();
+            self.instances.push(running);
+        }
+        for i in old {
+            tracing::info!(instance = %describe(&i.settings), "VRRP instance removed: handing over and stopping");
+            changes.push(format!("{} removed", describe(&i.settings)));
+            stop(i).await;
+        }
+        changes
+    }
+
+    /// Starts `s` and keeps it; the change line (`done` or why it failed).
+    async fn spawn_into(&mut self, s: &VrrpSettings, health: &HealthHandle, done: &str) -> String {
+        match spawn(s, health).await {
+            Ok(i) => {
+                self.instances.push(i);
+                format!("{} {done}", describe(s))
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                format!("{} failed to start: {e}", describe(s))
+            }
+        }
+    }
+
     /// Hands over every instance (priority-0 advert, VIPs removed) and waits.
     pub async fn shutdown(self) {
-        let waits = self.stops.into_iter().filter_map(|stop| {
-            let (tx, rx) = oneshot::channel();
-            stop.send(tx).ok().map(|()| rx)
-        });
-        futures::future::join_all(waits).await;
+        futures::future::join_all(self.instances.into_iter().map(stop)).await;
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::capacity::{CapacityChange, CapacityTracker, run_hook};
-use crate::config::{CapacityConfig, CheckConfig, OutlierConfig, SchedulerConfig};
+use crate::config::{CapacityConfig, CheckConfig, InitialState, OutlierConfig, SchedulerConfig};
 use crate::error::ConfigError;
 use crate::event::{HealthEvent, HealthStream, PoolStatus};
 use crate::machine::{HealthMachine, TargetState, Transition};
@@ -41,6 +41,9 @@ pub struct PoolConfig {
     pub outlier: OutlierConfig,
     /// Capacity alert.
     pub capacity: CapacityConfig,
+    /// Per-target initial states that override `check.initial` (see
+    /// [`initial_state`](Self::initial_state)).
+    pub initial_states: HashMap<SocketAddr, InitialState>,
 }
 
 impl PoolConfig {
@@ -53,6 +56,7 @@ impl PoolConfig {
             check: CheckConfig::default(),
             outlier: OutlierConfig::default(),
             capacity: CapacityConfig::default(),
+            initial_states: HashMap::new(),
         }
     }
     /// Sets the probe.
@@ -73,6 +77,14 @@ impl PoolConfig {
     /// Sets the capacity alert.
     pub fn capacity(mut self, c: CapacityConfig) -> Self {
         self.capacity = c;
+        self
+    }
+
+    /// Starts `target` in `state` instead of `check.initial`: a config
+    /// reload hands the state each target had in the previous checker to
+    /// the new one, so targets keep their place in or out of rotation.
+    pub fn initial_state(mut self, target: SocketAddr, state: InitialState) -> Self {
+        self.initial_states.insert(target, state);
         self
     }
 
@@ -173,7 +185,13 @@ impl HealthChecker {
                         .push(Arc::clone(&counter));
                     TargetRuntime {
                         addr: *addr,
-                        machine: HealthMachine::new(cfg.check.clone(), now),
+                        machine: HealthMachine::new(
+                            match cfg.initial_states.get(addr) {
+                                Some(&s) => cfg.check.clone().initial(s),
+                                None => cfg.check.clone(),
+                            },
+                            now,
+                        ),
                         multiplier: 0,
                         counter,
                     }

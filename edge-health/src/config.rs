@@ -20,6 +20,10 @@ pub enum InitialState {
     /// In rotation from the start; it takes `fall` failed probes to take it
     /// out (HAProxy `init-state fully-up`).
     AssumedUp,
+    /// Out of rotation and fully down: it takes `rise` passing probes to
+    /// bring it in (HAProxy `init-state fully-down`). For a target known to
+    /// be down, e.g. carried over from a previous checker on a config reload.
+    AssumedDown,
 }
 
 /// The active check timing of one pool: HAProxy's `inter`, `fastinter`,

@@ -78,6 +78,7 @@ impl HealthMachine {
         let (health, state) = match cfg.initial {
             InitialState::DownUntilFirstPass => (0, TargetState::Unchecked),
             InitialState::AssumedUp => (ceiling(&cfg), TargetState::Up),
+            InitialState::AssumedDown => (0, TargetState::Down),
         };
         Self {
             cfg,
@@ -362,6 +363,16 @@ mod tests {
             step(&mut m, Err(Reason::Reset)).unwrap().to,
             TargetState::Down
         );
+    }
+
+    #[test]
+    fn assumed_down_needs_rise_passes() {
+        let mut m = HealthMachine::new(cfg().initial(InitialState::AssumedDown), Instant::now());
+        assert!(!m.is_healthy());
+        assert_eq!(m.state(), TargetState::Down);
+        // The first pass does not bring it back (unlike DownUntilFirstPass).
+        assert!(step(&mut m, Ok(())).is_none());
+        assert_eq!(step(&mut m, Ok(())).unwrap().to, TargetState::Up);
     }
 
     #[test]

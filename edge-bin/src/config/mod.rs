@@ -41,6 +41,8 @@ pub struct Validated {
 #[derive(Debug, Clone)]
 pub struct VrrpSettings {
     pub config: edge_vrrp::Config,
+    /// The configured priority (also in `config`), applied in place on reload.
+    pub priority: u8,
     /// Pools whose health is tracked (all pools when the key is absent).
     pub track_pools: Vec<String>,
     /// A tracked pool below this share of healthy servers lowers the priority.
@@ -161,6 +163,11 @@ pub struct HealthSettings {
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Validated, ConfigErrors> {
+    load_with_text(path).map(|(_, v)| v)
+}
+
+/// Like [`load`], also returning the file's text (what a reload compares).
+pub fn load_with_text(path: &Path) -> Result<(String, Validated), ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             file: path.to_path_buf(),
@@ -171,7 +178,7 @@ pub fn load(path: &Path) -> Result<Validated, ConfigErrors> {
         }])
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    load_str(Source::new(path, text), base)
+    load_str(Source::new(path, text.clone()), base).map(|v| (text, v))
 }
 
 /// Parses and validates config text; relative file paths are resolved against `base`.
@@ -510,6 +517,7 @@ impl Validator<'_> {
             }
             out.push(VrrpSettings {
                 config: c,
+                priority,
                 track_pools,
                 min_healthy_share,
                 weight,

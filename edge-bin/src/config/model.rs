@@ -177,6 +177,10 @@ pub struct Limits {
     pub h2_max_pending_accept_reset_streams: usize,
     pub h2_max_local_error_reset_streams: usize,
     pub passthrough_idle_timeout: ConfigDuration,
+    /// At stop (SIGTERM), how long requests and passthrough connections in
+    /// flight may take to finish before edge exits anyway (nginx's
+    /// `worker_shutdown_timeout`, HAProxy's `hard-stop-after`).
+    pub drain_timeout: ConfigDuration,
 }
 
 impl Default for Limits {
@@ -194,6 +198,7 @@ impl Default for Limits {
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 256,
             passthrough_idle_timeout: ConfigDuration::secs(3600),
+            drain_timeout: ConfigDuration::secs(30),
         }
     }
 }
