@@ -9,7 +9,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
@@ -543,9 +543,4 @@ impl Load {
         );
         reqs
     }
-}
-
-/// Whether a path exists and is a non-empty directory.
-pub fn dir_has_entries(p: &Path) -> bool {
-    fs::read_dir(p).is_ok_and(|mut d| d.next().is_some())
 }
