@@ -314,13 +314,10 @@ fn outcome(reqs: &[Req], at: f64) -> Outcome {
     }
 }
 
-/// kill -9 of the master while clients make requests through the VIP
-/// (IPv4 or IPv6); every request is a new connection.
-fn kill_9_under_load(v6: bool) {
-    let lab = pair_lab(if v6 { "hk6" } else { "hak" }, 2);
-    let (vip, family) = if v6 { (VIP6, "IPv6") } else { (VIP, "IPv4") };
-    let _b0 = backend(&lab, 0);
-    let _b1 = backend(&lab, 1);
+/// A pair whose nodes both proxy to backends 0 and 1, node0 (150) master
+/// and serving through `vip` when this returns: (backends, node0, node1).
+fn shared_pair(lab: &Lab, v6: bool) -> ([Proc; 2], Proc, Proc) {
+    let backends = [backend(lab, 0), backend(lab, 1)];
     let servers = [backend_addr(0), backend_addr(1)];
     let node = |priority| Node {
         priority,
@@ -330,18 +327,28 @@ fn kill_9_under_load(v6: bool) {
         routes: "",
         extra: "",
     };
-    let backup = start_edge(&lab, 1, "a", &edge_config(1, &node(100)));
-    let mut master = start_edge(&lab, 0, "a", &edge_config(0, &node(150)));
+    let backup = start_edge(lab, 1, "a", &edge_config(1, &node(100)));
+    let master = start_edge(lab, 0, "a", &edge_config(0, &node(150)));
     let via0 = format!("via {}", NODE[0]);
-    let edges = [&master, &backup];
+    let vip = if v6 { VIP6 } else { VIP };
+    let since = Instant::now();
     wait_body_at(
-        &lab,
+        lab,
         vip,
         &via0,
-        Instant::now(),
+        since,
         Duration::from_secs(15),
-        &edges,
+        &[&master, &backup],
     );
+    (backends, master, backup)
+}
+
+/// kill -9 of the master while clients make requests through the VIP
+/// (IPv4 or IPv6); every request is a new connection.
+fn kill_9_under_load(v6: bool) {
+    let lab = pair_lab(if v6 { "hk6" } else { "hak" }, 2);
+    let (vip, family) = if v6 { (VIP6, "IPv6") } else { (VIP, "IPv4") };
+    let (_backends, mut master, backup) = shared_pair(&lab, v6);
 
     let mut spec = load_spec(Duration::from_secs(6));
     spec.ip = vip.into();
@@ -736,27 +743,7 @@ fn skew_time(priority: u8) -> Duration {
 fn sigterm_of_the_master_hands_over_within_skew_time_and_finishes_requests_in_flight() {
     need_root!("sigterm_of_the_master_hands_over_within_skew_time");
     let lab = pair_lab("hat", 2);
-    let _b0 = backend(&lab, 0);
-    let _b1 = backend(&lab, 1);
-    let servers = [backend_addr(0), backend_addr(1)];
-    let node = |priority| Node {
-        priority,
-        v6: false,
-        nopreempt: false,
-        servers: &servers,
-        routes: "",
-        extra: "",
-    };
-    let backup = start_edge(&lab, 1, "a", &edge_config(1, &node(100)));
-    let mut master = start_edge(&lab, 0, "a", &edge_config(0, &node(150)));
-    let via0 = format!("via {}", NODE[0]);
-    wait_body(
-        &lab,
-        &via0,
-        Instant::now(),
-        Duration::from_secs(15),
-        &[&master, &backup],
-    );
+    let (_backends, mut master, backup) = shared_pair(&lab, false);
 
     // Every request takes 1.5 s at the backend, so about `workers` are in
     // flight at any time. New connections get 3 s to connect: a SYN that
