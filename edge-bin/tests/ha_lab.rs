@@ -806,7 +806,8 @@ fn sigterm_of_the_master_hands_over_within_skew_time_and_finishes_requests_in_fl
     );
     assert!(
         broken.is_empty(),
-        "requests in flight at SIGTERM failed: {broken:?}\n{}",
+        "requests in flight at SIGTERM failed (after the handover the client's packets of \
+         node0's connections reach node1, whose kernel resets them): {broken:?}\n{}",
         logs(&[&master])
     );
     assert_eq!(o.lost, 0, "requests were lost across the stop");
