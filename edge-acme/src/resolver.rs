@@ -210,6 +210,52 @@ impl CertResolver {
         Ok(())
     }
 
+    /// Replaces every certificate added with [`add_static`](Self::add_static)
+    /// by `certs` (each: names, chain, key; empty names = the certificate's
+    /// own) and the no-SNI default name, in one step: a handshake sees the
+    /// old set or the new one, never a mix. ACME certificates and
+    /// [`add_static_pem_files`](Self::add_static_pem_files) ones stay. A
+    /// certificate that does not load changes nothing. For a config reload
+    /// that keeps the resolver (and the ACME manager writing into it).
+    pub fn replace_static(
+        &self,
+        certs: Vec<(
+            Vec<String>,
+            Vec<CertificateDer<'static>>,
+            PrivateKeyDer<'static>,
+        )>,
+        default_name: Option<&str>,
+    ) -> Result<(), Error> {
+        let mut entries = Vec::with_capacity(certs.len());
+        for (names, chain, key) in certs {
+            let loaded = cert::load_der(chain, key)?;
+            let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+            let id = names
+                .first()
+                .or(loaded.info.names.first())
+                .cloned()
+                .unwrap_or_else(|| loaded.info.serial.clone());
+            let names = if names.is_empty() {
+                loaded.info.names.iter().map(|n| normalize(n)).collect()
+            } else {
+                names
+            };
+            let entry = Entry {
+                names,
+                certified: Arc::clone(&loaded.certified),
+                info: loaded.info.clone(),
+            };
+            entries.push((Source::Static(id), entry));
+        }
+        self.with_sources(|s| {
+            s.entries
+                .retain(|k, _| !matches!(k, Source::Static(id) if !id.starts_with("file:")));
+            s.entries.extend(entries);
+            s.default_name = default_name.map(normalize);
+        });
+        Ok(())
+    }
+
     /// Adds a static certificate from PEM files (full chain and key), to be
     /// reloaded by [`reload_static_files`](Self::reload_static_files) when
     /// they change.
@@ -318,6 +364,44 @@ mod tests {
     fn loaded(names: &[&str]) -> LoadedCert {
         let (c, k) = self_signed(names);
         cert::load_pem(c.as_bytes(), k.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn replace_static_swaps_the_static_set_and_keeps_acme() {
+        let r = CertResolver::new();
+        let a = loaded(&["acme.example"]);
+        r.set_acme("a", &a);
+        let pem = |names: &[&str]| {
+            let (c, k) = self_signed(names);
+            (
+                vec![CertificateDer::from_pem_slice(c.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
+            )
+        };
+        let (c, k) = pem(&["old.example"]);
+        r.add_static(&["old.example"], c, k).unwrap();
+        r.set_default_name("old.example");
+        let (c, k) = pem(&["new.example"]);
+        r.replace_static(
+            vec![(vec!["new.example".into()], c, k)],
+            Some("new.example"),
+        )
+        .unwrap();
+        assert!(r.lookup("old.example").is_none());
+        assert!(r.lookup("new.example").is_some());
+        assert!(Arc::ptr_eq(
+            &r.lookup("acme.example").unwrap(),
+            &a.certified
+        ));
+        assert_eq!(r.names(), ["acme.example", "new.example"]);
+        // A bad certificate changes nothing.
+        let (c, _) = pem(&["x.example"]);
+        let (_, other_key) = pem(&["y.example"]);
+        assert!(
+            r.replace_static(vec![(vec![], c, other_key)], None)
+                .is_err()
+        );
+        assert!(r.lookup("new.example").is_some());
     }
 
     #[test]

@@ -16,6 +16,11 @@
 //!   (passthrough) or terminates TLS with rustls and serves HTTP/1.1 and
 //!   HTTP/2 with hyper-util's auto builder; the plain port answers ACME
 //!   challenges and redirects.
+//! - [`reload::Reloader`] runs a config for the process: SIGHUP (or the
+//!   admin command) re-reads it and switches in place ([`listeners`] keeps
+//!   sockets that stay, [`lifecycle`] closes the old state's connections
+//!   after their request), SIGTERM drains; [`notify`] tells systemd;
+//!   [`confdiff`] says what a reload changes (`edge check --diff-against`).
 //! - [`http`] routes and forwards terminated requests; [`pool`] picks servers,
 //!   bounds concurrency and tracks health; [`accesslog::AccessRecord`] is the
 //!   one record per request or passthrough connection.

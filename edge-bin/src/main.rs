@@ -262,6 +262,7 @@ async fn serve(
     // MERGE(admin): the admin socket's `reload` command calls
     // `reloader.reload()`; hand it `reloader.clone()` here.
     notifier.ready("serving");
+    notifier.spawn_watchdog();
     loop {
         tokio::select! {
             _ = hup.recv() => {

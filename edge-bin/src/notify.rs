@@ -4,7 +4,8 @@
 //!
 //! edge sends `READY=1` once its listeners are bound, `RELOADING=1` with
 //! `MONOTONIC_USEC=` when a reload starts and `READY=1` when it ends,
-//! `STOPPING=1` when it stops, and a `STATUS=` line with each. Without
+//! `STOPPING=1` when it stops, a `STATUS=` line with each, and `WATCHDOG=1`
+//! keep-alives when systemd asks for them (`WatchdogSec=`). Without
 //! `$NOTIFY_SOCKET` (not under systemd, or `Type=` other than notify)
 //! every call does nothing.
 
@@ -79,10 +80,46 @@ impl Notifier {
         self.notify(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
     }
 
+    /// Sends `WATCHDOG=1` at half the interval systemd asks for in
+    /// `$WATCHDOG_USEC` (`WatchdogSec=`), from a task on the current
+    /// runtime, so a runtime that stops scheduling tasks gets edge
+    /// restarted. Nothing when the variable is unset or meant for another
+    /// process (`$WATCHDOG_PID`).
+    pub fn spawn_watchdog(self: &std::sync::Arc<Self>) {
+        let Some(every) = watchdog_interval(
+            std::env::var("WATCHDOG_USEC").ok().as_deref(),
+            std::env::var("WATCHDOG_PID").ok().as_deref(),
+        ) else {
+            return;
+        };
+        if !self.enabled() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                this.notify("WATCHDOG=1");
+            }
+        });
+    }
+
     /// A `STATUS=` line alone.
     pub fn status(&self, status: &str) {
         self.notify(&format!("STATUS={}", one_line(status)));
     }
+}
+
+/// Half the watchdog interval, when it is set for this process.
+fn watchdog_interval(usec: Option<&str>, pid: Option<&str>) -> Option<std::time::Duration> {
+    if let Some(pid) = pid
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    let usec: u64 = usec?.parse().ok().filter(|u| *u > 0)?;
+    Some(std::time::Duration::from_micros(usec / 2).max(std::time::Duration::from_millis(10)))
 }
 
 fn one_line(s: &str) -> String {
@@ -91,6 +128,8 @@ fn one_line(s: &str) -> String {
 
 fn send(target: &Target, state: &str) -> std::io::Result<()> {
     let sock = UnixDatagram::unbound()?;
+    // Never block the runtime on a receiver that does not read.
+    sock.set_nonblocking(true)?;
     match target {
         Target::Path(p) => sock.send_to(state.as_bytes(), p).map(drop),
         Target::Abstract(name) => {
@@ -142,6 +181,23 @@ mod tests {
             .unwrap();
         assert!(usec > 0);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn watchdog_interval_is_half_of_systemds() {
+        let me = std::process::id().to_string();
+        assert_eq!(
+            watchdog_interval(Some("10000000"), None),
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(
+            watchdog_interval(Some("2000000"), Some(&me)),
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(watchdog_interval(Some("2000000"), Some("1")), None);
+        assert_eq!(watchdog_interval(Some("0"), None), None);
+        assert_eq!(watchdog_interval(Some("x"), None), None);
+        assert_eq!(watchdog_interval(None, None), None);
     }
 
     #[test]

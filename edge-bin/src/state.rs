@@ -61,6 +61,9 @@ pub struct State {
     /// The ACME manager, when `[acme] certificates` are configured.
     /// Shared with the state that replaces this one when `[acme]` is unchanged.
     pub acme: Option<Arc<edge_acme::AcmeHandle>>,
+    /// The `[acme]` this state was built with (a reload that keeps it keeps
+    /// the ACME manager, so an order in progress goes on).
+    pub acme_settings: crate::config::AcmeSettings,
     pub passthrough: Vec<PassthroughRule>,
     pub routes: Vec<RouteRule>,
     pub backends: HashMap<String, Arc<Backend>>,
@@ -94,22 +97,7 @@ impl State {
     /// Builds the state that replaces `previous` (a reload): servers that
     /// stay keep their health, connections share the process's stop signal.
     pub fn build_after(v: &Validated, previous: Option<&State>) -> Result<Self, BuildError> {
-        let certs = edge_acme::CertResolver::new();
-        for c in &v.certificates {
-            let names: Vec<String> = c.names.iter().map(ToString::to_string).collect();
-            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-            certs.add_static(&names, c.pair.chain.clone(), c.pair.key.clone_key())?;
-        }
-        let default = v
-            .https
-            .default_certificate
-            .as_deref()
-            .and_then(|d| v.certificates.iter().find(|c| c.name == d))
-            .and_then(|c| c.names.first());
-        if let Some(name) = default {
-            certs.set_default_name(&name.to_string());
-        }
-        let (challenges, acme) = crate::acme::start(&v.acme, &v.http, &certs)?;
+        let (certs, challenges, acme) = crate::acme::certificates(v, previous)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
@@ -135,7 +123,8 @@ impl State {
             tls: Arc::new(tls),
             certs,
             challenges,
-            acme: acme.map(Arc::new),
+            acme,
+            acme_settings: v.acme.clone(),
             passthrough: v.passthrough.clone(),
             routes: v.routes.clone(),
             backends,

@@ -170,9 +170,13 @@ async fn track(
                 .await;
                 if res.is_err() { Some(i) } else { None }
             };
+            // Control first: a reload queues the new checker's watches
+            // before it stops the old checker, so a closed old watch never
+            // drops a tracked pool (and the priority) in between.
             tokio::select! {
-                gone = changed => Ok(gone),
+                biased;
                 msg = control.recv() => Err(msg),
+                gone = changed => Ok(gone),
             }
         };
         match next {

@@ -78,7 +78,10 @@ impl Edge {
         cmd.args(["run", "-c"])
             .arg(&path)
             .args(extra)
-            .env("RUST_LOG", "info,edge::access=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("EDGE_TEST_LOG").unwrap_or("info,edge::access=warn".into()),
+            )
             .env_remove("NOTIFY_SOCKET")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -245,15 +248,24 @@ async fn reload_under_load_fails_no_request() {
         backend("b2", Duration::ZERO).await,
         backend("b3", Duration::ZERO).await,
     );
+    // A server that is down in every config: once the health checks took
+    // it out, no reload may put it back in rotation (retries = 0, so a
+    // request sent to it would fail).
+    let dead = free_port();
     let port = free_port();
     let edge = Edge::start(
         &dir,
-        &config(&[port], &leaf, "v1", &[b1.port, b2.port], ""),
+        &config(&[port], &leaf, "v1", &[b1.port, b2.port, dead], ""),
         &[port],
         &[],
         &[],
     );
     assert_eq!(get(port, &pki.ca_pem, "/hello").unwrap(), "v1");
+    let end = Instant::now() + Duration::from_secs(15);
+    while curl_batch(port, &pki.ca_pem, false, &["/app"; 9]).is_err() {
+        assert!(Instant::now() < end, "the dead server was never taken out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // The load: four client loops (two HTTP/1.1, two h2), each running
     // curl with 10 requests on one keep-alive connection, again and again.
@@ -285,13 +297,19 @@ async fn reload_under_load_fails_no_request() {
     // remove one, and once more with no change.
     std::thread::sleep(Duration::from_millis(400));
     edge.reload(
-        &config(&[port], &leaf, "v2", &[b1.port, b2.port, b3.port], ""),
+        &config(&[port], &leaf, "v2", &[b1.port, b2.port, b3.port, dead], ""),
         1,
     );
     std::thread::sleep(Duration::from_millis(400));
-    edge.reload(&config(&[port], &leaf, "v3", &[b2.port, b3.port], ""), 2);
+    edge.reload(
+        &config(&[port], &leaf, "v3", &[dead, b2.port, b3.port], ""),
+        2,
+    );
     std::thread::sleep(Duration::from_millis(400));
-    let log = edge.reload(&config(&[port], &leaf, "v3", &[b2.port, b3.port], ""), 3);
+    let log = edge.reload(
+        &config(&[port], &leaf, "v3", &[dead, b2.port, b3.port], ""),
+        3,
+    );
     let b1_after = b1.hits.load(Ordering::Relaxed);
     let b3_before_end = b3.hits.load(Ordering::Relaxed);
     // Keep the load on a little past the last reload.
@@ -342,7 +360,8 @@ async fn bad_reloads_keep_the_old_config_and_listeners_come_and_go() {
     let slow = backend("slow", Duration::from_millis(1500)).await;
     let (p1, p2) = (free_port(), free_port());
     let copy = dir.path("running.toml");
-    let v1 = config(&[p1], &leaf, "v1", &[slow.port], "");
+    let acme = "[acme]\nstorage = \"acme\"";
+    let v1 = config(&[p1], &leaf, "v1", &[slow.port], acme);
     let edge = Edge::start(
         &dir,
         &v1,
@@ -389,14 +408,15 @@ async fn bad_reloads_keep_the_old_config_and_listeners_come_and_go() {
     drop(taken);
 
     // Add a listener: both answer the new config.
-    let v2 = config(&[p1, p2], &leaf, "v2", &[slow.port], "");
-    edge.reload(&v2, 3);
+    let v2 = config(&[p1, p2], &leaf, "v2", &[slow.port], acme);
+    let log = edge.reload(&v2, 3);
+    assert!(log.contains("[acme] unchanged"), "{log}");
     assert_eq!(get(p1, &pki.ca_pem, "/hello").unwrap(), "v2");
     assert_eq!(get(p2, &pki.ca_pem, "/hello").unwrap(), "v2");
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), v2);
 
     // `edge check --running COPY` shows what the next reload changes.
-    let v3 = config(&[p2], &leaf, "v3", &[slow.port], "");
+    let v3 = config(&[p2], &leaf, "v3", &[slow.port], acme);
     let next = dir.write("next.toml", &v3);
     let out = Command::new(common::edge_bin())
         .args(["check", "-c"])
@@ -450,12 +470,20 @@ fn notify_socket(dir: &TempDir) -> (std::os::unix::net::UnixDatagram, PathBuf) {
     (sock, path)
 }
 
-fn next_message(sock: &std::os::unix::net::UnixDatagram) -> String {
+/// The next message other than a `WATCHDOG=1` keep-alive (counted).
+fn next_message(sock: &std::os::unix::net::UnixDatagram, watchdogs: &mut usize) -> String {
     let mut buf = [0u8; 4096];
-    let n = sock
-        .recv(&mut buf)
-        .expect("no sd_notify message within 20 s");
-    String::from_utf8_lossy(&buf[..n]).into_owned()
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .expect("no sd_notify message within 20 s");
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if msg == "WATCHDOG=1" {
+            *watchdogs += 1;
+        } else {
+            return msg;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,9 +501,19 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
         &[slow.port],
         "[limits]\ndrain_timeout = \"10s\"",
     );
-    let mut edge = Edge::start(&dir, &cfg, &[], &[], &[("NOTIFY_SOCKET", &sock_path)]);
+    let mut edge = Edge::start(
+        &dir,
+        &cfg,
+        &[],
+        &[],
+        &[
+            ("NOTIFY_SOCKET", &sock_path),
+            ("WATCHDOG_USEC", Path::new("200000")),
+        ],
+    );
+    let mut watchdogs = 0;
 
-    let ready = next_message(&sock);
+    let ready = next_message(&sock, &mut watchdogs);
     assert!(ready.starts_with("READY=1\n"), "{ready}");
     assert!(
         wait_port(port, Duration::from_secs(1)),
@@ -484,12 +522,12 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
 
     // A reload: RELOADING=1 with MONOTONIC_USEC, then READY=1.
     edge.reload(&cfg.replace("v1", "v2"), 1);
-    let reloading = next_message(&sock);
+    let reloading = next_message(&sock, &mut watchdogs);
     assert!(
         reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
         "{reloading}"
     );
-    let ready = next_message(&sock);
+    let ready = next_message(&sock, &mut watchdogs);
     assert!(ready.starts_with("READY=1\n"), "{ready}");
 
     // SIGTERM with a slow request in flight.
@@ -500,7 +538,7 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
     });
     std::thread::sleep(Duration::from_millis(400));
     edge.signal("-TERM");
-    let stopping = next_message(&sock);
+    let stopping = next_message(&sock, &mut watchdogs);
     assert!(stopping.starts_with("STOPPING=1\n"), "{stopping}");
     // New connections are refused while the request drains.
     let end = Instant::now() + Duration::from_secs(2);
@@ -517,6 +555,10 @@ async fn graceful_stop_finishes_a_slow_request_and_notifies_systemd() {
         edge.log().contains("all connections finished"),
         "{}",
         edge.log()
+    );
+    assert!(
+        watchdogs >= 2,
+        "{watchdogs} WATCHDOG=1 in about 3 s at 100 ms"
     );
 }
 
@@ -650,4 +692,108 @@ fn check_diff_against_prints_summary_and_unified_diff() {
     ]);
     assert_eq!(code, Some(1));
     assert!(err.contains("bad.toml:2:"), "{err}");
+}
+
+/// A passthrough connection open at SIGTERM keeps working through the
+/// drain (edge relays it untouched, it cannot ask it to close); once the
+/// client closes it, edge exits without waiting for the deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_connections_drain_at_stop() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = TempDir::new("reload-pass");
+    let front = Pki::new(&dir, "front");
+    let back = Pki::new(&dir, "back");
+    let leaf = front.leaf(&dir, "t", &["t.test"]);
+    let pass = back.leaf(&dir, "pass", &["pt.test"]);
+    let s_port = free_port();
+    let _s_server = Proc {
+        child: Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-rev",
+                "-accept",
+                &s_port.to_string(),
+                "-cert",
+            ])
+            .arg(&pass.cert)
+            .arg("-key")
+            .arg(&pass.key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        name: "s_server".into(),
+    };
+    assert!(
+        wait_port(s_port, Duration::from_secs(10)),
+        "openssl s_server did not start"
+    );
+    let port = free_port();
+    let extra = format!(
+        "[limits]\ndrain_timeout = \"20s\"\n[[passthrough]]\nsni = [\"pt.test\"]\npool = \"raw\"\n[[pool]]\nname = \"raw\"\n[[pool.server]]\naddress = \"127.0.0.1:{s_port}\"\n"
+    );
+    let mut edge = Edge::start(
+        &dir,
+        &config(&[port], &leaf, "v1", &[s_port], &extra),
+        &[port],
+        &[],
+        &[],
+    );
+
+    let mut tls = common::tls(back.client_config(&[]), port, Some("pt.test"))
+        .await
+        .expect("TLS through the passthrough");
+    let echo = async |tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+                      line: &str| {
+        tls.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        let want: String = line.chars().rev().collect();
+        while !String::from_utf8_lossy(&got).contains(&want) {
+            let n = tokio::time::timeout(Duration::from_secs(5), tls.read(&mut buf))
+                .await
+                .expect("no echo within 5 s")
+                .unwrap();
+            assert!(
+                n > 0,
+                "passthrough closed; got {:?}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    echo(&mut tls, "hello").await;
+
+    edge.signal("-TERM");
+    let end = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < end, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Draining: the relay goes on.
+    echo(&mut tls, "during the drain").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    echo(&mut tls, "still there").await;
+    assert!(
+        edge.proc.child.try_wait().unwrap().is_none(),
+        "edge exited with a passthrough connection open"
+    );
+
+    let closed = Instant::now();
+    drop(tls);
+    let (status, _) = edge.wait_exit(Duration::from_secs(10));
+    assert_eq!(status, Some(0));
+    assert!(
+        closed.elapsed() < Duration::from_secs(5),
+        "edge waited {:?} after the last connection closed",
+        closed.elapsed()
+    );
+    assert!(
+        edge.log().contains("all connections finished"),
+        "{}",
+        edge.log()
+    );
 }

@@ -262,3 +262,124 @@ fn master_with_a_failed_pool_hands_over_and_takes_back() {
         master.log_text()
     );
 }
+
+impl Lab {
+    /// Rewrites node `i`'s config `tag` with `change`, sends SIGHUP and
+    /// waits until its log shows reload number `n` done.
+    fn reload(&self, edge: &Proc, i: usize, tag: &str, change: impl Fn(&str) -> String, n: usize) {
+        let config = self.dir.join(format!("edge{i}-{tag}.toml"));
+        let text = fs::read_to_string(&config).unwrap();
+        let new = change(&text);
+        assert_ne!(text, new, "the change changed nothing");
+        fs::write(&config, new).unwrap();
+        edge.signal("-HUP");
+        let t0 = Instant::now();
+        while plain(&edge.log_text())
+            .matches("configuration reloaded")
+            .count()
+            < n
+        {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "reload {n} did not finish:\n{}",
+                edge.log_text()
+            );
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A log without its ANSI colours.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `[[vrrp]]` on SIGHUP: a reload that leaves VRRP alone keeps the VIP
+/// where it is; a new priority applies to the running instance (the peer
+/// preempts, then gives it back); a changed advert interval restarts the
+/// instance, which hands over and takes the VIP back.
+#[test]
+fn vrrp_settings_follow_a_reload() {
+    if !is_root() {
+        eprintln!("vrrp_settings_follow_a_reload: skipped, the network lab needs root");
+        return;
+    }
+    let lab = Lab::new();
+    let backup = lab.start(1, 100, "a", "");
+    let master = lab.start(0, 150, "a", "");
+    let edges = [&master, &backup];
+    lab.wait_served_by("node0", Instant::now(), Duration::from_secs(10), &edges);
+    let backup_masters = || plain(&backup.log_text()).matches("to=Master").count();
+    assert_eq!(backup_masters(), 0);
+    assert!(
+        plain(&master.log_text()).contains("to=Master"),
+        "the state change log line changed its format:\n{}",
+        master.log_text()
+    );
+
+    // Only the route changes: no handover, the new response is served.
+    lab.reload(
+        &master,
+        0,
+        "a",
+        |c| c.replace("\"node0\"", "\"node0-v2\""),
+        1,
+    );
+    lab.wait_served_by("node0-v2", Instant::now(), TAKEOVER, &edges);
+    assert!(lab.holds_vip(0));
+    assert_eq!(
+        backup_masters(),
+        0,
+        "a reload without VRRP changes moved the VIP"
+    );
+
+    // Priority 150 -> 50 in place: node 1 (100) preempts.
+    let t0 = Instant::now();
+    lab.reload(
+        &master,
+        0,
+        "a",
+        |c| c.replace("priority = 150", "priority = 50"),
+        2,
+    );
+    let took = lab.wait_served_by("node1", t0, TAKEOVER, &edges);
+    eprintln!("takeover after a reload lowered the priority: {took:?}");
+    let log = plain(&master.log_text());
+    assert!(log.contains("VRRP tracking updated in place"), "{log}");
+    assert!(!log.contains("restarting it"), "{log}");
+
+    // And back: node 0 preempts again.
+    lab.reload(
+        &master,
+        0,
+        "a",
+        |c| c.replace("priority = 50", "priority = 150"),
+        3,
+    );
+    lab.wait_served_by("node0-v2", Instant::now(), TAKEOVER, &edges);
+
+    // A new advert interval restarts the instance; it ends up master again.
+    lab.reload(
+        &master,
+        0,
+        "a",
+        |c| c.replace("advert_interval = \"100ms\"", "advert_interval = \"150ms\""),
+        4,
+    );
+    assert!(plain(&master.log_text()).contains("restarting it"));
+    lab.wait_served_by("node0-v2", Instant::now(), Duration::from_secs(10), &edges);
+    assert!(lab.holds_vip(0) && !lab.holds_vip(1));
+}

@@ -74,7 +74,7 @@ pub struct HttpSettings {
 }
 
 /// `[acme]`, validated.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct AcmeSettings {
     pub storage: Option<std::path::PathBuf>,
     pub directory_url: Option<String>,
