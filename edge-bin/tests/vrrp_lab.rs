@@ -267,11 +267,11 @@ impl Lab {
     /// Rewrites node `i`'s config `tag` with `change`, sends SIGHUP and
     /// waits until its log shows reload number `n` done.
     fn reload(&self, edge: &Proc, i: usize, tag: &str, change: impl Fn(&str) -> String, n: usize) {
-        let config = self.dir.join(format!("edge{i}-{tag}.toml"));
-        let text = fs::read_to_string(&config).unwrap();
+        let config = self.0.dir.join(format!("edge{i}-{tag}.toml"));
+        let text = std::fs::read_to_string(&config).unwrap();
         let new = change(&text);
         assert_ne!(text, new, "the change changed nothing");
-        fs::write(&config, new).unwrap();
+        std::fs::write(&config, new).unwrap();
         edge.signal("-HUP");
         let t0 = Instant::now();
         while plain(&edge.log_text())
