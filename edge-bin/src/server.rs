@@ -42,6 +42,18 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     } else {
         sock.set_freebind_v4(true)?;
     }
+    // IP_TRANSPARENT (with CAP_NET_ADMIN, which VRRP needs anyway): the
+    // connections accepted here may still send from the VIP after a
+    // handover removed it, so a stopping node delivers the responses it
+    // drains instead of leaving its clients waiting.
+    let transparent = if addr.is_ipv6() {
+        sock.set_ip_transparent_v6(true)
+    } else {
+        sock.set_ip_transparent_v4(true)
+    };
+    if let Err(e) = transparent {
+        tracing::debug!(address = %addr, error = %e, "IP_TRANSPARENT not set");
+    }
     sock.set_nonblocking(true)?;
     sock.bind(&addr.into())?;
     sock.listen(1024)?;

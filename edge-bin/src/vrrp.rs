@@ -46,6 +46,8 @@ struct Tracking {
     share: f64,
     weight: u8,
     offset: i32,
+    /// The instance runs with `nopreempt` (see [`resign`]).
+    nopreempt: bool,
 }
 
 impl Tracking {
@@ -59,6 +61,7 @@ impl Tracking {
             share: s.min_healthy_share,
             weight: s.weight,
             offset,
+            nopreempt: is_nopreempt(&s.config),
         }
     }
 }
@@ -156,11 +159,11 @@ async fn track(
     mut t: Tracking,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
-    let mut last = 0;
+    let (mut last, mut last_health) = (0, 0);
     let done = loop {
         let statuses: Vec<PoolStatus> = t.tracked.iter().map(|r| r.borrow().clone()).collect();
         let adj = adjustment(&statuses, t.share, t.weight);
-        if adj != 0 && adj + t.offset != last {
+        if adj != last_health {
             tracing::warn!(
                 vrid,
                 adjustment = adj,
@@ -170,6 +173,12 @@ async fn track(
         if adj + t.offset != last {
             handle.set_priority_adjustment(adj + t.offset);
             last = adj + t.offset;
+        }
+        if adj != last_health {
+            if adj != 0 && t.nopreempt {
+                resign(&handle);
+            }
+            last_health = adj;
         }
         let next = {
             let changed = async {
@@ -209,6 +218,24 @@ async fn track(
     if let Some(done) = done {
         let _ = done.send(());
     }
+}
+
+/// Whether the instance runs with `nopreempt` (edge-vrrp keeps the flag
+/// to itself).
+fn is_nopreempt(c: &edge_vrrp::Config) -> bool {
+    let mut off = c.clone();
+    off.preempt(false);
+    off == *c
+}
+
+/// With `nopreempt` a backup never takes over from a master of lower
+/// priority, so a lowered priority alone would leave the VIP on a node that
+/// cannot serve. Such a master hands over itself (a brief fault: priority-0
+/// advert, VIPs removed) and goes on as a backup with its lowered priority,
+/// so it still takes the VIP when no other node holds it.
+fn resign(handle: &InstanceHandle) {
+    handle.set_fault(true);
+    handle.set_fault(false);
 }
 
 async fn stop(i: RunningInstance) {

@@ -6,98 +6,36 @@
 //! Only 198.18.0.0/24 is used, inside the namespaces; Drop guards kill the
 //! processes and delete the namespaces, also when the test panics.
 
-use std::fs;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+#[path = "common/lab.rs"]
+mod lab;
+
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+use lab::{Proc, is_root, run};
 
 const VIP: &str = "198.18.0.100";
 /// Advert interval 100 ms: Master_Down_Interval is ~0.35 s; the rest is
 /// slack for a loaded 2-core machine.
 const TAKEOVER: Duration = Duration::from_millis(2500);
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Namespaces: a hub with a bridge, two edge nodes and a client.
-struct Lab {
-    hub: String,
-    nodes: [String; 2],
-    client: String,
-    dir: PathBuf,
-}
+/// Namespaces: two edge nodes (.2, .3) and a client (.10) on a bridge.
+struct Lab(lab::Lab);
 
 impl Lab {
     fn new() -> Lab {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let id = format!("ebv{}x{n}", std::process::id());
-        let dir = std::env::temp_dir().join(&id);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let lab = Lab {
-            hub: format!("{id}h"),
-            nodes: [format!("{id}n0"), format!("{id}n1")],
-            client: format!("{id}c"),
-            dir,
-        };
-        // The guard exists before the first namespace: a failed setup is
-        // cleaned up too.
-        run(&["ip", "netns", "add", &lab.hub]);
-        run(&["ip", "-n", &lab.hub, "link", "add", "br0", "type", "bridge"]);
-        run(&["ip", "-n", &lab.hub, "link", "set", "br0", "up"]);
-        let all = [
-            (lab.nodes[0].clone(), 2),
-            (lab.nodes[1].clone(), 3),
-            (lab.client.clone(), 10),
-        ];
-        for (i, (ns, host)) in all.iter().enumerate() {
-            run(&["ip", "netns", "add", ns]);
-            let port = format!("p{i}");
-            run(&[
-                "ip", "-n", &lab.hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
-                "netns", ns,
-            ]);
-            run(&[
-                "ip", "-n", &lab.hub, "link", "set", &port, "master", "br0", "up",
-            ]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            let addr = format!("198.18.0.{host}/24");
-            run(&["ip", "-n", ns, "addr", "add", &addr, "dev", "eth0"]);
-            run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-        }
-        lab
+        let mut lab = lab::Lab::new("ebv");
+        lab.host("n0", 2);
+        lab.host("n1", 3);
+        lab.host("c", 10);
+        Lab(lab)
     }
 
     /// Starts `edge` in node `i` with VRRP priority `priority`.
     /// `extra` is appended to the config.
     fn start(&self, i: usize, priority: u8, tag: &str, extra: &str) -> Proc {
-        let config = self.dir.join(format!("edge{i}-{tag}.toml"));
-        fs::write(
-            &config,
+        let config = self.0.write(
+            &format!("edge{i}-{tag}.toml"),
             format!(
                 r#"
 [https]
@@ -124,36 +62,32 @@ vips = ["{VIP}/24"]
 {extra}
 "#
             ),
+        );
+        self.0.spawn(
+            &format!("n{i}"),
+            &[
+                env!("CARGO_BIN_EXE_edge"),
+                "run",
+                "-c",
+                &config.to_string_lossy(),
+            ],
+            &format!("edge{i}-{tag}.log"),
         )
-        .unwrap();
-        let log = self.dir.join(format!("edge{i}-{tag}.log"));
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.nodes[i], env!("CARGO_BIN_EXE_edge")])
-            .arg("run")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting edge");
-        Proc {
-            child: Some(child),
-            log,
-        }
     }
 
     /// The body the client gets from https://VIP/, if any.
     fn fetch(&self) -> Option<String> {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.client, "curl", "-sk"])
-            .args(["--connect-timeout", "0.5", "--max-time", "1"])
-            .args(["--resolve", &format!("vip.test:443:{VIP}")])
-            .arg("https://vip.test/")
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        self.0.curl(
+            "c",
+            &[
+                "-k",
+                "--max-time",
+                "1",
+                "--resolve",
+                &format!("vip.test:443:{VIP}"),
+                "https://vip.test/",
+            ],
+        )
     }
 
     /// Waits until the client is served by `want`; returns how long it took.
@@ -183,120 +117,31 @@ vips = ["{VIP}/24"]
     /// A plain HTTP server on the client's address (a backend the nodes'
     /// health checks probe), ready when this returns.
     fn backend(&self, port: u16) -> Proc {
-        let log = self.dir.join(format!("backend{port}.log"));
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.client,
+        let child = self.0.spawn(
+            "c",
+            &[
                 "python3",
                 "-m",
                 "http.server",
-            ])
-            .args(["--bind", "198.18.0.10", &port.to_string()])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("starting python3 http.server");
-        let t0 = Instant::now();
-        loop {
-            let up = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &self.client,
-                    "curl",
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                ])
-                .args(["--max-time", "1", &format!("http://198.18.0.10:{port}/")])
-                .status()
-                .is_ok_and(|s| s.success());
-            if up {
-                break;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "backend :{port} did not start"
-            );
-            sleep(Duration::from_millis(50));
-        }
-        Proc {
-            child: Some(child),
-            log,
-        }
+                "--bind",
+                "198.18.0.10",
+                &port.to_string(),
+            ],
+            &format!("backend{port}.log"),
+        );
+        let url = format!("http://198.18.0.10:{port}/");
+        assert!(
+            lab::wait_until(Duration::from_secs(10), || self
+                .0
+                .curl("c", &["-o", "/dev/null", &url])
+                .is_some()),
+            "backend :{port} did not start"
+        );
+        child
     }
 
     fn holds_vip(&self, i: usize) -> bool {
-        let out = Command::new("ip")
-            .args(["-n", &self.nodes[i], "-o", "addr", "show", "dev", "eth0"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).contains(&format!(" {VIP}/"))
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in self.nodes.iter().chain([&self.client, &self.hub]) {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A running child (`edge` or a backend); killed on drop.
-struct Proc {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        if let Some(c) = &self.child {
-            run(&["kill", sig, &c.id().to_string()]);
-        }
-    }
-
-    /// SIGTERM and wait; true when it exited with status 0 in time.
-    fn terminate(&mut self) -> bool {
-        self.signal("-TERM");
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(status)) = c.try_wait() {
-                return status.success();
-            }
-            sleep(Duration::from_millis(20));
-        }
-        let _ = c.kill();
-        let _ = c.wait();
-        false
-    }
-
-    fn crash(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // `ip netns exec` execs edge, so this is edge's pid.
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.crash();
+        self.0.holds(&format!("n{i}"), VIP)
     }
 }
 
@@ -348,7 +193,7 @@ fn vip_follows_the_master_on_stop_and_crash() {
     // Crash: SIGKILL and the link goes down (the host is gone).
     let t0 = Instant::now();
     master.crash();
-    run(&["ip", "-n", &lab.nodes[0], "link", "set", "eth0", "down"]);
+    run(&["ip", "-n", lab.0.ns("n0"), "link", "set", "eth0", "down"]);
     let took = lab.wait_served_by("node1", t0, TAKEOVER, &[&master, &backup]);
     eprintln!("takeover after SIGKILL: {took:?}");
     assert!(lab.holds_vip(1));
@@ -422,11 +267,11 @@ impl Lab {
     /// Rewrites node `i`'s config `tag` with `change`, sends SIGHUP and
     /// waits until its log shows reload number `n` done.
     fn reload(&self, edge: &Proc, i: usize, tag: &str, change: impl Fn(&str) -> String, n: usize) {
-        let config = self.dir.join(format!("edge{i}-{tag}.toml"));
-        let text = fs::read_to_string(&config).unwrap();
+        let config = self.0.dir.join(format!("edge{i}-{tag}.toml"));
+        let text = std::fs::read_to_string(&config).unwrap();
         let new = change(&text);
         assert_ne!(text, new, "the change changed nothing");
-        fs::write(&config, new).unwrap();
+        std::fs::write(&config, new).unwrap();
         edge.signal("-HUP");
         let t0 = Instant::now();
         while plain(&edge.log_text())
