@@ -3,8 +3,9 @@
 //! 00-00-5E-00-01-{VRID} (IPv6: 00-00-5E-00-02-{VRID}), and after a
 //! failover it reaches the address with that same MAC without any new
 //! resolution (its neighbour entry is pinned, so it cannot resolve again).
-//! Two edge-vrrp routers over IPv4 and IPv6, and edge-vrrp with keepalived
-//! (`use_vmac`) over IPv4, each side master in turn.
+//! Two edge-vrrp routers over IPv4 and IPv6 (multicast) and IPv4 unicast,
+//! and edge-vrrp with keepalived (`use_vmac`) over IPv4 and IPv6, each
+//! side master in turn.
 
 mod lab;
 
@@ -16,7 +17,7 @@ use lab::{Kind, Lab, Router, RouterSpec};
 const VRID: u8 = 51;
 const INTERVAL: f64 = 0.2;
 
-fn spec(kind: Kind, v6: bool, priority: u8) -> RouterSpec {
+fn spec(lab: &Lab, i: usize, kind: Kind, v6: bool, unicast: bool, priority: u8) -> RouterSpec {
     RouterSpec {
         kind,
         version: 3,
@@ -29,7 +30,7 @@ fn spec(kind: Kind, v6: bool, priority: u8) -> RouterSpec {
         } else {
             "198.18.0.100/24".into()
         },
-        unicast: None,
+        unicast: unicast.then(|| (lab.addr(i, v6), lab.addr(1 - i, v6))),
         extra: vec![match kind {
             Kind::Edge => "--vmac".into(),
             Kind::Keepalived => "use_vmac".into(),
@@ -37,8 +38,12 @@ fn spec(kind: Kind, v6: bool, priority: u8) -> RouterSpec {
     }
 }
 
-fn run_scenario(peer: Kind, v6: bool) {
-    let name = format!("{peer:?}/{}", if v6 { "ipv6" } else { "ipv4" });
+fn run_scenario(peer: Kind, v6: bool, unicast: bool) {
+    let name = format!(
+        "{peer:?}/{}/{}",
+        if v6 { "ipv6" } else { "ipv4" },
+        if unicast { "unicast" } else { "multicast" }
+    );
     let lab = Lab::new(2);
     let vip = if v6 { "2001:2::100" } else { "198.18.0.100" };
     let vmac = format!("00:00:5e:00:0{}:{VRID:02x}", if v6 { 2 } else { 1 });
@@ -74,8 +79,13 @@ fn run_scenario(peer: Kind, v6: bool) {
     };
 
     // Edge (150) master, the peer (100) backup.
-    let mut peer_router = Router::start(&lab, 1, &spec(peer, v6, 100), "peer-1");
-    let mut edge = Router::start(&lab, 0, &spec(Kind::Edge, v6, 150), "edge-1");
+    let mut peer_router = Router::start(&lab, 1, &spec(&lab, 1, peer, v6, unicast, 100), "peer-1");
+    let mut edge = Router::start(
+        &lab,
+        0,
+        &spec(&lab, 0, Kind::Edge, v6, unicast, 150),
+        "edge-1",
+    );
     lab.wait_holder(0, vip, Instant::now(), long);
     check(0, "edge master");
     resolves_to_vmac("edge master");
@@ -109,7 +119,12 @@ fn run_scenario(peer: Kind, v6: bool) {
     resolves_to_vmac("peer master");
 
     // The edge returns and preempts; the pinned entry still works.
-    let mut edge = Router::start(&lab, 0, &spec(Kind::Edge, v6, 150), "edge-2");
+    let mut edge = Router::start(
+        &lab,
+        0,
+        &spec(&lab, 0, Kind::Edge, v6, unicast, 150),
+        "edge-2",
+    );
     edge.wait_started(Kind::Edge, long);
     lab.wait_holder(0, vip, Instant::now(), long);
     check(0, "edge preempts");
@@ -136,26 +151,28 @@ fn run_scenario(peer: Kind, v6: bool) {
     }
 }
 
-/// Edge+edge over IPv4 and IPv6 and edge+keepalived over IPv4, at once.
+/// All scenarios at once, each in its own lab.
 #[test]
 fn virtual_mac_survives_failover() {
     if !lab::can_run("virtual_mac_survives_failover") {
         return;
     }
     let scenarios = [
-        (Kind::Edge, false),
-        (Kind::Edge, true),
-        (Kind::Keepalived, false),
+        (Kind::Edge, false, false),
+        (Kind::Edge, true, false),
+        (Kind::Edge, false, true),
+        (Kind::Keepalived, false, false),
+        (Kind::Keepalived, true, false),
     ];
     let handles: Vec<_> = scenarios
         .into_iter()
-        .map(|(peer, v6)| {
-            let name = format!("{peer:?}/{v6}");
+        .map(|(peer, v6, unicast)| {
+            let name = format!("{peer:?}/{v6}/{unicast}");
             (
                 name.clone(),
                 thread::Builder::new()
                     .name(name)
-                    .spawn(move || run_scenario(peer, v6))
+                    .spawn(move || run_scenario(peer, v6, unicast))
                     .unwrap(),
             )
         })
