@@ -582,6 +582,23 @@ mod tests {
         0, 0,
     ];
 
+    // keepalived's VRRPv2 with `auth_type PASS`, `auth_pass secret`.
+    const KEEPALIVED_V2_PASS: [u8; 20] = [
+        0x21, 0x34, 0x64, 0x01, 0x01, 0x01, 0x77, 0x05, 0xc6, 0x12, 0x00, 0x65, b's', b'e', b'c',
+        b'r', b'e', b't', 0, 0,
+    ];
+
+    #[test]
+    fn decodes_and_re_encodes_keepalived_v2_password() {
+        let adv = Advertisement::decode(&KEEPALIVED_V2_PASS, keepalived_addressing()).unwrap();
+        assert_eq!((adv.auth_type, &adv.auth_data), (1, b"secret\0\0"));
+        assert_eq!(
+            adv.encode(keepalived_addressing(), ChecksumMode::PseudoHeader)
+                .unwrap(),
+            KEEPALIVED_V2_PASS
+        );
+    }
+
     #[test]
     fn decodes_and_re_encodes_keepalived_v3_ipv6_and_v2() {
         let v6 = Addressing {
