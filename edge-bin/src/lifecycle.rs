@@ -62,6 +62,14 @@ impl Closing {
         *self.state.borrow() || *self.process.borrow()
     }
 
+    /// Completes once the process stops ([`stop_all`](Self::stop_all));
+    /// a reload does not count.
+    pub async fn stopped(&self) {
+        let mut process = self.process.subscribe();
+        // The sender lives as long as `self`, so this only returns on stop.
+        let _ = process.wait_for(|c| *c).await;
+    }
+
     /// Completes once the connection should close.
     pub async fn closed(&self) {
         let mut state = self.state.subscribe();

@@ -287,6 +287,59 @@ impl Reloader {
         Ok(ReloadSummary { changes, applied })
     }
 
+    /// Keeps the VIPs while the connections accepted before the stop finish
+    /// their request (up to `limit`): the running config is rebuilt as on a
+    /// reload, the old state's connections are asked to close after their
+    /// request, and new connections keep being served by the fresh state.
+    /// Once the old state is released, the caller hands the VIPs over.
+    async fn drain_before_handover(&self, inner: &mut Inner, limit: Duration) {
+        self.notifier
+            .stopping("finishing the requests in flight before handing over the VIPs");
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        let src = config::Source::new(&self.path, inner.text.clone());
+        let v = match config::load_str(src, base) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rebuild the running config: handing over now");
+                return;
+            }
+        };
+        let old = self.shared.load_full();
+        let new = match State::build_after(&v, Some(&old), &self.telemetry) {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot rebuild the running state: handing over now");
+                return;
+            }
+        };
+        let acme_carried = match (&old.acme, &new.acme) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.admin.adopt(&new);
+        self.shared.store(new.clone());
+        if let Some(vrrp) = inner.vrrp.as_mut() {
+            vrrp.update(&v.vrrp, &new.health).await;
+        }
+        retire(&old, acme_carried);
+        let start = tokio::time::Instant::now();
+        tracing::info!(limit = ?limit, "stopping: finishing the requests in flight before the VRRP handover");
+        // Every connection accepted under `old` holds a reference to it.
+        while Arc::strong_count(&old) > 1 && start.elapsed() < limit {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = Arc::strong_count(&old) - 1;
+        if left > 0 {
+            tracing::warn!(
+                connections = left,
+                waited = ?start.elapsed(),
+                "drain_before_handover reached: handing over with connections still open"
+            );
+        } else {
+            tracing::info!(waited = ?start.elapsed(), "connections from before the stop finished: handing over");
+        }
+    }
+
     fn resize_connections(&self, inner: &mut Inner, max: usize, applied: &mut Vec<String>) {
         let old = inner.max_connections;
         if max > old {
@@ -322,6 +375,10 @@ impl Reloader {
     /// the connections still open at the deadline.
     pub async fn stop(&self) -> usize {
         let mut inner = self.inner.lock().await;
+        let before = self.shared.load().limits.drain_before_handover.0;
+        if inner.vrrp.as_ref().is_some_and(|v| !v.is_empty()) && !before.is_zero() {
+            self.drain_before_handover(&mut inner, before).await;
+        }
         let state = self.shared.load_full();
         let deadline = state.limits.drain_timeout.0;
         self.notifier

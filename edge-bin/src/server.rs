@@ -162,7 +162,13 @@ async fn tls_connection(
         return;
     };
     let opts = edge_sni::ReadOptions::default().with_timeout(l.client_hello_timeout.0);
-    let (info, replay) = match edge_sni::read_client_hello(stream, &opts).await {
+    // At stop, a connection that has not begun a request is closed: after
+    // a VRRP handover its packets reach the other node anyway.
+    let hello = tokio::select! {
+        r = edge_sni::read_client_hello(stream, &opts) => r,
+        () = state.closing.stopped() => return,
+    };
+    let (info, replay) = match hello {
         Ok(x) => x,
         Err(e) => {
             tracing::debug!(%client, error = %e.without_stream(), "no usable ClientHello: closed");
@@ -177,7 +183,11 @@ async fn tls_connection(
         return;
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
-    let tls = match tokio::time::timeout(l.tls_handshake_timeout.0, acceptor.accept(replay)).await {
+    let accepted = tokio::select! {
+        r = tokio::time::timeout(l.tls_handshake_timeout.0, acceptor.accept(replay)) => r,
+        () = state.closing.stopped() => return,
+    };
+    let tls = match accepted {
         Ok(Ok(t)) => t,
         Ok(Err(e)) => {
             tracing::debug!(%client, sni = ?info.sni, error = %e, "TLS handshake failed");

@@ -246,6 +246,11 @@ async fn stop(i: RunningInstance) {
 }
 
 impl Running {
+    /// Whether no instance runs (no `[[vrrp]]` configured).
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty()
+    }
+
     /// Applies a reloaded `[[vrrp]]` list: a changed priority, weight,
     /// tracked pools or share goes to the running instance (no state
     /// change); an instance no longer listed hands over and stops; a new one

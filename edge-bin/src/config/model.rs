@@ -198,6 +198,13 @@ pub struct Limits {
     /// flight may take to finish before edge exits anyway (nginx's
     /// `worker_shutdown_timeout`, HAProxy's `hard-stop-after`).
     pub drain_timeout: ConfigDuration,
+    /// At stop, with `[[vrrp]]`: how long the node keeps the VIPs (and keeps
+    /// serving) while the requests in flight at the signal finish, before
+    /// it hands the VIPs over. Connections that are still open when the VIP
+    /// moves lose their packets to the new master (its kernel resets them),
+    /// so this is what lets in-flight requests complete. `"0s"`: hand over
+    /// at once.
+    pub drain_before_handover: ConfigDuration,
 }
 
 impl Default for Limits {
@@ -216,6 +223,7 @@ impl Default for Limits {
             h2_max_local_error_reset_streams: 256,
             passthrough_idle_timeout: ConfigDuration::secs(3600),
             drain_timeout: ConfigDuration::secs(30),
+            drain_before_handover: ConfigDuration::secs(5),
         }
     }
 }
