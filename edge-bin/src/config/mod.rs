@@ -445,6 +445,13 @@ impl Validator<'_> {
                 }
             }
             c.two_node(r.two_node);
+            c.use_vmac(r.use_vmac);
+            if let Some(name) = &r.vmac_interface {
+                c.vmac_interface(name.get_ref().clone());
+            }
+            if let Some(p) = &r.auth_password {
+                c.auth_password(p.get_ref().clone());
+            }
             let track_pools = match &r.track_pools {
                 None => {
                     let mut all: Vec<String> = pools.iter().cloned().collect();
@@ -524,6 +531,18 @@ impl Validator<'_> {
                     "unicast_peers" => ("unicast_peers", r.interface.span()),
                     "two_node" => ("two_node", r.interface.span()),
                     "virtual_addresses" => ("vips", r.vips.span()),
+                    "vmac_interface" => (
+                        "vmac_interface",
+                        r.vmac_interface
+                            .as_ref()
+                            .map_or(r.interface.span(), |v| v.span()),
+                    ),
+                    "auth_password" => (
+                        "auth_password",
+                        r.auth_password
+                            .as_ref()
+                            .map_or(r.interface.span(), |v| v.span()),
+                    ),
                     other => (other, r.interface.span()),
                 };
                 self.errors.push(

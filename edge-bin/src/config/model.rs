@@ -74,6 +74,13 @@ pub struct Vrrp {
     pub unicast_peers: Vec<Spanned<String>>,
     #[serde(default)]
     pub two_node: bool,
+    /// Virtual MAC on a macvlan (keepalived's `use_vmac`).
+    #[serde(default)]
+    pub use_vmac: bool,
+    /// The macvlan's name; default `vrrp.{vrid}` (`vrrp6.{vrid}` for IPv6).
+    pub vmac_interface: Option<Spanned<String>>,
+    /// VRRPv2 simple password (keepalived `auth_type PASS`), 1-8 bytes.
+    pub auth_password: Option<Spanned<String>>,
     /// Pools whose health lowers the priority; default all pools.
     pub track_pools: Option<Vec<Spanned<String>>>,
     /// Default 0.5.

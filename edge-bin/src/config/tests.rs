@@ -171,6 +171,9 @@ nopreempt = true
 unicast_src = "198.18.0.1"
 unicast_peers = ["198.18.0.2"]
 two_node = true
+use_vmac = true
+vmac_interface = "vmac7"
+auth_password = "s3cret"
 track_pools = ["app"]
 min_healthy_share = 0.75
 weight = 30
@@ -189,7 +192,10 @@ weight = 30
         .preempt(false)
         .unicast_source("198.18.0.1".parse().unwrap())
         .unicast_peer("198.18.0.2".parse().unwrap())
-        .two_node(true);
+        .two_node(true)
+        .use_vmac(true)
+        .vmac_interface("vmac7")
+        .auth_password("s3cret");
     assert_eq!(r.config, want);
     assert_eq!(r.min_healthy_share, 0.75);
     assert_eq!(r.weight, 30);
@@ -251,6 +257,16 @@ fn vrrp_errors_name_file_line_and_key() {
             "priority = 150",
             "priority = 150\nvirtual_ip = 1",
             "virtual_ip",
+        ),
+        (
+            "priority = 150",
+            "priority = 150\nauth_password = \"pw\"",
+            "vrrp[0].auth_password",
+        ),
+        (
+            "priority = 150",
+            "priority = 150\nversion = 2\nauth_password = \"longer-than-8\"",
+            "vrrp[0].auth_password",
         ),
     ];
     for (from, to, key) in cases {
