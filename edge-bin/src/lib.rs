@@ -43,6 +43,7 @@ pub mod health;
 pub mod http;
 pub mod pool;
 pub mod proxy_protocol;
+pub mod relay;
 pub mod server;
 pub mod state;
 pub mod vrrp;
