@@ -46,4 +46,5 @@ pub mod proxy_protocol;
 pub mod relay;
 pub mod server;
 pub mod state;
+pub mod tls_tuning;
 pub mod vrrp;
