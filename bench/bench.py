@@ -488,6 +488,9 @@ def workloads(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
     }
 
 
+ALL_WORKLOADS = ["idle", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass"]
+
+
 def one_round(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
     """All five workloads against a freshly started proxy."""
     res: dict = {}
@@ -495,9 +498,11 @@ def one_round(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
     try:
         res["threads"] = threads(proxy.pids())
         res["tls"] = tls_params()
-        guard(res, "idle", lambda: idle(proxy, a.idle_conns, a.idle_timeout))
+        if "idle" in a.workloads:
+            guard(res, "idle", lambda: idle(proxy, a.idle_conns, a.idle_timeout))
         for key, fn in workloads(proxy, a, tool, hello).items():
-            guard(res, key, fn)
+            if key in a.workloads:
+                guard(res, key, fn)
         res["rss_end"] = rss_bytes(proxy.pids())
         if proxy.proc.poll() is not None:
             res["died"] = f"exited with {proxy.proc.returncode}"
@@ -669,6 +674,8 @@ def table(results: dict, names: list[str]) -> tuple[str, dict]:
     for label, wl, fn, unit, hib in METRICS:
         row = {n: median_of(results.get(n, []), wl, fn) for n in names}
         med[label] = row
+        if all(v is None for v in row.values()):
+            continue  # a workload left out of a partial run
         cells = [fmt(row[n]) for n in names]
         if "edge" in names:
             cells += [ratio(row["edge"], row[p]) for p in peers]
@@ -794,7 +801,9 @@ def write_report(a, results: dict, proxies: list[Proxy], notes: list[str], start
         f"Produced by `bench/run` in {(time.monotonic() - started) / 60:.1f} min "
         f"({a.rounds} rounds × {a.seconds} s per workload, medians over rounds; "
         "ratios are edge / peer, so < 1 is better for CPU, memory and latency and "
-        "> 1 is better for rates).",
+        "> 1 is better for rates)."
+        + ("" if sorted(a.workloads) == sorted(ALL_WORKLOADS)
+           else f" Partial run: workloads {', '.join(a.workloads)} only."),
         "",
         "## Machine",
         "",
@@ -863,6 +872,8 @@ def write_report(a, results: dict, proxies: list[Proxy], notes: list[str], start
         "",
     ]
     path.write_text("\n".join(body))
+    if sorted(a.workloads) != sorted(ALL_WORKLOADS):
+        return path  # a partial run does not replace the README's table
     update_readme(tbl, goals(med, names) + [""] + [f"Note: {n}" for n in plain_notes + notes], today)
     return path
 
@@ -910,7 +921,13 @@ def main() -> int:
     ap.add_argument("--perf", default="", choices=["", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass"],
                     help="profile this one workload with perf instead of benchmarking")
     ap.add_argument("--perf-top", type=int, default=60)
+    ap.add_argument("--workloads", default=",".join(ALL_WORKLOADS),
+                    help="comma-separated subset of " + ",".join(ALL_WORKLOADS))
     a = ap.parse_args()
+    a.workloads = [w for w in a.workloads.split(",") if w]
+    unknown = [w for w in a.workloads if w not in ALL_WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workloads: {','.join(unknown)}")
 
     started = time.monotonic()
     if NICE:

@@ -50,7 +50,11 @@ enum State {
 #[derive(Debug)]
 struct Scanner {
     state: State,
+    /// The part of a head (or trailer line) that arrived in earlier reads;
+    /// a head that arrives in one read is parsed in place, never copied.
     head: Vec<u8>,
+    /// The current head line so far: 0 = empty, 1 = just `\r`, 2 = text.
+    line: u8,
     max_head: usize,
     seq: usize,
 }
@@ -60,9 +64,27 @@ impl Scanner {
         Self {
             state: State::Head,
             head: Vec::new(),
+            line: 0,
             max_head,
             seq: 0,
         }
+    }
+
+    /// The length of the head's part in `data` if the head ends there (the
+    /// line feed that ends an empty line), following `self.line`.
+    fn head_end(&mut self, data: &[u8]) -> Option<usize> {
+        for (i, &b) in data.iter().enumerate() {
+            match b {
+                b'\n' if self.line < 2 => {
+                    self.line = 0;
+                    return Some(i + 1);
+                }
+                b'\n' => self.line = 0,
+                b'\r' if self.line == 0 => self.line = 1,
+                _ => self.line = 2,
+            }
+        }
+        None
     }
 
     fn feed(&mut self, mut data: &[u8], flags: &Flags) {
@@ -70,19 +92,38 @@ impl Scanner {
             match &mut self.state {
                 State::Stop => return,
                 State::Head => {
-                    let b = data[0];
-                    data = &data[1..];
-                    if self.head.is_empty() && (b == b'\r' || b == b'\n') {
-                        continue;
+                    if self.head.is_empty() {
+                        // Empty lines before a request line are ignored (RFC 9112 §2.2).
+                        let skip = data
+                            .iter()
+                            .position(|&b| b != b'\r' && b != b'\n')
+                            .unwrap_or(data.len());
+                        data = data.get(skip..).unwrap_or_default();
+                        if data.is_empty() {
+                            return;
+                        }
+                        self.line = 0;
                     }
-                    self.head.push(b);
-                    if self.head.ends_with(b"\r\n\r\n") || self.head.ends_with(b"\n\n") {
-                        self.state = self.end_of_head(flags);
-                        self.head.clear();
-                        self.seq += 1;
-                    } else if self.head.len() > self.max_head {
+                    let Some(end) = self.head_end(data) else {
+                        if self.head.len() + data.len() > self.max_head {
+                            self.state = State::Stop;
+                        } else {
+                            self.head.extend_from_slice(data);
+                        }
+                        return;
+                    };
+                    let (part, rest) = data.split_at(end);
+                    data = rest;
+                    if self.head.len() + part.len() > self.max_head + 4 {
                         self.state = State::Stop;
+                    } else if self.head.is_empty() {
+                        self.state = end_of_head(part, self.seq, flags);
+                    } else {
+                        self.head.extend_from_slice(part);
+                        self.state = end_of_head(&self.head, self.seq, flags);
+                        self.head.clear();
                     }
+                    self.seq += 1;
                 }
                 State::Fixed(n) => {
                     let take = (*n).min(data.len() as u64);
@@ -159,60 +200,61 @@ impl Scanner {
             }
         }
     }
+}
 
-    fn end_of_head(&self, flags: &Flags) -> State {
-        let Ok(text) = std::str::from_utf8(&self.head) else {
-            return State::Stop;
+/// What follows a complete request head (`seq`: its index on the connection).
+fn end_of_head(head: &[u8], seq: usize, flags: &Flags) -> State {
+    let Ok(text) = std::str::from_utf8(head) else {
+        return State::Stop;
+    };
+    let mut lines = text.split('\n');
+    let request_line = lines.next().unwrap_or("");
+    if request_line.starts_with("CONNECT ") || request_line.starts_with("PRI ") {
+        return State::Stop;
+    }
+    let mut cl: Option<u64> = None;
+    let mut te = false;
+    let mut upgrade = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
         };
-        let mut lines = text.split('\n');
-        let request_line = lines.next().unwrap_or("");
-        if request_line.starts_with("CONNECT ") || request_line.starts_with("PRI ") {
-            return State::Stop;
-        }
-        let mut cl: Option<u64> = None;
-        let mut te = false;
-        let mut upgrade = false;
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let name = name.trim();
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                match value.parse::<u64>() {
-                    Ok(n) => cl = Some(n),
-                    Err(_) => return State::Stop,
-                }
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                te = true;
-            } else if name.eq_ignore_ascii_case("upgrade") {
-                upgrade = true;
+        let name = name.trim();
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            match value.parse::<u64>() {
+                Ok(n) => cl = Some(n),
+                Err(_) => return State::Stop,
             }
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            te = true;
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrade = true;
         }
-        if te && cl.is_some() {
-            let _ = flags.flagged.compare_exchange(
-                0,
-                self.seq.wrapping_add(1),
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            );
-            // hyper closes the connection after this request.
-            return State::Stop;
+    }
+    if te && cl.is_some() {
+        let _ = flags.flagged.compare_exchange(
+            0,
+            seq.wrapping_add(1),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+        // hyper closes the connection after this request.
+        return State::Stop;
+    }
+    if upgrade {
+        return State::Stop;
+    }
+    if te {
+        State::ChunkSize {
+            size: 0,
+            digits: 0,
+            in_ext: false,
         }
-        if upgrade {
-            return State::Stop;
-        }
-        if te {
-            State::ChunkSize {
-                size: 0,
-                digits: 0,
-                in_ext: false,
-            }
-        } else {
-            match cl {
-                Some(n) if n > 0 => State::Fixed(n),
-                _ => State::Head,
-            }
+    } else {
+        match cl {
+            Some(n) if n > 0 => State::Fixed(n),
+            _ => State::Head,
         }
     }
 }
@@ -339,6 +381,21 @@ mod tests {
             s.feed(std::slice::from_ref(b), &flags);
         }
         assert!(flags.is_flagged(1));
+    }
+
+    #[test]
+    fn heads_split_anywhere_and_blank_lines_between_requests() {
+        let msg: &[u8] = b"\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc\r\n\r\nGET / HTTP/1.1\nContent-Length: 1\nTransfer-Encoding: chunked\n\n";
+        for cut in 0..msg.len() {
+            let (s, f) = scan(&[&msg[..cut], &msg[cut..]]);
+            assert!(!f.is_flagged(0), "cut at {cut}");
+            assert!(f.is_flagged(1), "cut at {cut}");
+            assert!(matches!(s.state, State::Stop));
+        }
+        // A head that arrives whole is parsed without buffering a copy.
+        let (s, _) = scan(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
+        assert_eq!(s.head.capacity(), 0);
+        assert_eq!(s.seq, 1);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -79,9 +79,6 @@ pub fn http_builder(l: &Limits) -> auto::Builder<TokioExecutor> {
         .keep_alive_timeout(Duration::from_secs(20));
     b
 }
-
-/// Bytes buffered per direction when relaying a passthrough connection.
-const PASSTHROUGH_BUFFER: usize = 64 * 1024;
 
 /// Accepts on `listener` forever; `tls` picks the TLS or the plain handler.
 pub async fn accept_loop(
@@ -280,19 +277,16 @@ async fn serve_with_idle_timeout<I, S>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn passthrough<S>(
+async fn passthrough(
     state: &State,
-    mut client_io: S,
+    client_io: edge_sni::Replay<TcpStream>,
     client: SocketAddr,
     local: SocketAddr,
     sni: Option<String>,
     ja4: Arc<str>,
     pool_name: &str,
     pp: ProxyProtocolOut,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) {
     let start = Instant::now();
     let mut rec = AccessRecord {
         kind: "passthrough",
@@ -340,7 +334,7 @@ async fn passthrough<S>(
             }
         }
     }
-    let Some((mut upstream, guard)) = connected else {
+    let Some((upstream, guard)) = connected else {
         rec.duration = start.elapsed();
         rec.status = 503;
         if let Some(s) = stats {
@@ -351,28 +345,19 @@ async fn passthrough<S>(
     };
     rec.backend = Some(guard.addr());
     let _ = upstream.set_nodelay(true);
+    // The PROXY header and the ClientHello already read go out in one write,
+    // then splice(2) relays the rest (crate::relay).
+    let (hello, client_io) = client_io.into_parts();
+    let mut prefix = Vec::new();
     if pp == ProxyProtocolOut::V2 {
-        let header = crate::proxy_protocol::encode_v2(client, local, sni.as_deref());
-        if upstream.write_all(&header).await.is_err() {
-            return;
-        }
+        prefix = crate::proxy_protocol::encode_v2(client, local, sni.as_deref());
     }
+    let header_len = prefix.len() as u64;
+    prefix.extend_from_slice(&hello);
     let idle = state.limits.passthrough_idle_timeout.0;
-    // 64 KiB relay buffers each way: tokio's 8 KiB default makes twice the
-    // syscalls per byte of HAProxy's and nginx's 16 KiB (bench/README.md).
-    let relay = tokio::io::copy_bidirectional_with_sizes(
-        &mut client_io,
-        &mut upstream,
-        PASSTHROUGH_BUFFER,
-        PASSTHROUGH_BUFFER,
-    );
-    // A passthrough connection ends when either side closes, or after the
-    // whole idle limit (a coarse bound; byte-level idle tracking comes with
-    // the splice relay).
-    if let Ok(Ok((up, down))) = tokio::time::timeout(idle, relay).await {
-        rec.bytes_in = up;
-        rec.bytes_out = down;
-    }
+    let relayed = crate::relay::relay(client_io, upstream, &prefix, idle).await;
+    rec.bytes_in = relayed.client_to_server.saturating_sub(header_len);
+    rec.bytes_out = relayed.server_to_client;
     drop(guard);
     rec.duration = start.elapsed();
     if let Some(s) = stats {

@@ -111,13 +111,13 @@ impl State {
     ) -> Result<Self, BuildError> {
         let obs = telemetry.for_config(v)?;
         let (certs, challenges, acme) = crate::acme::certificates(v, previous)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(crate::tls_tuning::server_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
         tls.alpn_protocols = v.https.alpn.clone();
-        tls.ignore_client_order = false;
+        crate::tls_tuning::tune(&mut tls)?;
         let backends: HashMap<String, Arc<Backend>> = v
             .pools
             .iter()

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, UPGRADE};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -51,6 +52,22 @@ fn idempotent(m: &Method) -> bool {
     )
 }
 
+/// `http://<addr><path>` for the pooled client, built from parts (the path
+/// is shared with the client's request, the address formatted once).
+fn backend_uri(addr: std::net::SocketAddr, path: &PathAndQuery) -> Option<Uri> {
+    use std::io::Write as _;
+    let mut buf = [0u8; 64];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    write!(cur, "{addr}").ok()?;
+    let n = usize::try_from(cur.position()).ok()?;
+    let authority = Authority::try_from(buf.get(..n)?).ok()?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path.clone());
+    Uri::from_parts(parts).ok()
+}
+
 /// Sends `req` (headers already rewritten) to the backend, with retries.
 pub async fn forward(
     backend: &Backend,
@@ -73,11 +90,12 @@ pub async fn forward(
         BackendProtocol::Http1 => Version::HTTP_11,
         BackendProtocol::H2c => Version::HTTP_2,
     };
+    // Shared, not copied, into every attempt's URI.
     let path = parts
         .uri
         .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_string();
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
     // Small bodies are buffered so the request can go to another server.
     let mut body = if body.is_end_stream() {
@@ -119,9 +137,8 @@ pub async fn forward(
         let Some(b) = body.take().map(|b| rec.count_request_body(b)) else {
             break;
         };
-        let uri: Uri = match format!("http://{addr}{path}").parse() {
-            Ok(u) => u,
-            Err(_) => return respond::error(StatusCode::BAD_REQUEST, request_id),
+        let Some(uri) = backend_uri(addr, &path) else {
+            return respond::error(StatusCode::BAD_REQUEST, request_id);
         };
         let mut out = Request::new(b);
         *out.method_mut() = parts.method.clone();
@@ -167,8 +184,13 @@ pub async fn forward(
                 }
                 let (mut p, rb) = resp.into_parts();
                 strip_hop_by_hop(&mut p.headers);
-                if let Ok(v) = HeaderValue::from_str(request_id) {
-                    p.headers.entry(X_REQUEST_ID).or_insert(v);
+                if !p.headers.contains_key(X_REQUEST_ID) {
+                    if let Some(v) = headers.get(X_REQUEST_ID) {
+                        // The value sent to the backend (same id), shared.
+                        p.headers.insert(X_REQUEST_ID, v.clone());
+                    } else if let Ok(v) = HeaderValue::from_str(request_id) {
+                        p.headers.insert(X_REQUEST_ID, v);
+                    }
                 }
                 p.version = Version::HTTP_11;
                 let rb = EdgeBody::new(Guarded::new(boxed(rb), guard));
@@ -196,4 +218,24 @@ pub async fn forward(
         }
     }
     respond::error(last_status, request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_uris() {
+        let p = PathAndQuery::from_static("/a/b?x=1&y");
+        let u = backend_uri("127.0.0.1:8080".parse().unwrap(), &p).unwrap();
+        assert_eq!(u.to_string(), "http://127.0.0.1:8080/a/b?x=1&y");
+        let u = backend_uri("[2001:db8::1]:80".parse().unwrap(), &p).unwrap();
+        assert_eq!(u.authority().unwrap().as_str(), "[2001:db8::1]:80");
+        let long = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535";
+        let addr: std::net::SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .unwrap();
+        assert!(long.len() < 64);
+        assert!(backend_uri(addr, &PathAndQuery::from_static("/")).is_some());
+    }
 }

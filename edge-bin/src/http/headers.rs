@@ -31,16 +31,35 @@ pub fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
         return Err(HostError::Multiple);
     }
     let authority = match (req.uri().authority(), header) {
-        (Some(a), _) => a.as_str().to_string(),
-        (None, Some(h)) => h.to_str().map_err(|_| HostError::Invalid)?.to_string(),
+        (Some(a), _) => a.as_str(),
+        (None, Some(h)) => h.to_str().map_err(|_| HostError::Invalid)?,
         (None, None) => return Err(HostError::Missing),
     };
-    let auth: http::uri::Authority = authority.parse().map_err(|_| HostError::Invalid)?;
-    if authority.contains('@') {
-        return Err(HostError::Invalid);
+    host_of_authority(authority).ok_or(HostError::Invalid)
+}
+
+/// `host[:port]` → the host, lower case, without a trailing dot; `None`
+/// when it is not a valid DNS name, `[IPv6]` literal or IPv4 address (with
+/// user info, a bad port, or characters a host cannot have).
+fn host_of_authority(authority: &str) -> Option<String> {
+    let (host, port) = if authority.starts_with('[') {
+        let end = authority.find(']')?;
+        let (h, rest) = authority.split_at(end + 1);
+        match rest.strip_prefix(':') {
+            Some(p) => (h, Some(p)),
+            None if rest.is_empty() => (h, None),
+            None => return None,
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        }
+    };
+    if port.is_some_and(|p| !p.is_empty() && (p.len() > 5 || p.parse::<u16>().is_err())) {
+        return None;
     }
-    let host = auth.host().to_ascii_lowercase();
-    let host = host.trim_end_matches('.');
+    let host = host.strip_suffix('.').unwrap_or(host);
     let valid = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         v6.parse::<std::net::Ipv6Addr>().is_ok()
     } else {
@@ -53,10 +72,7 @@ pub fn request_host<B>(req: &Request<B>) -> Result<String, HostError> {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
     };
-    if !valid {
-        return Err(HostError::Invalid);
-    }
-    Ok(host.to_string())
+    valid.then(|| host.to_ascii_lowercase())
 }
 
 /// Whether this is an HTTP/1.1 Upgrade request (WebSocket and the like);
@@ -143,19 +159,25 @@ pub fn set_forwarding(
         (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {fwd_elem}"),
         _ => fwd_elem,
     };
-    let set = |h: &mut HeaderMap, n: HeaderName, v: &str| {
-        h.remove(&n);
-        if let Ok(v) = HeaderValue::from_str(v) {
+    // `insert` replaces every earlier value of the name; an owned string
+    // becomes the header value without another copy.
+    let set = |h: &mut HeaderMap, n: HeaderName, v: String| match HeaderValue::from_maybe_shared(
+        bytes::Bytes::from(v),
+    ) {
+        Ok(v) => {
             h.insert(n, v);
         }
+        Err(_) => {
+            h.remove(&n);
+        }
     };
-    set(h, X_FORWARDED_FOR, &xff);
-    set(h, FORWARDED, &fwd);
+    set(h, X_FORWARDED_FOR, xff);
+    set(h, FORWARDED, fwd);
     if !(fi.trusted && h.contains_key(&X_FORWARDED_PROTO)) {
-        set(h, X_FORWARDED_PROTO, fi.proto);
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(fi.proto));
     }
     if !(fi.trusted && h.contains_key(&X_FORWARDED_HOST)) {
-        set(h, X_FORWARDED_HOST, fi.host);
+        set(h, X_FORWARDED_HOST, fi.host.to_string());
     }
     let kept = fi
         .trusted
@@ -167,7 +189,7 @@ pub fn set_forwarding(
         .flatten()
         .filter(|id| !id.is_empty() && id.len() <= 200);
     let id = kept.unwrap_or_else(new_id);
-    set(h, X_REQUEST_ID, &id);
+    set(h, X_REQUEST_ID, id.clone());
     id
 }
 
@@ -208,6 +230,24 @@ mod tests {
             request_host(&req(Some("[::1]:80"), "/")),
             Ok("[::1]".into())
         );
+        assert_eq!(request_host(&req(Some("a.b.:443"), "/")), Ok("a.b".into()));
+        assert_eq!(request_host(&req(Some("a.b:"), "/")), Ok("a.b".into()));
+        for bad in [
+            "u@a.b",
+            "a.b:99999",
+            "a.b:x",
+            "[::1]x",
+            "[::1",
+            "a:b:c",
+            ":80",
+            "[zz]",
+        ] {
+            assert_eq!(
+                request_host(&req(Some(bad), "/")),
+                Err(HostError::Invalid),
+                "{bad}"
+            );
+        }
         let mut r = req(Some("a"), "/");
         r.headers_mut().append(HOST, HeaderValue::from_static("b"));
         assert_eq!(request_host(&r), Err(HostError::Multiple));
