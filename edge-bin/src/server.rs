@@ -277,6 +277,7 @@ async fn serve_with_idle_timeout<I, S>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn passthrough(
     state: &State,
     client_io: edge_sni::Replay<TcpStream>,
