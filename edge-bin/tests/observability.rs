@@ -677,8 +677,10 @@ respond = {{ status = 200, body = "hi" }}
             &s,
             r#"edge_access_log_dropped_total{sink="dead",reason="queue_full"}"#,
         );
-        // At most the queue (4) and one batch the writer holds are kept.
-        (dropped >= f64::from(n - 16)).then_some(s)
+        // The writer keeps what it took from the queue (4) at each of its
+        // reconnect attempts (backoff 100 ms doubling), so a slow run keeps
+        // a few dozen; everything else is dropped, and counted.
+        (dropped >= f64::from(n - 100)).then_some(s)
     });
     let written = metric(&s, r#"edge_access_log_records_total{sink="stalled"}"#);
     let dropped = metric(
