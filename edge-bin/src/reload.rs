@@ -122,6 +122,9 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     })
 }
 
+/// Longest a starting node waits for its stored certificates before VRRP.
+const CERTIFICATES_LOADED: Duration = Duration::from_secs(10);
+
 /// How a process runs its config: the shared state, the listeners, the
 /// VRRP instances, the connection limit. Create with [`Reloader::start`],
 /// share as `Arc<Reloader>`.
@@ -173,6 +176,17 @@ impl Reloader {
         let conns = Arc::new(Semaphore::new(v.limits.max_connections));
         let mut listeners = Listeners::new(shared.clone(), conns.clone());
         listeners.start_all(&v.https.listen, &v.http.listen)?;
+        // A node claims no VIP before the certificates already in the
+        // (shared) ACME storage are loaded: a fresh master serves them at once.
+        let acme = shared.load().acme.clone();
+        if let Some(acme) = acme
+            && !v.vrrp.is_empty()
+            && tokio::time::timeout(CERTIFICATES_LOADED, acme.loaded())
+                .await
+                .is_err()
+        {
+            tracing::warn!(waited = ?CERTIFICATES_LOADED, "ACME certificates in storage not all loaded: starting VRRP anyway");
+        }
         let vrrp = crate::vrrp::start(&v.vrrp, &health, &telemetry.metrics).await?;
         let this = Arc::new(Self {
             path: path.to_path_buf(),
