@@ -57,6 +57,11 @@ impl Closing {
         self.process.send_replace(true);
     }
 
+    /// Whether [`stop_all`](Self::stop_all) was called (the process stops).
+    pub fn is_stopping(&self) -> bool {
+        *self.process.borrow()
+    }
+
     /// Whether [`retire`](Self::retire) or [`stop_all`](Self::stop_all) was called.
     pub fn is_closing(&self) -> bool {
         *self.state.borrow() || *self.process.borrow()
@@ -86,13 +91,32 @@ impl Closing {
 /// outright, failing the client's first request. `activity` counts the
 /// bytes moved plus one per read or write; until the server writes
 /// anything, 48 means at least the 24 bytes that decide HTTP/1 or HTTP/2
-/// were read. A connection that never gets there ends by its idle timeout.
+/// were read. On a reload, a connection that never gets there ends by its
+/// idle timeout; at stop, once it has been quiet for [`STOP_GRACE`] (it has
+/// no request to lose, and after a VRRP handover its packets go to the
+/// other node anyway).
 pub async fn protocol_started(closing: &Closing, activity: &std::sync::atomic::AtomicU64) {
+    use std::sync::atomic::Ordering::Relaxed;
     closing.closed().await;
-    while activity.load(std::sync::atomic::Ordering::Relaxed) < 48 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    let step = Duration::from_millis(10);
+    let (mut last, mut quiet) = (activity.load(Relaxed), Duration::ZERO);
+    while activity.load(Relaxed) < 48 {
+        tokio::time::sleep(step).await;
+        let now = activity.load(Relaxed);
+        if now == last {
+            quiet += step;
+        } else {
+            (last, quiet) = (now, Duration::ZERO);
+        }
+        if closing.is_stopping() && quiet >= STOP_GRACE {
+            return;
+        }
     }
 }
+
+/// At stop, how long a connection that has not begun a request may stay
+/// silent before it is closed.
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Waits until every connection counted by `conns` (a semaphore of
 /// `max_connections` permits, one held per connection) has ended, or
