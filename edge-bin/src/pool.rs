@@ -276,29 +276,33 @@ impl Pool {
     /// Every server's live state, in config order.
     pub fn servers(&self) -> Vec<ServerStatus> {
         let snap = self.balancer.set().snapshot();
-        snap.endpoints()
-            .iter()
-            .map(|e| {
-                let slot = e.value();
-                let stats = e.stats();
-                ServerStatus {
-                    addr: *e.key(),
-                    weight: e.weight(),
-                    healthy: e.is_healthy(),
-                    draining: e.is_draining(),
-                    active: slot.active.load(Ordering::Relaxed),
-                    picked: stats.in_flight(),
-                    queued: slot.queued.load(Ordering::Relaxed),
-                    requests: stats.picks(),
-                    failures: stats.errors(),
-                }
-            })
-            .collect()
+        snap.endpoints().iter().map(status).collect()
     }
 
     /// One server's live state.
     pub fn server(&self, addr: SocketAddr) -> Option<ServerStatus> {
-        self.servers().into_iter().find(|s| s.addr == addr)
+        let snap = self.balancer.set().snapshot();
+        snap.endpoints()
+            .iter()
+            .find(|e| *e.key() == addr)
+            .map(status)
+    }
+}
+
+/// The live state of one endpoint of a pool's balancer.
+fn status(e: &edge_balance::Endpoint<SocketAddr, Arc<Slot>>) -> ServerStatus {
+    let slot = e.value();
+    let stats = e.stats();
+    ServerStatus {
+        addr: *e.key(),
+        weight: e.weight(),
+        healthy: e.is_healthy(),
+        draining: e.is_draining(),
+        active: slot.active.load(Ordering::Relaxed),
+        picked: stats.in_flight(),
+        queued: slot.queued.load(Ordering::Relaxed),
+        requests: stats.picks(),
+        failures: stats.errors(),
     }
 }
 

@@ -282,13 +282,7 @@ impl Reloader {
             .prepare(&v.https.listen, &v.http.listen)
             .map_err(ReloadError::Listen)?;
         let old = self.shared.load_full();
-        let new = Arc::new(State::build_after(&v, Some(&old), &self.telemetry)?);
-        // Carried over unless the ACME settings changed (see State::build_after).
-        let acme_carried = match (&old.acme, &new.acme) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        self.admin.adopt(&new);
+        let (new, acme_carried) = self.successor(&v, &old)?;
         self.shared.store(new.clone());
         let mut applied = inner.listeners.commit(prepared);
         self.resize_connections(inner, v.limits.max_connections, &mut applied);
@@ -319,18 +313,13 @@ impl Reloader {
             }
         };
         let old = self.shared.load_full();
-        let new = match State::build_after(&v, Some(&old), &self.telemetry) {
-            Ok(s) => Arc::new(s),
+        let (new, acme_carried) = match self.successor(&v, &old) {
+            Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot rebuild the running state: handing over now");
                 return;
             }
         };
-        let acme_carried = match (&old.acme, &new.acme) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        self.admin.adopt(&new);
         self.shared.store(new.clone());
         if let Some(vrrp) = inner.vrrp.as_mut() {
             vrrp.update(&v.vrrp, &new.health).await;
@@ -352,6 +341,23 @@ impl Reloader {
         } else {
             tracing::info!(waited = ?start.elapsed(), "connections from before the stop finished: handing over");
         }
+    }
+
+    /// The state that replaces `old` for config `v`, with the admin states
+    /// applied, and whether it carries `old`'s ACME manager (it does unless
+    /// `[acme]` changed, see [`State::build_after`]).
+    fn successor(
+        &self,
+        v: &Validated,
+        old: &State,
+    ) -> Result<(Arc<State>, bool), crate::state::BuildError> {
+        let new = Arc::new(State::build_after(v, Some(old), &self.telemetry)?);
+        let acme_carried = match (&old.acme, &new.acme) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.admin.adopt(&new);
+        Ok((new, acme_carried))
     }
 
     fn resize_connections(&self, inner: &mut Inner, max: usize, applied: &mut Vec<String>) {
