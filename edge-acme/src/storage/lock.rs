@@ -110,7 +110,8 @@ mod tests {
     async fn keepalive_holds_the_lock_past_its_ttl_and_release_frees_it() {
         let dir = tempfile::tempdir().unwrap();
         let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.path()));
-        let ttl = Duration::from_millis(600);
+        // Refreshed every ttl/3: a second of slack for a loaded CI machine.
+        let ttl = Duration::from_millis(1500);
         let poll = Duration::from_millis(50);
         let lock = acquire(&storage, "l", "a", ttl, poll, Duration::ZERO)
             .await
