@@ -235,6 +235,9 @@ pub struct VirtualRouter {
     adver_timer: Option<Instant>,
     master_down_timer: Option<Instant>,
     announce_timer: Option<(Instant, AnnouncePhase)>,
+    /// With a virtual MAC and unicast adverts: a second announcement one
+    /// advertisement interval after taking over (see `become_master`).
+    confirm_timer: Option<Instant>,
     preempt_deadline: Option<Instant>,
     /// The master down timer was shortened by a priority-0 advertisement.
     priority_zero_pending: bool,
@@ -272,6 +275,7 @@ impl VirtualRouter {
             adver_timer: None,
             master_down_timer: None,
             announce_timer: None,
+            confirm_timer: None,
             preempt_deadline: None,
             priority_zero_pending: false,
             actions: VecDeque::new(),
@@ -415,6 +419,7 @@ impl VirtualRouter {
             self.adver_timer,
             self.master_down_timer,
             self.announce_timer.map(|(t, _)| t),
+            self.confirm_timer,
         ]
         .into_iter()
         .flatten()
@@ -443,6 +448,10 @@ impl VirtualRouter {
                 if self.adver_timer.is_some_and(|t| t <= now) {
                     self.send_advertisement(self.effective_priority());
                     self.adver_timer = Some(now + self.config.advert_interval);
+                }
+                if self.confirm_timer.is_some_and(|t| t <= now) {
+                    self.confirm_timer = None;
+                    self.announce(self.config.garp_repeat);
                 }
                 if let Some((t, phase)) = self.announce_timer
                     && t <= now
@@ -601,6 +610,7 @@ impl VirtualRouter {
                     self.preempt_deadline = None;
                     self.adver_timer = None;
                     self.announce_timer = None;
+                    self.confirm_timer = None;
                     self.actions.push_back(Action::RemoveAddresses);
                     self.change(State::Backup, Transition::HigherPriority);
                 } else {
@@ -627,6 +637,16 @@ impl VirtualRouter {
         self.send_advertisement(self.effective_priority());
         self.actions.push_back(Action::AddAddresses);
         self.announce(self.config.garp_repeat);
+        // A preempted master still holds the addresses on the same virtual
+        // MAC until our advertisement reaches it, and the kernel answers
+        // our gratuitous ARP request from that MAC: switches then learn
+        // the MAC on its port again. Multicast adverts come from the
+        // virtual MAC and correct that at once; unicast ones come from
+        // the interface's own MAC, so announce again once the old master
+        // has heard us (up to `garp_delay` of lost traffic otherwise).
+        if self.config.use_vmac && !self.config.unicast_peers.is_empty() {
+            self.confirm_timer = Some(now + self.config.advert_interval);
+        }
         self.adver_timer = Some(now + self.config.advert_interval);
         self.announce_timer = if !self.config.garp_delay.is_zero() {
             Some((now + self.config.garp_delay, AnnouncePhase::Delayed))
@@ -649,6 +669,7 @@ impl VirtualRouter {
         self.adver_timer = None;
         self.master_down_timer = None;
         self.announce_timer = None;
+        self.confirm_timer = None;
         self.preempt_deadline = None;
         self.priority_zero_pending = false;
     }

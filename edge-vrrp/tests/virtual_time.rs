@@ -554,6 +554,48 @@ fn garp_refresh_repeats_while_master() {
     assert_eq!(refreshes, vec![(2, 2), (4, 2), (6, 2)]);
 }
 
+/// With a virtual MAC and unicast adverts, a master that preempts
+/// announces again one interval after taking over: the old master may
+/// have answered the first announcement from the same MAC. Without a
+/// virtual MAC (or with multicast adverts) it does not.
+#[test]
+fn vmac_with_unicast_announces_again_after_one_interval() {
+    for (vmac, unicast, confirms) in [
+        (true, true, true),
+        (false, true, false),
+        (true, false, false),
+    ] {
+        let mut a = config(100);
+        let mut b = config(150);
+        a.use_vmac(vmac);
+        b.use_vmac(vmac);
+        if unicast {
+            a.unicast_peer(ip(2));
+            b.unicast_peer(ip(1));
+        }
+        let mut lan = Lan::new(vec![(a, 1), (b, 2)]);
+        lan.start(0);
+        lan.run_until(secs(5.0));
+        lan.start(1);
+        lan.run_until(secs(12.0));
+        assert_eq!(lan.masters(), vec![1]);
+        let (t, why) = lan.became_master(1).unwrap();
+        assert_eq!(why, Transition::MasterDown);
+        let early: Vec<Duration> = lan.nodes[1]
+            .announces
+            .iter()
+            .map(|(at, _)| *at - t)
+            .filter(|d| *d < secs(4.0))
+            .collect();
+        let expected = if confirms {
+            vec![Duration::ZERO, secs(1.0)]
+        } else {
+            vec![Duration::ZERO]
+        };
+        assert_eq!(early, expected, "vmac {vmac}, unicast {unicast}");
+    }
+}
+
 /// VRRPv2 simple text password (keepalived's `auth_type PASS`): routers
 /// with the same password elect one master; a router with another
 /// password (or none) does not hear them and becomes master too, its

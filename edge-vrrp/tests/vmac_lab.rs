@@ -58,7 +58,8 @@ fn run_scenario(peer: Kind, v6: bool, unicast: bool) {
         );
         assert!(
             lab.client_reaches(vip),
-            "{name} {step}: the client cannot reach {vip}"
+            "{name} {step}: the client cannot reach {vip}\n{}",
+            lab.diagnose()
         );
     };
     let resolves_to_vmac = |step: &str| {

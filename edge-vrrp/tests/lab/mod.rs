@@ -2,6 +2,8 @@
 //! `vrrp` example or keepalived) started inside them, and a client.
 //! Everything is torn down by Drop guards, also when a test panics.
 //! Only 198.18.0.0/15 and 2001:2::/48 are used, inside the namespaces.
+//! `EDGE_VRRP_LAB_KEEP=1` keeps each lab's directory (router logs) and
+//! `EDGE_VRRP_LAB_PCAP=1` records the bridge's traffic there (`hub.pcap`).
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -128,6 +130,16 @@ impl Lab {
             "0",
         ]);
         run(&["ip", "-n", &self.hub, "link", "set", "br0", "up"]);
+        if std::env::var_os("EDGE_VRRP_LAB_PCAP").is_some() {
+            let _ = Command::new("ip")
+                .args([
+                    "netns", "exec", &self.hub, "tcpdump", "-U", "-i", "br0", "-e", "-w",
+                ])
+                .arg(self.dir.join("hub.pcap"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+        }
         let mut all: Vec<(String, u8)> = self
             .nodes
             .iter()
@@ -278,6 +290,34 @@ impl Lab {
 }
 
 impl Lab {
+    /// What a failed reachability check needs to explain itself: the
+    /// bridge's forwarding table, the client's neighbours and each
+    /// router's addresses and links.
+    pub fn diagnose(&self) -> String {
+        let quiet = |args: &[&str]| {
+            Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_else(|e| format!("{args:?}: {e}"))
+        };
+        let mut out = format!(
+            "bridge fdb:\n{}client neighbours:\n{}",
+            quiet(&[
+                "ip", "netns", "exec", &self.hub, "bridge", "fdb", "show", "br", "br0"
+            ]),
+            quiet(&["ip", "-n", &self.client, "neigh", "show"]),
+        );
+        for (i, ns) in self.nodes.iter().enumerate() {
+            out += &format!(
+                "router {i} links:\n{}router {i} addresses:\n{}",
+                quiet(&["ip", "-n", ns, "-br", "link", "show"]),
+                quiet(&["ip", "-n", ns, "-br", "addr", "show"]),
+            );
+        }
+        out
+    }
+
     /// The client's neighbour entry for `ip`: (link-layer address, state).
     pub fn client_neighbour(&self, ip: &str) -> Option<(String, String)> {
         let out = run(&["ip", "-n", &self.client, "neigh", "show", ip, "dev", "eth0"]);
