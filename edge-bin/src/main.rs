@@ -225,11 +225,19 @@ fn run(path: &Path, running_copy: Option<PathBuf>) -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    // One worker: a current-thread runtime, as HAProxy's `nbthread 1` or
+    // one nginx worker: no work-stealing queues, no cross-thread wakeups.
+    // (Blocking work still goes to tokio's blocking pool.)
+    let mut rt = if v.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if v.worker_threads > 0 {
+            b.worker_threads(v.worker_threads);
+        }
+        b
+    };
     rt.enable_all();
-    if v.worker_threads > 0 {
-        rt.worker_threads(v.worker_threads);
-    }
     let rt = match rt.build() {
         Ok(r) => r,
         Err(e) => {
