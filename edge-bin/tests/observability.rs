@@ -1051,6 +1051,18 @@ respond = {{ status = 200, body = "hi" }}
     let slow = b"GET /slow HTTP/1.1\r\nHost: a";
     let got = exchange(plain().await.unwrap(), slow.to_vec(), false).await;
     assert_eq!(got, "");
+    // 7. HTTP/2 (ALPN h2): a DATA frame on stream 0 is a connection error
+    // (RFC 9113 §6.1); edge answers GOAWAY and closes.
+    let s = tls(pki.client_config(&[b"h2"]), h, Some("a.test"))
+        .await
+        .unwrap();
+    let h2 = [
+        &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+        &[0, 0, 0, 4, 0, 0, 0, 0, 0],
+        &[0, 0, 1, 0, 0, 0, 0, 0, 0, b'x'],
+    ]
+    .concat();
+    exchange(s, h2.clone(), false).await;
     assert!(
         silent.await.unwrap(),
         "the idle timeout closes silent connections"
@@ -1065,14 +1077,21 @@ respond = {{ status = 200, body = "hi" }}
         let l = lines(&log);
         l.iter().any(|v| v["path"] == "/marker").then_some(l)
     });
-    // Two requests answered 301, the six rejected ones, the marker;
+    // Two requests answered 301, the seven rejected ones, the marker;
     // nothing for the silent or idle connections.
     let mut summary: Vec<(u64, String)> = recs
         .iter()
         .map(|v| {
             (
                 v["status"].as_u64().unwrap(),
-                v["error"].as_str().unwrap_or("-").to_string(),
+                // Up to the detail (HTTP/2's reason).
+                v["error"]
+                    .as_str()
+                    .unwrap_or("-")
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_string(),
             )
         })
         .collect();
@@ -1081,6 +1100,7 @@ respond = {{ status = 200, body = "hi" }}
         (200, "-"),
         (301, "-"),
         (301, "-"),
+        (400, "HTTP/2 protocol error"),
         (400, "client closed mid-request"),
         (400, "invalid method"),
         (400, "malformed request"),
@@ -1118,6 +1138,21 @@ respond = {{ status = 200, body = "hi" }}
     assert!(long["sni"].is_null() && long["tls_version"].is_null());
     assert_eq!(by("malformed request")["bytes_in"], bad.len());
     assert_eq!(by("client closed mid-request")["bytes_in"], cut.len());
+    let h2_rec = recs
+        .iter()
+        .find(|v| v["error"].as_str().unwrap_or("").starts_with("HTTP/2"))
+        .unwrap();
+    assert!(
+        h2_rec["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("HTTP/2 protocol error: connection error detected"),
+        "{h2_rec}"
+    );
+    assert_eq!(
+        (&h2_rec["sni"], &h2_rec["bytes_in"]),
+        (&"a.test".into(), &h2.len().into())
+    );
     let slow_rec = by("header read timeout");
     assert_eq!(slow_rec["bytes_in"], slow.len());
     assert_eq!(slow_rec["bytes_out"], 0);
