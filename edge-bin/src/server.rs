@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::accesslog::AccessRecord;
+use crate::accesslog::conn::ConnLog;
 use crate::config::{IpNet, Limits, ProxyProtocolOut};
 use crate::h1guard::Guarded;
 use crate::http::body::EdgeBody;
@@ -213,21 +214,39 @@ async fn tls_connection(
         .negotiated_cipher_suite()
         .and_then(|c| c.suite().as_str());
     let conn = Arc::new(ConnInfo::new(client, sni, version).with_tls_details(Some(ja4), cipher));
-    let io = Guarded::new(tls, conn.clone(), !h2, l.max_header_bytes.max(8192));
+    let clog = ConnLog::new(&state.obs, h2);
+    let io = clog.io(Guarded::new(
+        tls,
+        conn.clone(),
+        !h2,
+        l.max_header_bytes.max(8192),
+    ));
     let svc_state = state.clone();
     let svc_conn = conn.clone();
-    let svc = service_fn(move |req| crate::http::serve(svc_state.clone(), svc_conn.clone(), req));
+    let svc_log = clog.clone();
+    let svc = service_fn(move |req| {
+        svc_log.track(crate::http::serve(svc_state.clone(), svc_conn.clone(), req))
+    });
     let mut builder = http_builder(l);
     if h2 {
         builder = builder.http2_only();
     } else {
         builder = builder.http1_only();
     }
-    serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0, &state.closing).await;
+    serve_with_idle_timeout(
+        &builder,
+        io,
+        svc,
+        &conn,
+        l.idle_timeout.0,
+        &state.closing,
+        &clog,
+    )
+    .await;
 }
 
 /// Serves one connection; closes it gracefully after `idle` without traffic
-/// and without a request in flight.
+/// and without a request in flight. An error about a request head is logged.
 async fn serve_with_idle_timeout<I, S>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
@@ -235,6 +254,7 @@ async fn serve_with_idle_timeout<I, S>(
     conn: &ConnInfo,
     idle: Duration,
     retired: &crate::lifecycle::Closing,
+    clog: &ConnLog,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<
@@ -256,6 +276,7 @@ async fn serve_with_idle_timeout<I, S>(
             r = c.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
+                    clog.connection_error(&*e, conn);
                 }
                 return;
             }
@@ -382,14 +403,27 @@ async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: Socket
         return;
     };
     let conn = Arc::new(ConnInfo::new(client, None, None));
-    let io = Guarded::new(stream, conn.clone(), false, 0);
+    let clog = ConnLog::new(&state.obs, false);
+    let io = clog.io(Guarded::new(stream, conn.clone(), false, 0));
     let svc_state = state.clone();
+    let svc_log = clog.clone();
     let svc = service_fn(move |req| {
         let state = svc_state.clone();
-        async move { Ok::<_, std::convert::Infallible>(plain_request(&state, client, req).await) }
+        svc_log.track(async move {
+            Ok::<_, std::convert::Infallible>(plain_request(&state, client, req).await)
+        })
     });
     let builder = http_builder(l).http1_only();
-    serve_with_idle_timeout(&builder, io, svc, &conn, l.idle_timeout.0, &state.closing).await;
+    serve_with_idle_timeout(
+        &builder,
+        io,
+        svc,
+        &conn,
+        l.idle_timeout.0,
+        &state.closing,
+        &clog,
+    )
+    .await;
 }
 
 /// Port 80: ACME HTTP-01 tokens (edge-acme's responder), everything else a

@@ -117,7 +117,11 @@ impl Logged {
                 rec.bytes_in = t.load(Ordering::Relaxed);
             }
             stats.observe(rec.status, rec.duration);
-            log.log(rec);
+            match rec.tunnel.take() {
+                // A `101`: the record waits for the tunnel to close.
+                Some(t) => t.attach(rec, start, log),
+                None => log.log(rec),
+            }
         }
     }
 }

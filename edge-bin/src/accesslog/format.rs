@@ -56,6 +56,8 @@ struct View<'a> {
     tls_version: Option<&'a str>,
     tls_cipher: Option<&'a str>,
     attempts: u32,
+    error: Option<&'a str>,
+    tunnel_ms: Option<f64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     truncated: bool,
 }
@@ -88,6 +90,8 @@ fn json(rec: &AccessRecord, path: Option<&str>, truncated: bool, out: &mut Vec<u
         tls_version: rec.tls_version,
         tls_cipher: rec.tls_cipher,
         attempts: rec.attempts,
+        error: rec.error.as_deref(),
+        tunnel_ms: rec.tunnel_time.map(ms),
         truncated,
     };
     // Serializing plain strings and numbers into a Vec cannot fail.

@@ -26,9 +26,12 @@
 //! ```
 
 pub mod body;
+pub mod conn;
 pub mod format;
 mod sink;
+pub mod tunnel;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -70,6 +73,13 @@ pub struct AccessRecord {
     pub route_index: Option<usize>,
     /// Request body bytes, counted while the body streams to the backend.
     pub request_body: Option<Arc<AtomicU64>>,
+    /// Why the request or connection ended abnormally (`None`: it did not):
+    /// `"header too large"`, `"header read timeout"`, ... (see [`conn`]).
+    pub error: Option<Cow<'static, str>>,
+    /// How long an Upgrade tunnel was open (see [`tunnel`]).
+    pub tunnel_time: Option<Duration>,
+    /// The Upgrade tunnel this record waits for.
+    pub tunnel: Option<Arc<tunnel::Tunnel>>,
 }
 
 impl AccessRecord {
@@ -108,6 +118,8 @@ impl AccessRecord {
             tls = self.tls_version.unwrap_or("-"),
             cipher = self.tls_cipher.unwrap_or("-"),
             attempts = self.attempts,
+            error = self.error.as_deref().unwrap_or("-"),
+            tunnel_ms = self.tunnel_time.map(|d| d.as_secs_f64() * 1000.0),
         );
     }
 }

@@ -11,7 +11,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 use super::body::{EdgeBody, Guarded, boxed, empty, full};
 use super::headers::{X_REQUEST_ID, strip_hop_by_hop};
@@ -162,13 +161,11 @@ pub async fn forward(
                 if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     if let Some(cu) = client_upgrade {
                         let bu = hyper::upgrade::on(&mut resp);
+                        // Relayed and logged (bytes, duration) by accesslog::tunnel.
+                        let tunnel = crate::accesslog::tunnel::Tunnel::open(rec);
                         tokio::spawn(async move {
                             let _guard = guard;
-                            if let (Ok(c), Ok(b)) = tokio::join!(cu, bu) {
-                                let mut c = TokioIo::new(c);
-                                let mut b = TokioIo::new(b);
-                                let _ = tokio::io::copy_bidirectional(&mut c, &mut b).await;
-                            }
+                            tunnel.relay(cu, bu).await;
                         });
                         let (mut p, _) = resp.into_parts();
                         let proto = p.headers.get(UPGRADE).cloned();
