@@ -2,16 +2,18 @@
 //! plain-HTTP port (ACME challenges, redirects). Each accepted connection
 //! takes the current [`State`] once and keeps it to the end.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -61,17 +63,60 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::from_std(sock.into())
 }
 
-/// The HTTP server settings every terminated connection uses.
-pub fn http_builder(l: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
+/// The protocol of a terminated connection, known before the first byte:
+/// ALPN on TLS, HTTP/1 on the plain port. (hyper-util's `auto` builder
+/// would sniff the first bytes instead, with no timeout: a silent client
+/// was held until `idle_timeout`, not `header_read_timeout`.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// A hyper server connection that can be asked to close gracefully.
+trait Graceful: Future<Output = hyper::Result<()>> {
+    fn close_gracefully(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = EdgeBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    fn close_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S> Graceful for http2::Connection<I, S, TokioExecutor>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = EdgeBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+{
+    fn close_gracefully(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// HTTP/1 server settings every terminated connection uses.
+fn http1_builder(l: &Limits) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
         .header_read_timeout(l.header_read_timeout.0)
+        .max_header_size(l.max_header_bytes)
         .max_buf_size(l.max_header_bytes.max(8192))
         .max_headers(l.max_headers)
         .keep_alive(true);
-    b.http2()
-        .timer(TokioTimer::new())
+    b
+}
+
+/// HTTP/2 server settings every terminated connection uses.
+fn http2_builder(l: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .max_concurrent_streams(l.h2_max_concurrent_streams)
         .max_header_list_size(l.h2_max_header_list_size)
         .max_pending_accept_reset_streams(l.h2_max_pending_accept_reset_streams)
@@ -227,14 +272,10 @@ async fn tls_connection(
     let svc = service_fn(move |req| {
         svc_log.track(crate::http::serve(svc_state.clone(), svc_conn.clone(), req))
     });
-    let mut builder = http_builder(l);
-    if h2 {
-        builder = builder.http2_only();
-    } else {
-        builder = builder.http1_only();
-    }
+    let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
     serve_with_idle_timeout(
-        &builder,
+        protocol,
+        l,
         io,
         svc,
         &conn,
@@ -247,8 +288,10 @@ async fn tls_connection(
 
 /// Serves one connection; closes it gracefully after `idle` without traffic
 /// and without a request in flight. An error about a request head is logged.
+#[allow(clippy::too_many_arguments)]
 async fn serve_with_idle_timeout<I, S>(
-    builder: &auto::Builder<TokioExecutor>,
+    protocol: Protocol,
+    limits: &Limits,
     io: I,
     svc: S,
     conn: &ConnInfo,
@@ -265,7 +308,28 @@ async fn serve_with_idle_timeout<I, S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let c = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let io = TokioIo::new(io);
+    match protocol {
+        Protocol::Http1 => {
+            let c = http1_builder(limits)
+                .serve_connection(io, svc)
+                .with_upgrades();
+            drive(c, conn, idle, retired, clog).await;
+        }
+        Protocol::Http2 => {
+            let c = http2_builder(limits).serve_connection(io, svc);
+            drive(c, conn, idle, retired, clog).await;
+        }
+    }
+}
+
+async fn drive<C: Graceful>(
+    c: C,
+    conn: &ConnInfo,
+    idle: Duration,
+    retired: &crate::lifecycle::Closing,
+    clog: &ConnLog,
+) {
     tokio::pin!(c);
     let mut last = conn.smuggle.activity.load(Ordering::Relaxed);
     let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)));
@@ -276,14 +340,14 @@ async fn serve_with_idle_timeout<I, S>(
             r = c.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "connection ended with an error");
-                    clog.connection_error(&*e, conn);
+                    clog.connection_error(&e, conn);
                 }
                 return;
             }
             _ = tick.tick(), if !closing => {
                 let now = conn.smuggle.activity.load(Ordering::Relaxed);
                 if now == last && conn.in_flight.load(Ordering::Relaxed) == 0 {
-                    c.as_mut().graceful_shutdown();
+                    c.as_mut().close_gracefully();
                     closing = true;
                 }
                 last = now;
@@ -291,7 +355,7 @@ async fn serve_with_idle_timeout<I, S>(
             // A reload replaced this connection's config, or edge stops:
             // finish the request in flight, then close (h2: GOAWAY).
             () = crate::lifecycle::protocol_started(retired, &conn.smuggle.activity), if !closing => {
-                c.as_mut().graceful_shutdown();
+                c.as_mut().close_gracefully();
                 closing = true;
             }
         }
@@ -413,9 +477,9 @@ async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: Socket
             Ok::<_, std::convert::Infallible>(plain_request(&state, client, req).await)
         })
     });
-    let builder = http_builder(l).http1_only();
     serve_with_idle_timeout(
-        &builder,
+        Protocol::Http1,
+        l,
         io,
         svc,
         &conn,

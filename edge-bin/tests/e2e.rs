@@ -859,6 +859,20 @@ respond = {{ status = 200, body = "fine" }}
         "handshake without SNI should fail"
     );
 
+    // A client that completes the TLS handshake and then sends nothing is
+    // closed after header_read_timeout (1 s here), not idle_timeout (60 s).
+    let mut s = raw_tls(b"http/1.1").await;
+    let t = std::time::Instant::now();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(5)).await,
+        "silent client after the handshake: not closed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_millis(800),
+        "silent client closed before the timeout: {:?}",
+        t.elapsed()
+    );
+
     // Slowloris: a header line every 200 ms never completes the head in time.
     let s = raw_tls(b"http/1.1").await;
     let (mut rd, mut wr) = tokio::io::split(s);
