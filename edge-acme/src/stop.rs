@@ -36,11 +36,13 @@ impl Stop {
     /// Runs `work` unless the stop comes first, which drops `work` and
     /// returns [`Error::Stopped`]. Only for work that holds nothing needing
     /// an async release: the caller releases what it holds afterwards.
+    /// Work that is done wins over a stop that comes at the same moment.
     pub(crate) async fn until<T>(
         &self,
         work: impl Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
         tokio::select! {
+            biased;
             result = work => result,
             () = self.wait() => Err(Error::Stopped),
         }
