@@ -259,6 +259,34 @@ async fn load_account(
     Ok(Some(account))
 }
 
+/// How old a pending challenge token must be before a node removes it: far
+/// beyond an order's lifetime, so only tokens of orders given up (at a
+/// graceful stop, or by a crash) are swept.
+const STALE_CHALLENGE: Duration = Duration::from_secs(86_400);
+
+/// Removes challenge tokens older than [`STALE_CHALLENGE`] (as of `now`).
+pub(crate) async fn sweep_stale_challenges(storage: &Arc<dyn Storage>, now: SystemTime) {
+    let Ok(tokens) = storage.list("challenges").await else {
+        return;
+    };
+    for key in tokens {
+        let Ok(info) = storage.stat(&key).await else {
+            continue;
+        };
+        if now
+            .duration_since(info.modified)
+            .is_ok_and(|age| age > STALE_CHALLENGE)
+        {
+            match storage.delete(&key).await {
+                Ok(()) => tracing::info!(%key, "removed a stale challenge token"),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "could not remove a stale challenge token")
+                }
+            }
+        }
+    }
+}
+
 /// A certificate freshly obtained from the CA, checked, with its PEM forms.
 pub(crate) struct Issued {
     pub(crate) loaded: LoadedCert,
@@ -426,6 +454,29 @@ mod tests {
             directory_id("https://acme-v02.api.letsencrypt.org/directory"),
             "acme-v02.api.letsencrypt.org_directory"
         );
+    }
+
+    #[tokio::test]
+    async fn only_challenge_tokens_older_than_a_day_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(crate::DirStorage::new(dir.path()));
+        storage.store("challenges/tok", b"tok.thumb").await.unwrap();
+        storage
+            .store("accounts/x/account.json", b"{}")
+            .await
+            .unwrap();
+        sweep_stale_challenges(&storage, SystemTime::now()).await;
+        assert!(
+            storage.load("challenges/tok").await.is_ok(),
+            "a fresh token went"
+        );
+        let later = SystemTime::now() + STALE_CHALLENGE + Duration::from_secs(60);
+        sweep_stale_challenges(&storage, later).await;
+        assert!(
+            storage.load("challenges/tok").await.is_err(),
+            "a stale token stayed"
+        );
+        assert!(storage.load("accounts/x/account.json").await.is_ok());
     }
 
     #[tokio::test]

@@ -712,6 +712,8 @@ impl CertTask {
         } else {
             None
         };
+        // Tokens of orders given up long ago (at a stop or a crash).
+        client::sweep_stale_challenges(&self.shared.storage, SystemTime::now()).await;
         tracing::info!(names = ?self.cert.names, renewing = before.is_some(), "ordering certificate");
         let order = client::order(
             config,
