@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::cert::{self, LoadedCert};
 use crate::config::{AcmeConfig, CertificateConfig, KeyType};
 use crate::error::Error;
+use crate::stop::Stop;
 use crate::storage::{self, Storage, StorageError, keys};
 
 /// Largest response accepted from the CA (chains are a few KiB).
@@ -137,72 +138,82 @@ pub(crate) fn acme_err(config: &AcmeConfig) -> impl Fn(instant_acme::Error) -> E
 }
 
 /// Takes the storage lock `name` as this node (`node_id`, `lock_ttl`),
-/// polling for up to `lock_wait`; `LockBusy` when another node keeps it.
+/// polling for up to `lock_wait`; `LockBusy` when another node keeps it,
+/// `Stopped` when the manager stops while waiting.
 pub(crate) async fn lock(
     config: &AcmeConfig,
     storage: &Arc<dyn Storage>,
     name: String,
+    stop: &Stop,
 ) -> Result<storage::StorageLock, Error> {
-    storage::acquire(
+    let lock = storage::acquire(
         storage,
         &name,
         &config.node_id,
         config.lock_ttl,
         Duration::from_millis(250),
         config.lock_wait,
+        stop,
     )
-    .await?
-    .ok_or(Error::LockBusy {
-        name,
-        waited: config.lock_wait,
-    })
+    .await?;
+    match lock {
+        Some(lock) => Ok(lock),
+        None if stop.is_set() => Err(Error::Stopped),
+        None => Err(Error::LockBusy {
+            name,
+            waited: config.lock_wait,
+        }),
+    }
 }
 
 /// The ACME account: loaded from storage, or created once (under the
-/// account lock, re-checking storage after taking it) and stored.
+/// account lock, re-checking storage after taking it) and stored. At
+/// `stop` the work is given up and the account lock released.
 pub(crate) async fn load_or_create_account(
     config: &AcmeConfig,
     storage: &Arc<dyn Storage>,
+    stop: &Stop,
 ) -> Result<Account, Error> {
     let dir_id = directory_id(&config.directory_url);
     let key = keys::account(&dir_id);
-    if let Some(account) = load_account(config, storage, &key).await? {
+    if let Some(account) = stop.until(load_account(config, storage, &key)).await? {
         return Ok(account);
     }
-    let lock = lock(config, storage, format!("account-{dir_id}")).await?;
-    let result = async {
-        if let Some(account) = load_account(config, storage, &key).await? {
-            return Ok(account);
-        }
-        let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
-        let eab = config
-            .eab
-            .as_ref()
-            .map(|e| ExternalAccountKey::new(e.key_id.clone(), &e.hmac_key));
-        let (account, credentials) =
-            Account::builder_with_http(Box::new(TimeoutClient::new(config)?))
-                .create(
-                    &NewAccount {
-                        contact: &contact,
-                        terms_of_service_agreed: true,
-                        only_return_existing: false,
-                    },
-                    config.directory_url.clone(),
-                    eab.as_ref(),
-                )
-                .await
-                .map_err(acme_err(config))?;
-        let stored = StoredAccount {
-            contact: config.contact.clone(),
-            credentials,
-        };
-        let json = serde_json::to_vec_pretty(&stored)
-            .map_err(|e| Error::Protocol(format!("serialising the account: {e}")))?;
-        storage.store(&key, &json).await?;
-        tracing::info!(account = %account.id(), "created ACME account");
-        Ok(account)
-    }
-    .await;
+    let lock = lock(config, storage, format!("account-{dir_id}"), stop).await?;
+    let result = stop
+        .until(async {
+            if let Some(account) = load_account(config, storage, &key).await? {
+                return Ok(account);
+            }
+            let contact: Vec<&str> = config.contact.iter().map(String::as_str).collect();
+            let eab = config
+                .eab
+                .as_ref()
+                .map(|e| ExternalAccountKey::new(e.key_id.clone(), &e.hmac_key));
+            let (account, credentials) =
+                Account::builder_with_http(Box::new(TimeoutClient::new(config)?))
+                    .create(
+                        &NewAccount {
+                            contact: &contact,
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        config.directory_url.clone(),
+                        eab.as_ref(),
+                    )
+                    .await
+                    .map_err(acme_err(config))?;
+            let stored = StoredAccount {
+                contact: config.contact.clone(),
+                credentials,
+            };
+            let json = serde_json::to_vec_pretty(&stored)
+                .map_err(|e| Error::Protocol(format!("serialising the account: {e}")))?;
+            storage.store(&key, &json).await?;
+            tracing::info!(account = %account.id(), "created ACME account");
+            Ok(account)
+        })
+        .await;
     lock.release().await;
     result
 }
@@ -246,6 +257,34 @@ async fn load_account(
         }
     }
     Ok(Some(account))
+}
+
+/// How old a pending challenge token must be before a node removes it: far
+/// beyond an order's lifetime, so only tokens of orders given up (at a
+/// graceful stop, or by a crash) are swept.
+const STALE_CHALLENGE: Duration = Duration::from_secs(86_400);
+
+/// Removes challenge tokens older than [`STALE_CHALLENGE`] (as of `now`).
+pub(crate) async fn sweep_stale_challenges(storage: &Arc<dyn Storage>, now: SystemTime) {
+    let Ok(tokens) = storage.list("challenges").await else {
+        return;
+    };
+    for key in tokens {
+        let Ok(info) = storage.stat(&key).await else {
+            continue;
+        };
+        if now
+            .duration_since(info.modified)
+            .is_ok_and(|age| age > STALE_CHALLENGE)
+        {
+            match storage.delete(&key).await {
+                Ok(()) => tracing::info!(%key, "removed a stale challenge token"),
+                Err(e) => {
+                    tracing::warn!(%key, error = %e, "could not remove a stale challenge token")
+                }
+            }
+        }
+    }
 }
 
 /// A certificate freshly obtained from the CA, checked, with its PEM forms.
@@ -415,6 +454,29 @@ mod tests {
             directory_id("https://acme-v02.api.letsencrypt.org/directory"),
             "acme-v02.api.letsencrypt.org_directory"
         );
+    }
+
+    #[tokio::test]
+    async fn only_challenge_tokens_older_than_a_day_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(crate::DirStorage::new(dir.path()));
+        storage.store("challenges/tok", b"tok.thumb").await.unwrap();
+        storage
+            .store("accounts/x/account.json", b"{}")
+            .await
+            .unwrap();
+        sweep_stale_challenges(&storage, SystemTime::now()).await;
+        assert!(
+            storage.load("challenges/tok").await.is_ok(),
+            "a fresh token went"
+        );
+        let later = SystemTime::now() + STALE_CHALLENGE + Duration::from_secs(60);
+        sweep_stale_challenges(&storage, later).await;
+        assert!(
+            storage.load("challenges/tok").await.is_err(),
+            "a stale token stayed"
+        );
+        assert!(storage.load("accounts/x/account.json").await.is_ok());
     }
 
     #[tokio::test]

@@ -176,14 +176,20 @@ impl Default for AcmeConfig {
             extra_roots: Vec::new(),
             request_timeout: Duration::from_secs(30),
             order_timeout: Duration::from_secs(180),
-            lock_ttl: Duration::from_secs(30),
-            lock_wait: Duration::from_secs(600),
+            lock_ttl: DEFAULT_LOCK_TTL,
+            lock_wait: DEFAULT_LOCK_WAIT,
             node_id: default_node_id(),
             renewal: RenewalConfig::default(),
             challenge: ChallengeConfig::default(),
         }
     }
 }
+
+/// Default [`AcmeConfig::lock_ttl`]: 30 s.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// Default [`AcmeConfig::lock_wait`]: 10 minutes.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(600);
 
 fn default_node_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -255,15 +261,17 @@ impl AcmeConfig {
     }
 
     /// Expiry of the storage lock taken while ordering, refreshed every
-    /// third of it while the order runs (default 30 s). A node that dies
-    /// holding it blocks the other one for at most this long.
+    /// third of it while the order runs (default [`DEFAULT_LOCK_TTL`], at
+    /// least 1 s). A node that dies holding it blocks the other one for at
+    /// most this long; a graceful stop
+    /// ([`AcmeHandle::shutdown`](crate::AcmeHandle::shutdown)) releases it at once.
     pub fn lock_ttl(&mut self, ttl: Duration) -> &mut Self {
         self.lock_ttl = ttl;
         self
     }
 
     /// How long to wait for another node's lock before counting a failure
-    /// (default 10 minutes).
+    /// (default [`DEFAULT_LOCK_WAIT`], at most 24 h).
     pub fn lock_wait(&mut self, wait: Duration) -> &mut Self {
         self.lock_wait = wait;
         self
@@ -306,6 +314,12 @@ impl AcmeConfig {
         }
         if self.renewal.rate_limit == 0 {
             return bad("renewal rate_limit is 0".into());
+        }
+        if self.lock_ttl < Duration::from_secs(1) {
+            return bad(format!("lock_ttl {:?} is under 1 s", self.lock_ttl));
+        }
+        if self.lock_wait > Duration::from_secs(86_400) {
+            return bad(format!("lock_wait {:?} is over 24 h", self.lock_wait));
         }
         let mut ids = std::collections::HashSet::new();
         for cert in &self.certificates {
@@ -373,5 +387,11 @@ mod tests {
         c.certificate(["a.example", "b.example"]);
         c.validate().unwrap();
         assert_eq!(c.certificates()[0].id(), "a.example");
+        let err = |c: &AcmeConfig| c.validate().unwrap_err().to_string();
+        c.lock_ttl(Duration::from_millis(500));
+        assert!(err(&c).contains("lock_ttl 500ms"), "{}", err(&c));
+        c.lock_ttl(DEFAULT_LOCK_TTL)
+            .lock_wait(Duration::from_secs(90_000));
+        assert!(err(&c).contains("lock_wait"), "{}", err(&c));
     }
 }

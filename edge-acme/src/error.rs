@@ -87,6 +87,11 @@ pub enum Error {
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The manager was stopped ([`AcmeHandle::shutdown`](crate::AcmeHandle::shutdown))
+    /// while this was in progress; the work was given up and its storage
+    /// lock released.
+    #[error("the ACME manager stopped")]
+    Stopped,
 }
 
 impl Error {

@@ -92,15 +92,16 @@ mod manager;
 mod resolver;
 mod responder;
 mod schedule;
+mod stop;
 mod storage;
 
 pub use cert::{CertError, CertInfo};
 pub use config::{
-    AcmeConfig, CertificateConfig, ChallengeConfig, ExternalAccountBinding, KeyType,
-    LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, RenewalConfig,
+    AcmeConfig, CertificateConfig, ChallengeConfig, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT,
+    ExternalAccountBinding, KeyType, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, RenewalConfig,
 };
 pub use error::Error;
-pub use manager::{AcmeEvent, AcmeHandle, AcmeManager, CertificateStatus};
+pub use manager::{AcmeEvent, AcmeHandle, AcmeManager, CertificateStatus, SHUTDOWN_LIMIT};
 pub use resolver::CertResolver;
 pub use responder::{CHALLENGE_PREFIX, ChallengeResponder, FORWARDED_HEADER, Fallback, is_token};
 pub use storage::{

@@ -16,6 +16,7 @@ use crate::config::{AcmeConfig, CertificateConfig};
 use crate::error::Error;
 use crate::resolver::CertResolver;
 use crate::schedule::{Backoff, RateLimiter, pick_in_window, renew_at};
+use crate::stop::Stop;
 use crate::storage::{Storage, StorageError, keys};
 
 /// Something that happened to a managed certificate, for logs and metrics.
@@ -129,6 +130,10 @@ struct Shared {
     rate: Mutex<RateLimiter>,
     /// How many certificate tasks finished their first look at storage.
     synced: tokio::sync::watch::Sender<usize>,
+    /// Set by [`AcmeHandle::shutdown`].
+    stop: Stop,
+    /// How many certificate tasks have ended.
+    exited: tokio::sync::watch::Sender<usize>,
 }
 
 impl Shared {
@@ -148,7 +153,8 @@ impl Shared {
         if let Some(account) = cached.as_ref() {
             return Ok(account.clone());
         }
-        let account = client::load_or_create_account(&self.config, &self.storage).await?;
+        let account =
+            client::load_or_create_account(&self.config, &self.storage, &self.stop).await?;
         *cached = Some(account.clone());
         Ok(account)
     }
@@ -229,6 +235,7 @@ impl AcmeManager {
             })
             .collect();
         let rate = RateLimiter::new(config.renewal.rate_limit, config.renewal.rate_window);
+        let (stop_trigger, stop) = Stop::new();
         let shared = Arc::new(Shared {
             storage,
             resolver,
@@ -237,6 +244,8 @@ impl AcmeManager {
             account: tokio::sync::Mutex::new(None),
             rate: Mutex::new(rate),
             synced: tokio::sync::watch::Sender::new(0),
+            stop,
+            exited: tokio::sync::watch::Sender::new(0),
             config,
         });
         let tasks = shared
@@ -256,15 +265,26 @@ impl AcmeManager {
             shared,
             tasks,
             events,
+            stop_trigger,
         })
     }
 }
 
-/// Handle to the running manager. Dropping it stops the background tasks.
+/// How long [`AcmeHandle::shutdown`] waits for the tasks to give up their
+/// work and release their storage locks before it aborts them.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+/// Handle to the running manager.
+///
+/// Stop it with [`shutdown`](Self::shutdown), which releases the storage
+/// lock of an order in progress so the other node can order at once.
+/// Dropping the handle (or [`abort`](Self::abort)) stops the tasks where
+/// they are, like a crash: such a lock expires after its time-to-live.
 pub struct AcmeHandle {
     shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
     events: broadcast::Sender<AcmeEvent>,
+    stop_trigger: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for AcmeHandle {
@@ -300,9 +320,32 @@ impl AcmeHandle {
         status.values().cloned().collect()
     }
 
-    /// Stops the background tasks. An order in flight is abandoned (its
-    /// storage lock expires on its own).
-    pub fn shutdown(&self) {
+    /// Graceful stop: every task gives up what it is doing (an order in
+    /// progress, waiting for another node's lock, a pause between attempts)
+    /// and releases the storage lock it holds, so the other node of the pair
+    /// can order at once instead of waiting for the lock to expire. A
+    /// certificate already obtained is stored before its task ends. Waits
+    /// up to [`SHUTDOWN_LIMIT`], then aborts what is left (whose locks then
+    /// expire on their own). Idempotent; safe to call from several places.
+    ///
+    /// An abandoned order's pending challenge tokens stay in storage: the CA
+    /// may be validating them right now, and the other node, using the same
+    /// account, may be handed the same authorization for its own order.
+    pub async fn shutdown(&self) {
+        self.stop_trigger.send_replace(true);
+        let total = self.tasks.len();
+        let mut exited = self.shared.exited.subscribe();
+        let ended = tokio::time::timeout(SHUTDOWN_LIMIT, exited.wait_for(|n| *n >= total)).await;
+        if ended.is_err() {
+            tracing::warn!(limit = ?SHUTDOWN_LIMIT, "ACME tasks did not stop in time; aborting them (their storage locks expire on their own)");
+        }
+        self.abort();
+    }
+
+    /// Stops the background tasks where they are, like a crash: an order in
+    /// progress is abandoned and its storage lock expires after its
+    /// time-to-live. Prefer [`shutdown`](Self::shutdown).
+    pub fn abort(&self) {
         for task in &self.tasks {
             task.abort();
         }
@@ -311,7 +354,16 @@ impl AcmeHandle {
 
 impl Drop for AcmeHandle {
     fn drop(&mut self) {
-        self.shutdown();
+        self.abort();
+    }
+}
+
+/// Counts a certificate task as ended when dropped (returned or aborted).
+struct Exited(Arc<Shared>);
+
+impl Drop for Exited {
+    fn drop(&mut self) {
+        self.0.exited.send_modify(|n| *n += 1);
     }
 }
 
@@ -355,31 +407,46 @@ impl CertTask {
     }
 
     async fn run(mut self) {
+        let _exited = Exited(Arc::clone(&self.shared));
+        let stop = self.shared.stop.clone();
         self.sync_from_storage().await;
         self.shared.synced.send_modify(|n| *n += 1);
-        loop {
+        while !stop.is_set() {
             self.sync_from_storage().await;
             let now = SystemTime::now();
+            // Not raced against the stop: it may hold the account lock,
+            // which it releases itself at a stop.
             let due = self.due_at().await;
+            if stop.is_set() {
+                break;
+            }
             self.shared.update(&self.id, |s| s.renew_at = Some(due));
             if let Ok(wait) = due.duration_since(now)
                 && !wait.is_zero()
             {
-                tokio::time::sleep(wait.min(self.shared.config.renewal.storage_poll)).await;
-                continue;
+                let wait = wait.min(self.shared.config.renewal.storage_poll);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    () = stop.wait() => break,
+                }
             }
             match self.renew().await {
                 Ok(_) => self.succeeded(),
+                Err(_) if stop.is_set() => break,
                 Err(e) => {
                     if e.ca_problem_type() == Some("urn:ietf:params:acme:error:accountDoesNotExist")
                     {
                         self.shared.forget_account().await;
                     }
                     let wait = self.failed(&e);
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = stop.wait() => break,
+                    }
                 }
             }
         }
+        tracing::info!("certificate task stopped");
     }
 
     fn succeeded(&mut self) {
@@ -463,7 +530,11 @@ impl CertTask {
             serial: serial.to_owned().into(),
         };
         let fetched = match self.shared.account().await {
-            Ok(account) => account.renewal_info(&cert_id).await.map_err(Some),
+            Ok(account) => tokio::select! {
+                info = account.renewal_info(&cert_id) => info.map_err(Some),
+                () = self.shared.stop.wait() => return None,
+            },
+            Err(Error::Stopped) => return None,
             Err(e) => {
                 tracing::warn!(error = %e, "no account to ask the CA for renewal information");
                 Err(None)
@@ -599,11 +670,17 @@ impl CertTask {
         });
     }
 
+    /// Takes the certificate's storage lock, does the work, and releases
+    /// the lock, also when the work was given up at a stop.
     async fn renew(&mut self) -> Result<Outcome, Error> {
-        let config = &self.shared.config;
-        let lock = client::lock(config, &self.shared.storage, format!("cert-{}", self.id)).await?;
+        let shared = &self.shared;
+        let name = format!("cert-{}", self.id);
+        let lock = client::lock(&shared.config, &shared.storage, name, &shared.stop).await?;
         let result = self.renew_locked().await;
         lock.release().await;
+        if matches!(result, Err(Error::Stopped)) {
+            tracing::info!("order given up at stop; storage lock released");
+        }
         result
     }
 
@@ -635,6 +712,8 @@ impl CertTask {
         } else {
             None
         };
+        // Tokens of orders given up long ago (at a stop or a crash).
+        client::sweep_stale_challenges(&self.shared.storage, SystemTime::now()).await;
         tracing::info!(names = ?self.cert.names, renewing = before.is_some(), "ordering certificate");
         let order = client::order(
             config,
@@ -644,12 +723,17 @@ impl CertTask {
             replaces.as_deref(),
         );
         let limit = config.order_timeout.saturating_mul(2);
-        let issued = tokio::time::timeout(limit, order)
-            .await
-            .map_err(|_| Error::Timeout {
-                what: "ACME order",
-                after: limit,
-            })??;
+        let order = async {
+            tokio::time::timeout(limit, order)
+                .await
+                .map_err(|_| Error::Timeout {
+                    what: "ACME order",
+                    after: limit,
+                })?
+        };
+        // At a stop the order is given up (the caller releases the lock);
+        // once issued, the certificate is stored whatever happens.
+        let issued = self.shared.stop.until(order).await?;
         // Key first: a reader that sees the new chain finds its key.
         let storage = &self.shared.storage;
         storage

@@ -49,6 +49,12 @@ pub fn start(
     for names in &a.certificates {
         cfg.certificate(names.iter().cloned());
     }
+    if let Some(ttl) = a.lock_ttl {
+        cfg.lock_ttl(ttl);
+    }
+    if let Some(wait) = a.lock_wait {
+        cfg.lock_wait(wait);
+    }
     cfg.challenge(challenge);
     let handle = AcmeManager::spawn(cfg, storage, resolver.clone())?;
     Ok((Some(responder), Some(handle)))
@@ -68,8 +74,8 @@ pub type Certificates = (
 /// ACME manager are kept (the static certificates in the resolver are
 /// replaced in one step), so an order or renewal in progress goes on
 /// undisturbed; otherwise everything is new and the reload stops the old
-/// manager (an order it had in progress is picked up by the new one once
-/// the storage lock expires).
+/// manager, which gives up an order in progress and releases its storage
+/// lock, so the new one orders at once.
 pub fn certificates(
     v: &crate::config::Validated,
     previous: Option<&crate::state::State>,
@@ -110,4 +116,74 @@ pub fn certificates(
     certs.replace_static(statics, default.as_deref())?;
     let (challenges, acme) = start(&v.acme, &v.http, &certs)?;
     Ok((certs, challenges, acme.map(Arc::new)))
+}
+
+/// Graceful stop of `state`'s ACME manager (SIGTERM): an order in progress
+/// is given up and its storage lock released at once, so the other node of
+/// the pair takes the order over without waiting for the lock to expire.
+/// Bounded by [`edge_acme::SHUTDOWN_LIMIT`]. A crash (`kill -9`) leaves the
+/// lock to expire after `[acme] lock_ttl`.
+pub async fn stop(state: &crate::state::State) {
+    if let Some(acme) = &state.acme {
+        acme.shutdown().await;
+        tracing::info!("ACME manager stopped; storage locks released");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::config::{Source, load_str};
+
+    fn acme(extra: &str) -> Result<crate::config::AcmeSettings, String> {
+        let text = format!(
+            "[https]\nlisten = [\"127.0.0.1:8443\"]\n[acme]\nstorage = \"/tmp/acme\"\ncertificates = [[\"a.example\"]]\n{extra}\n"
+        );
+        load_str(Source::new(Path::new("t.toml"), text), Path::new("."))
+            .map(|v| v.acme)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn lock_settings_default_to_edge_acme_and_are_read() {
+        let a = acme("").unwrap();
+        assert_eq!((a.lock_ttl, a.lock_wait), (None, None));
+        let a = acme("lock_ttl = \"10s\"\nlock_wait = \"2m\"").unwrap();
+        assert_eq!(a.lock_ttl, Some(Duration::from_secs(10)));
+        assert_eq!(a.lock_wait, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn bad_lock_settings_are_refused_with_the_key_and_value() {
+        for (extra, key, says) in [
+            (
+                "lock_ttl = \"1s\"",
+                "acme.lock_ttl",
+                "between 5s and 1h (got 1s)",
+            ),
+            ("lock_ttl = \"2h\"", "acme.lock_ttl", "between 5s and 1h"),
+            (
+                "lock_wait = \"10s\"",
+                "acme.lock_wait",
+                "at least lock_ttl (30s)",
+            ),
+            (
+                "lock_ttl = \"1m\"\nlock_wait = \"30s\"",
+                "acme.lock_wait",
+                "at least lock_ttl (60s)",
+            ),
+            ("lock_wait = \"25h\"", "acme.lock_wait", "at most 24h"),
+            (
+                "lock_ttl = \"30\"",
+                "lock_ttl",
+                "unit must be ms, s, m or h",
+            ),
+        ] {
+            let e = acme(extra).expect_err(extra);
+            assert!(e.contains(key) && e.contains(says), "{extra}: {e}");
+            assert!(e.contains("t.toml:"), "{extra}: no position in {e}");
+        }
+    }
 }

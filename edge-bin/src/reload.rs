@@ -395,6 +395,7 @@ impl Reloader {
     /// the connections still open at the deadline.
     pub async fn stop(&self) -> usize {
         let mut inner = self.inner.lock().await;
+        crate::acme::stop(&self.shared.load()).await;
         let before = self.shared.load().limits.drain_before_handover.0;
         if inner.vrrp.as_ref().is_some_and(|v| !v.is_empty()) && !before.is_zero() {
             self.drain_before_handover(&mut inner, before).await;
@@ -434,12 +435,15 @@ impl Reloader {
 
 /// Retires a replaced state: its HTTP connections close after their
 /// request, its health checker stops now (the new one has taken over its
-/// servers' health), its ACME manager too unless the new state carries it.
+/// servers' health), its ACME manager too unless the new state carries it
+/// (releasing the storage lock of an order in progress, so the new manager
+/// orders at once).
 fn retire(old: &Arc<State>, acme_carried: bool) {
     old.closing.retire();
     let health = old.health.clone();
     tokio::spawn(health.shutdown());
     if let (Some(acme), false) = (&old.acme, acme_carried) {
-        acme.shutdown();
+        let acme = acme.clone();
+        tokio::spawn(async move { acme.shutdown().await });
     }
 }

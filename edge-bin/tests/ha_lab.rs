@@ -675,8 +675,10 @@ certificates = [["vip.test"]]
     );
     lab.ip("ca", &["route", "del", &format!("{VIP}/32")]);
 
-    // node1 completes the certificate (after node0's storage lock expires),
-    // and the client gets it through the VIP, verified against Pebble's root.
+    // node0's graceful stop gave its order up and released the storage
+    // lock, so node1 takes the order over at once (not after the lock's
+    // 30 s expiry, as after a crash) and the client gets the certificate
+    // through the VIP, verified against Pebble's root.
     let mut last = None;
     let (root, resolve) = (root.to_string_lossy(), format!("vip.test:443:{VIP}"));
     let verified = [
@@ -686,7 +688,7 @@ certificates = [["vip.test"]]
         &resolve,
         "https://vip.test/",
     ];
-    let served = wait_until(Duration::from_secs(90), || {
+    let served = wait_until(Duration::from_secs(60), || {
         last = lab.curl("client", &verified);
         last.as_deref() == Some("node1")
     });
@@ -696,15 +698,28 @@ certificates = [["vip.test"]]
         logs(&[&master, &backup]),
         std::fs::read_to_string(lab.dir.join("pebble.log")).unwrap_or_default()
     );
+    let took = t_move.elapsed();
     eprintln!(
-        "certificate served via the VIP {:?} after the VIP moved mid-order ({:?} after node0 started)",
-        t_move.elapsed(),
+        "certificate served via the VIP {took:?} after the VIP moved mid-order ({:?} after node0 started)",
         t_start.elapsed()
     );
     assert!(
         backup.log_text().contains("certificate obtained"),
         "node1 did not obtain it:\n{}",
         backup.log_text()
+    );
+    // A lock left behind would expire 20-30 s after node0 stopped (30 s
+    // TTL, refreshed every 10 s).
+    assert!(
+        took < Duration::from_secs(15),
+        "node1 needed {took:?} to take the order over: it waited for node0's lock"
+    );
+    assert!(
+        master
+            .log_text()
+            .contains("order given up at stop; storage lock released"),
+        "node0 did not release its order's lock at stop:\n{}",
+        master.log_text()
     );
     assert!(!master.log_text().contains("certificate obtained"));
     // node0 comes back, loads the certificate from the storage and

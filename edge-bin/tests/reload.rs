@@ -902,13 +902,24 @@ async fn the_old_health_checker_stops_after_a_reload() {
 }
 
 /// An ACME order in progress when a reload comes (one that leaves `[acme]`
-/// alone) completes: the running ACME manager is kept. Against a real CA,
-/// Pebble (+ pebble-challtestsrv for DNS); a relay the test controls holds
-/// the CA's HTTP-01 validation for 3 s, and the reload lands in between.
-/// (A manager replaced mid-order would leave its storage lock to expire,
-/// 30 s, before the new one could finish.)
+/// alone) completes: the running ACME manager is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acme_order_in_progress_survives_a_reload() {
+    acme_order_across_a_reload(false).await;
+}
+
+/// A reload that changes `[acme]` mid-order replaces the ACME manager: the
+/// old one gives its order up and releases the storage lock, so the new one
+/// orders at once instead of waiting 20-30 s for the lock to expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_replacing_the_acme_manager_mid_order_orders_again_at_once() {
+    acme_order_across_a_reload(true).await;
+}
+
+/// Against a real CA, Pebble (+ pebble-challtestsrv for DNS); a relay the
+/// test controls holds the CA's HTTP-01 validation for 3 s, and the reload
+/// (changing `[acme]` when `change_acme`) lands in between.
+async fn acme_order_across_a_reload(change_acme: bool) {
     assert!(
         Path::new("/usr/bin/pebble").exists(),
         "Debian package pebble is needed (.ci/test installs it)"
@@ -981,17 +992,19 @@ async fn an_acme_order_in_progress_survives_a_reload() {
     });
 
     let port = free_port();
-    let acme = format!(
-        "[acme]\nstorage = \"acme\"\ndirectory_url = \"https://127.0.0.1:{listen}/dir\"\nca_roots = [\"{ca}\"]\ncertificates = [[\"acme.test\"]]\n",
-        ca = pki.ca_pem.display()
-    );
-    let cfg = |hello: &str| {
-        config(&[port], &leaf, hello, &[free_port()], &acme).replace(
+    let acme = |extra: &str| {
+        format!(
+            "[acme]\nstorage = \"acme\"\ndirectory_url = \"https://127.0.0.1:{listen}/dir\"\nca_roots = [\"{ca}\"]\ncertificates = [[\"acme.test\"]]\n{extra}",
+            ca = pki.ca_pem.display()
+        )
+    };
+    let cfg = |hello: &str, extra: &str| {
+        config(&[port], &leaf, hello, &[free_port()], &acme(extra)).replace(
             "[http]\nlisten = []",
             &format!("[http]\nlisten = [\"127.0.0.1:{http}\"]"),
         )
     };
-    let edge = Edge::start(&dir, &cfg("v1"), &[port], &[], &[]);
+    let edge = Edge::start(&dir, &cfg("v1", ""), &[port], &[], &[]);
     let end = Instant::now() + Duration::from_secs(30);
     while validations.load(Ordering::Relaxed) == 0 {
         assert!(
@@ -1003,12 +1016,17 @@ async fn an_acme_order_in_progress_survives_a_reload() {
     }
     // The order waits on its validation: reload now.
     let reloaded = Instant::now();
-    let log = edge.reload(&cfg("v2"), 1);
-    assert!(log.contains("[acme] unchanged"), "{log}");
+    let extra = if change_acme {
+        "lock_ttl = \"30s\""
+    } else {
+        ""
+    };
+    let log = edge.reload(&cfg("v2", extra), 1);
+    assert_eq!(log.contains("[acme] unchanged"), !change_acme, "{log}");
     assert_eq!(get(port, &pki.ca_pem, "/hello").unwrap(), "v2");
 
-    // The certificate arrives well before a replaced manager's lock could
-    // have expired.
+    // The certificate arrives well before a lock left behind by a replaced
+    // manager could have expired (20-30 s).
     let root = Command::new("curl")
         .args(["-sf", "--cacert"])
         .arg(&pki.ca_pem)
@@ -1033,11 +1051,21 @@ async fn an_acme_order_in_progress_survives_a_reload() {
             break reloaded.elapsed();
         }
         assert!(
-            reloaded.elapsed() < Duration::from_secs(20),
-            "no ACME certificate 20 s after the reload:\n{}",
+            reloaded.elapsed() < Duration::from_secs(15),
+            "no ACME certificate 15 s after the reload:\n{}",
             edge.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    eprintln!("ACME certificate served {issued:?} after the mid-order reload");
+    if change_acme {
+        assert!(
+            edge.log()
+                .contains("order given up at stop; storage lock released"),
+            "the replaced manager did not release its lock:\n{}",
+            edge.log()
+        );
+    }
+    eprintln!(
+        "ACME certificate served {issued:?} after the mid-order reload (changed [acme]: {change_acme})"
+    );
 }

@@ -98,6 +98,9 @@ pub struct AcmeSettings {
     pub ca_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     pub peer: Option<http::Uri>,
     pub certificates: Vec<Vec<String>>,
+    /// `lock_ttl` / `lock_wait`; `None`: edge-acme's defaults (30 s, 10 min).
+    pub lock_ttl: Option<std::time::Duration>,
+    pub lock_wait: Option<std::time::Duration>,
 }
 
 /// A certificate loaded (or generated) and checked against its key.
@@ -365,6 +368,7 @@ impl Validator<'_> {
             }
             out.certificates.push(c.get_ref().clone());
         }
+        self.acme_locks(a, &mut out);
         if !a.certificates.is_empty() && a.storage.is_none() {
             self.errors.push(self.src.error(
                 0..0,
@@ -373,6 +377,43 @@ impl Validator<'_> {
             ));
         }
         out
+    }
+
+    /// `[acme] lock_ttl` and `lock_wait`: the lock is refreshed every third of
+    /// its TTL, so a TTL under 5 s would expire on a slow shared filesystem;
+    /// the wait must outlast a crashed holder's lock.
+    fn acme_locks(&mut self, a: &model::Acme, out: &mut AcmeSettings) {
+        const TTL: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(3600));
+        const MAX_WAIT: Duration = Duration::from_secs(86_400);
+        if let Some(t) = &a.lock_ttl {
+            let ttl = t.get_ref().0;
+            if ttl < TTL.0 || ttl > TTL.1 {
+                self.err(
+                    t,
+                    "acme.lock_ttl",
+                    format!("lock_ttl must be between 5s and 1h (got {ttl:?})"),
+                );
+            } else {
+                out.lock_ttl = Some(ttl);
+            }
+        }
+        if let Some(w) = &a.lock_wait {
+            let wait = w.get_ref().0;
+            // A lock_ttl refused above is not compared with.
+            let ttl = match (&a.lock_ttl, out.lock_ttl) {
+                (Some(_), None) => Duration::ZERO,
+                (_, ttl) => ttl.unwrap_or(edge_acme::DEFAULT_LOCK_TTL),
+            };
+            if wait < ttl || wait > MAX_WAIT {
+                self.err(
+                    w,
+                    "acme.lock_wait",
+                    format!("lock_wait must be at least lock_ttl ({ttl:?}), so a crashed node's lock is waited out, and at most 24h (got {wait:?})"),
+                );
+            } else {
+                out.lock_wait = Some(wait);
+            }
+        }
     }
 
     fn vrrp(&mut self, list: &[model::Vrrp], pools: &HashSet<String>) -> Vec<VrrpSettings> {

@@ -105,6 +105,10 @@ pub struct Acme {
     pub peer: Option<Spanned<String>>,
     /// Certificates to obtain: each a list of names.
     pub certificates: Vec<Spanned<Vec<String>>>,
+    /// Expiry of the storage lock held while ordering (edge-acme's default).
+    pub lock_ttl: Option<Spanned<ConfigDuration>>,
+    /// How long to wait for the other node's lock (edge-acme's default).
+    pub lock_wait: Option<Spanned<ConfigDuration>>,
 }
 
 /// `[runtime]`
