@@ -759,6 +759,9 @@ async fn bad_input_is_refused_while_others_are_served() {
     let h = free_port();
     let config = format!(
         r#"
+# One worker: the current-thread runtime (as the benchmark runs it).
+[runtime]
+worker_threads = 1
 [https]
 listen = ["127.0.0.1:{h}"]
 [http]
