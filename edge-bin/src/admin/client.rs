@@ -38,13 +38,17 @@ pub fn parse_args(args: &[String]) -> Result<(PathBuf, String), String> {
     Ok((socket, words.join(" ")))
 }
 
-/// Sends `line` and returns the answer text. The wait is bounded: 30 s,
-/// or a drain's timeout plus 30 s.
+/// Sends `line` and returns the answer text. The wait is bounded: 30 s
+/// plus the timeout of each drain on the line.
 pub fn send(socket: &Path, line: &str) -> std::io::Result<String> {
-    let wait = match command::parse(line) {
-        Ok(Command::Drain { timeout, .. }) => timeout + Duration::from_secs(30),
-        _ => Duration::from_secs(30),
-    };
+    // Each drain on the line (`;`-separated commands) may take its timeout.
+    let wait = line
+        .split(';')
+        .filter_map(|c| match command::parse(c.trim()) {
+            Ok(Command::Drain { timeout, .. }) => Some(timeout),
+            _ => None,
+        })
+        .fold(Duration::from_secs(30), |w, t| w.saturating_add(t));
     let mut s = UnixStream::connect(socket)?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     s.set_read_timeout(Some(wait))?;
@@ -67,7 +71,7 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     };
     match send(&socket, &line) {
-        Ok(answer) if answer.starts_with("error:") || answer.is_empty() => {
+        Ok(answer) if answer.is_empty() || answer.lines().any(|l| l.starts_with("error:")) => {
             if answer.is_empty() {
                 eprintln!("edge: no answer from {}", socket.display());
             } else {

@@ -2,7 +2,8 @@
 //!
 //! A unix socket (`[admin] socket`, mode 0660 by default, never a TCP
 //! port, so only local users with file access to it can reach it) takes
-//! one command line per connection, answers with text and closes:
+//! one command line per connection (several commands separated by `;`,
+//! as HAProxy's runtime API takes them), answers with text and closes:
 //!
 //! ```text
 //! $ edge admin -s /run/edge/admin.sock show servers app
@@ -11,8 +12,8 @@
 //! app    127.0.0.1:8002 drain up     passed 120s  1      2         0     5122     0
 //! ```
 //!
-//! An answer that starts with `error:` is a failed command (`edge admin`
-//! exits 1); anything else succeeded. The commands are in
+//! An answer line that starts with `error:` is a failed command (`edge
+//! admin` exits 1 if any line does); anything else succeeded. The commands are in
 //! [`command::HELP`].
 //!
 //! Server states ([`AdminState`]: ready, drain, maint) and runtime weights
@@ -221,6 +222,11 @@ async fn connection(stream: UnixStream, ctx: &exec::Ctx) {
     .await;
 }
 
+/// At most this many `;`-separated commands run from one line.
+const MAX_COMMANDS: usize = 16;
+
+/// Runs the line's commands in order (HAProxy's `cmd1; cmd2` form) and
+/// joins their answers; the line failed if any command failed.
 async fn answer_line(line: &[u8], ctx: &exec::Ctx) -> Answer {
     let trimmed = line.strip_suffix(b"\n").unwrap_or(line);
     let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
@@ -230,6 +236,28 @@ async fn answer_line(line: &[u8], ctx: &exec::Ctx) -> Answer {
     let Ok(text) = std::str::from_utf8(trimmed) else {
         return Answer::err("the command is not UTF-8");
     };
+    let commands: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if commands.len() > MAX_COMMANDS {
+        return Answer::err(format!("more than {MAX_COMMANDS} commands on one line"));
+    }
+    let Some((first, rest)) = commands.split_first() else {
+        // Parsing the empty line gives its own error (and the help hint).
+        return answer_one(text, ctx).await;
+    };
+    let mut answer = answer_one(first, ctx).await;
+    for cmd in rest {
+        let next = answer_one(cmd, ctx).await;
+        answer.ok &= next.ok;
+        answer.text.push_str(&next.text);
+    }
+    answer
+}
+
+async fn answer_one(text: &str, ctx: &exec::Ctx) -> Answer {
     match command::parse(text) {
         Ok(cmd) => {
             tracing::debug!(command = text, "admin command");
@@ -348,6 +376,24 @@ mod tests {
             assert_ne!(pool.pick(&[]).unwrap().key().port(), 1);
         }
         assert!(send("show info").await.contains("Generation: 2\n"));
+        // Several commands on one line run in order; one failing fails the
+        // line, the others still run.
+        let out = send("show info; enable app 127.0.0.1:1 ;show servers").await;
+        assert!(
+            out.starts_with("Name: edge") || out.contains("Generation: 2\n"),
+            "{out}"
+        );
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("app") && l.contains("127.0.0.1:1 ready")),
+            "{out}"
+        );
+        let out = send("show pools; set weight app 127.0.0.1:9 3; show info").await;
+        assert!(
+            out.lines().any(|l| l.starts_with("error:")),
+            "unknown server must fail: {out}"
+        );
+        assert!(out.contains("Generation: 2\n"), "{out}");
         // Past the connection limit: an error line, not a hang.
         let mut held = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
