@@ -1169,29 +1169,7 @@ async fn websocket_tunnel_bytes_are_logged() {
     let pki = Pki::new(&dir, "obs");
     let (h, d) = (free_port(), free_port());
     let log = dir.path("access.log");
-    let config = format!(
-        r#"
-[https]
-listen = ["127.0.0.1:{h}"]
-default_certificate = "a"
-[http]
-listen = []
-[[access_log]]
-type = "file"
-path = "access.log"
-{certs}
-[[demo_backend]]
-listen = "127.0.0.1:{d}"
-[[route]]
-name = "ws"
-pool = "app"
-[[pool]]
-name = "app"
-[[pool.server]]
-address = "127.0.0.1:{d}"
-"#,
-        certs = cert_config(&dir, &pki),
-    );
+    let config = ws_config(h, d, &cert_config(&dir, &pki), "");
     let _edge = start_edge(&dir, "edge", &config, &[h, d]);
     // Three 1000-byte messages echoed, then a close; the client stays a
     // moment so the tunnel lasts at least 300 ms.
@@ -1208,12 +1186,7 @@ address = "127.0.0.1:{d}"
          ws.onerror = (e) => {{ console.log('error:' + e.message); process.exit(1); }};
          setTimeout(() => {{ console.log('timeout'); process.exit(2); }}, 8000);"
     );
-    let out = tokio::process::Command::new("node")
-        .args(["--no-warnings", "--experimental-websocket", "-e", &script])
-        .env("NODE_TLS_REJECT_UNAUTHORIZED", "0")
-        .output()
-        .await
-        .expect("node (Node.js 20+) must be installed");
+    let out = node_websocket(&script).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         stdout.trim(),
@@ -1234,4 +1207,90 @@ address = "127.0.0.1:{d}"
     assert!(tunnel >= 300.0, "{v}");
     assert!(v["duration_ms"].as_f64().unwrap() >= tunnel, "{v}");
     assert!(v["error"].is_null(), "{v}");
+}
+
+/// A WebSocket tunnel with no byte either way for `tunnel_idle_timeout` is
+/// closed by edge (HAProxy's `timeout tunnel`), and its record says why.
+#[tokio::test]
+async fn idle_websocket_tunnel_is_closed_and_logged() {
+    let dir = TempDir::new("obs-ws-idle");
+    let pki = Pki::new(&dir, "obs");
+    let (h, d) = (free_port(), free_port());
+    let log = dir.path("access.log");
+    let config = ws_config(
+        h,
+        d,
+        &cert_config(&dir, &pki),
+        "[limits]\ntunnel_idle_timeout = \"1s\"\n",
+    );
+    let _edge = start_edge(&dir, "edge", &config, &[h, d]);
+    // One echo, then silence: the client never closes; edge must.
+    let script = format!(
+        "const ws = new WebSocket('wss://127.0.0.1:{h}/ws/echo');
+         let quiet;
+         ws.onopen = () => ws.send('hello');
+         ws.onmessage = () => {{ quiet = Date.now(); }};
+         ws.onclose = () => {{ console.log('closed-after:' + (Date.now() - quiet)); process.exit(0); }};
+         ws.onerror = () => {{}};
+         setTimeout(() => {{ console.log('not closed'); process.exit(2); }}, 8000);"
+    );
+    let out = node_websocket(&script).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ms: u64 = stdout
+        .trim()
+        .strip_prefix("closed-after:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the idle tunnel was not closed: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    assert!(
+        (900..4000).contains(&ms),
+        "closed {ms} ms after the last byte (timeout 1 s)"
+    );
+    let v = wait_for("the tunnel's record", || lines(&log).into_iter().next());
+    assert_eq!(v["status"], 101, "{v}");
+    assert_eq!(v["error"], "tunnel idle timeout", "{v}");
+    assert!(v["tunnel_ms"].as_f64().unwrap() >= 900.0, "{v}");
+}
+
+/// edge with a file access log, the demo backend and one WebSocket route;
+/// `extra` is more config (e.g. a `[limits]` table).
+fn ws_config(h: u16, d: u16, certs: &str, extra: &str) -> String {
+    format!(
+        r#"
+[https]
+listen = ["127.0.0.1:{h}"]
+default_certificate = "a"
+[http]
+listen = []
+{extra}
+[[access_log]]
+type = "file"
+path = "access.log"
+{certs}
+[[demo_backend]]
+listen = "127.0.0.1:{d}"
+[[route]]
+name = "ws"
+pool = "app"
+[[pool]]
+name = "app"
+[[pool.server]]
+address = "127.0.0.1:{d}"
+"#
+    )
+}
+
+/// Runs `script` in Node.js 20+ with its built-in WebSocket client,
+/// trusting any certificate.
+async fn node_websocket(script: &str) -> std::process::Output {
+    tokio::process::Command::new("node")
+        .args(["--no-warnings", "--experimental-websocket", "-e", script])
+        .env("NODE_TLS_REJECT_UNAUTHORIZED", "0")
+        .output()
+        .await
+        .expect("node (Node.js 20+) must be installed")
 }

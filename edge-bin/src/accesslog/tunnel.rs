@@ -6,6 +6,7 @@
 //! HAProxy's `Tt`). The request is counted in the metrics at the `101`.
 
 use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,19 +41,52 @@ struct Closed {
     error: Option<Cow<'static, str>>,
 }
 
-/// Bytes through one side of the tunnel (no sharing: read after the copy).
+/// Bytes through the client side of the tunnel. One writer (the relay);
+/// the idle check reads them while the copy runs.
+#[derive(Debug, Default, Clone)]
+struct Counts(Arc<CountsInner>);
+
 #[derive(Debug, Default)]
-struct Counts {
-    read: u64,
-    written: u64,
+struct CountsInner {
+    read: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Counts {
+    fn read(&self) -> u64 {
+        self.0.read.load(Ordering::Relaxed)
+    }
+    fn written(&self) -> u64 {
+        self.0.written.load(Ordering::Relaxed)
+    }
 }
 
 impl Meter for Counts {
     fn on_read(&mut self, n: usize) {
-        self.read = self.read.saturating_add(n as u64);
+        let v = self.read().saturating_add(n as u64);
+        self.0.read.store(v, Ordering::Relaxed);
     }
     fn on_write(&mut self, n: usize) {
-        self.written = self.written.saturating_add(n as u64);
+        let v = self.written().saturating_add(n as u64);
+        self.0.written.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Resolves once `counts` have not moved for `idle` (checked four times
+/// per `idle`, so the tunnel closes between `idle` and 1.25 × `idle`).
+async fn idle_for(counts: &Counts, idle: Duration) {
+    let step = (idle / 4).max(Duration::from_millis(10));
+    let mut last = (counts.read(), counts.written());
+    let mut quiet_since = Instant::now();
+    loop {
+        tokio::time::sleep(step).await;
+        let now = (counts.read(), counts.written());
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= idle {
+            return;
+        }
     }
 }
 
@@ -84,7 +118,8 @@ impl Tunnel {
 
     /// Relays between the upgraded client and backend connections until
     /// both directions are closed, then finishes the record.
-    pub async fn relay(self: Arc<Self>, client: OnUpgrade, backend: OnUpgrade) {
+    /// Closed after `idle` without a byte in either direction.
+    pub async fn relay(self: Arc<Self>, client: OnUpgrade, backend: OnUpgrade, idle: Duration) {
         let mut closer = Closer {
             tunnel: &self,
             closed: None,
@@ -109,14 +144,19 @@ impl Tunnel {
                 return;
             }
         };
-        let mut c = Metered::new(TokioIo::new(c), Counts::default());
-        let r = tokio::io::copy_bidirectional(&mut c, &mut b).await;
-        let counts = c.meter();
+        let counts = Counts::default();
+        let mut c = Metered::new(TokioIo::new(c), counts.clone());
+        let error = tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut c, &mut b) => {
+                r.err().map(|e| format!("tunnel: {e}").into())
+            }
+            () = idle_for(&counts, idle) => Some("tunnel idle timeout".into()),
+        };
         closer.closed = Some(Closed {
             time: start.elapsed(),
-            to_backend: counts.read,
-            to_client: counts.written,
-            error: r.err().map(|e| format!("tunnel: {e}").into()),
+            to_backend: counts.read(),
+            to_client: counts.written(),
+            error,
         });
     }
 

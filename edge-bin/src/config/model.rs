@@ -205,6 +205,9 @@ pub struct Limits {
     pub h2_max_pending_accept_reset_streams: usize,
     pub h2_max_local_error_reset_streams: usize,
     pub passthrough_idle_timeout: ConfigDuration,
+    /// An Upgrade tunnel (WebSocket) is closed after this long without a
+    /// byte in either direction (HAProxy's `timeout tunnel`).
+    pub tunnel_idle_timeout: ConfigDuration,
     /// At stop (SIGTERM), how long requests and passthrough connections in
     /// flight may take to finish before edge exits anyway (nginx's
     /// `worker_shutdown_timeout`, HAProxy's `hard-stop-after`).
@@ -233,6 +236,7 @@ impl Default for Limits {
             h2_max_pending_accept_reset_streams: 20,
             h2_max_local_error_reset_streams: 256,
             passthrough_idle_timeout: ConfigDuration::secs(3600),
+            tunnel_idle_timeout: ConfigDuration::secs(3600),
             drain_timeout: ConfigDuration::secs(30),
             drain_before_handover: ConfigDuration::secs(5),
         }

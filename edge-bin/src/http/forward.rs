@@ -74,6 +74,7 @@ pub async fn forward(
     upgrade: Option<HeaderValue>,
     request_id: &str,
     rec: &mut AccessRecord,
+    tunnel_idle: std::time::Duration,
 ) -> Response<EdgeBody> {
     let pool = &backend.pool;
     let settings = &pool.settings;
@@ -165,7 +166,7 @@ pub async fn forward(
                         let tunnel = crate::accesslog::tunnel::Tunnel::open(rec);
                         tokio::spawn(async move {
                             let _guard = guard;
-                            tunnel.relay(cu, bu).await;
+                            tunnel.relay(cu, bu, tunnel_idle).await;
                         });
                         let (mut p, _) = resp.into_parts();
                         let proto = p.headers.get(UPGRADE).cloned();

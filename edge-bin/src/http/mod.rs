@@ -173,7 +173,8 @@ async fn serve_inner(
                 }
             }
             let upgrade = upgrade_protocol(&req);
-            forward::forward(backend, req, upgrade, &id, rec).await
+            let tunnel_idle = state.limits.tunnel_idle_timeout.0;
+            forward::forward(backend, req, upgrade, &id, rec, tunnel_idle).await
         }
     }
 }
