@@ -8,13 +8,10 @@
 //! the current head (capped); on anything it does not understand it stops
 //! watching and leaves the verdict to hyper's parser.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use crate::accesslog::conn::Meter;
 
 /// Per-connection flags shared with the HTTP service.
 #[derive(Debug, Default)]
@@ -259,90 +256,43 @@ fn end_of_head(head: &[u8], seq: usize, flags: &Flags) -> State {
     }
 }
 
-/// Wraps a client stream: counts activity, and (for HTTP/1) scans framing.
+/// The [`Meter`] of a client stream: counts activity, and (for HTTP/1)
+/// scans framing. Wrap the stream with
+/// [`Metered`](crate::accesslog::conn::Metered).
 #[derive(Debug)]
-pub struct Guarded<S> {
-    inner: S,
+pub struct Guard {
     scanner: Option<Scanner>,
     flags: Arc<crate::http::ConnInfo>,
 }
 
-impl<S> Guarded<S> {
+impl Guard {
     /// `h1`: scan for CL+TE (false for HTTP/2 connections).
-    pub fn new(inner: S, conn: Arc<crate::http::ConnInfo>, h1: bool, max_head: usize) -> Self {
+    pub fn new(conn: Arc<crate::http::ConnInfo>, h1: bool, max_head: usize) -> Self {
         Self {
-            inner,
             scanner: h1.then(|| Scanner::new(max_head)),
             flags: conn,
         }
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            let new = &buf.filled()[before..];
-            this.flags
-                .smuggle
-                .activity
-                .fetch_add(new.len() as u64 + 1, Ordering::Relaxed);
-            if let Some(s) = &mut this.scanner {
-                s.feed(new, &this.flags.smuggle);
-                if matches!(s.state, State::Stop) {
-                    this.scanner = None;
-                }
+impl Meter for Guard {
+    fn on_read(&mut self, data: &[u8]) {
+        self.flags
+            .smuggle
+            .activity
+            .fetch_add(data.len() as u64 + 1, Ordering::Relaxed);
+        if let Some(s) = &mut self.scanner {
+            s.feed(data, &self.flags.smuggle);
+            if matches!(s.state, State::Stop) {
+                self.scanner = None;
             }
         }
-        r
     }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = r {
-            this.flags
-                .smuggle
-                .activity
-                .fetch_add(n as u64 + 1, Ordering::Relaxed);
-        }
-        r
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = r {
-            this.flags
-                .smuggle
-                .activity
-                .fetch_add(n as u64 + 1, Ordering::Relaxed);
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+    fn on_write(&mut self, n: usize) {
+        self.flags
+            .smuggle
+            .activity
+            .fetch_add(n as u64 + 1, Ordering::Relaxed);
     }
 }
 

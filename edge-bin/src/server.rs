@@ -19,9 +19,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::accesslog::AccessRecord;
-use crate::accesslog::conn::ConnLog;
+use crate::accesslog::conn::{ConnLog, Metered};
 use crate::config::{IpNet, Limits, ProxyProtocolOut};
-use crate::h1guard::Guarded;
+use crate::h1guard::Guard;
 use crate::http::body::EdgeBody;
 use crate::http::headers::{new_request_id, request_host};
 use crate::http::{ConnInfo, respond};
@@ -260,12 +260,8 @@ async fn tls_connection(
         .and_then(|c| c.suite().as_str());
     let conn = Arc::new(ConnInfo::new(client, sni, version).with_tls_details(Some(ja4), cipher));
     let clog = ConnLog::new(&state.obs, h2);
-    let io = clog.io(Guarded::new(
-        tls,
-        conn.clone(),
-        !h2,
-        l.max_header_bytes.max(8192),
-    ));
+    let guard = Guard::new(conn.clone(), !h2, l.max_header_bytes.max(8192));
+    let io = Metered::new(tls, (guard, clog.meter()));
     let svc_state = state.clone();
     let svc_conn = conn.clone();
     let svc_log = clog.clone();
@@ -273,30 +269,18 @@ async fn tls_connection(
         svc_log.track(crate::http::serve(svc_state.clone(), svc_conn.clone(), req))
     });
     let protocol = if h2 { Protocol::Http2 } else { Protocol::Http1 };
-    serve_with_idle_timeout(
-        protocol,
-        l,
-        io,
-        svc,
-        &conn,
-        l.idle_timeout.0,
-        &state.closing,
-        &clog,
-    )
-    .await;
+    serve_with_idle_timeout(protocol, &state, io, svc, &conn, &clog).await;
 }
 
-/// Serves one connection; closes it gracefully after `idle` without traffic
-/// and without a request in flight. An error about a request head is logged.
-#[allow(clippy::too_many_arguments)]
+/// Serves one connection; closes it gracefully after `idle_timeout` without
+/// traffic and without a request in flight. An error about a request head
+/// is logged.
 async fn serve_with_idle_timeout<I, S>(
     protocol: Protocol,
-    limits: &Limits,
+    state: &State,
     io: I,
     svc: S,
     conn: &ConnInfo,
-    idle: Duration,
-    retired: &crate::lifecycle::Closing,
     clog: &ConnLog,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -309,6 +293,7 @@ async fn serve_with_idle_timeout<I, S>(
     S::Future: Send + 'static,
 {
     let io = TokioIo::new(io);
+    let (limits, idle, retired) = (&state.limits, state.limits.idle_timeout.0, &state.closing);
     match protocol {
         Protocol::Http1 => {
             let c = http1_builder(limits)
@@ -468,7 +453,7 @@ async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: Socket
     };
     let conn = Arc::new(ConnInfo::new(client, None, None));
     let clog = ConnLog::new(&state.obs, false);
-    let io = clog.io(Guarded::new(stream, conn.clone(), false, 0));
+    let io = Metered::new(stream, (Guard::new(conn.clone(), false, 0), clog.meter()));
     let svc_state = state.clone();
     let svc_log = clog.clone();
     let svc = service_fn(move |req| {
@@ -477,17 +462,7 @@ async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: Socket
             Ok::<_, std::convert::Infallible>(plain_request(&state, client, req).await)
         })
     });
-    serve_with_idle_timeout(
-        Protocol::Http1,
-        l,
-        io,
-        svc,
-        &conn,
-        l.idle_timeout.0,
-        &state.closing,
-        &clog,
-    )
-    .await;
+    serve_with_idle_timeout(Protocol::Http1, &state, io, svc, &conn, &clog).await;
 }
 
 /// Port 80: ACME HTTP-01 tokens (edge-acme's responder), everything else a

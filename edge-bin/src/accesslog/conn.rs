@@ -39,12 +39,24 @@ use crate::http::ConnInfo;
 use crate::metrics::RouteStats;
 use crate::telemetry::StateTelemetry;
 
-/// Counts the bytes through a stream (see [`Metered`]).
+/// Watches the bytes through a stream (see [`Metered`]).
 pub trait Meter {
-    /// `n > 0` bytes were read from the stream.
-    fn on_read(&mut self, n: usize);
+    /// `data` (not empty) was read from the stream.
+    fn on_read(&mut self, data: &[u8]);
     /// `n > 0` bytes were written to the stream.
     fn on_write(&mut self, n: usize);
+}
+
+/// Two meters on one stream (one wrapper, one pass over the bytes).
+impl<A: Meter, B: Meter> Meter for (A, B) {
+    fn on_read(&mut self, data: &[u8]) {
+        self.0.on_read(data);
+        self.1.on_read(data);
+    }
+    fn on_write(&mut self, n: usize) {
+        self.0.on_write(n);
+        self.1.on_write(n);
+    }
 }
 
 /// A stream whose reads and writes are reported to a [`Meter`].
@@ -72,9 +84,10 @@ impl<S: AsyncRead + Unpin, M: Meter + Unpin> AsyncRead for Metered<S, M> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let n = buf.filled().len().saturating_sub(before);
-        if n > 0 {
-            this.meter.on_read(n);
+        if let Some(data) = buf.filled().get(before..)
+            && !data.is_empty()
+        {
+            this.meter.on_read(data);
         }
         r
     }
@@ -212,7 +225,8 @@ struct Inner {
 pub struct ConnMeter(ConnLog);
 
 impl Meter for ConnMeter {
-    fn on_read(&mut self, n: usize) {
+    fn on_read(&mut self, data: &[u8]) {
+        let n = data.len();
         let t = &self.0.0.tally;
         // One writer (the connection's task): load + store, no RMW.
         let read = t.read.load(Ordering::Relaxed);
@@ -264,7 +278,12 @@ impl ConnLog {
 
     /// Wraps the client stream (plaintext side) so its bytes are counted.
     pub fn io<S>(&self, inner: S) -> Metered<S, ConnMeter> {
-        Metered::new(inner, ConnMeter(self.clone()))
+        Metered::new(inner, self.meter())
+    }
+
+    /// This connection's byte counter, to combine with another [`Meter`].
+    pub fn meter(&self) -> ConnMeter {
+        ConnMeter(self.clone())
     }
 
     /// Wraps the service's future for one request: marks the request as

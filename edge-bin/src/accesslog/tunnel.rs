@@ -62,8 +62,8 @@ impl Counts {
 }
 
 impl Meter for Counts {
-    fn on_read(&mut self, n: usize) {
-        let v = self.read().saturating_add(n as u64);
+    fn on_read(&mut self, data: &[u8]) {
+        let v = self.read().saturating_add(data.len() as u64);
         self.0.read.store(v, Ordering::Relaxed);
     }
     fn on_write(&mut self, n: usize) {
