@@ -37,7 +37,19 @@
 //!   [`HashKey`] extensions), accepted connections `(IO, SocketAddr)` and
 //!   `TcpStream`.
 //!
-//! This crate does no I/O and starts no tasks.
+//! - Dispatch: [`Dispatcher`] (and the tower [`Dispatch`] /
+//!   [`DispatchLayer`]) runs a proxy's whole request loop: pick, wait for
+//!   a slot ([`Target`]: per-endpoint limit, bounded queue, queue
+//!   timeout), send the next attempt ([`Attempts`]; [`ReplayRequest`]
+//!   buffers small HTTP bodies for a retry) with an attempt timeout,
+//!   classify the answer ([`Classify`] → [`Outcome`]) into the endpoint's
+//!   counters and an outcome callback (edge-health's outlier detection,
+//!   without either crate depending on the other), and retry on an
+//!   endpoint not yet tried under a [`RetryBudget`]. A [`Served`] holds a
+//!   [`Lease`] on the endpoint until the caller's work ends.
+//!
+//! This crate does no I/O and starts no tasks (dispatch waits with tokio's
+//! timers; the I/O is the inner service's).
 //!
 //! # Costs
 //!
@@ -95,6 +107,7 @@
 //! ```
 
 mod balancer;
+mod dispatch;
 mod error;
 mod hash;
 mod policy;
@@ -104,6 +117,11 @@ mod stats;
 mod view;
 
 pub use balancer::{Balancer, BalancerConfig, InFlight, PickContext, Picked};
+pub use dispatch::{
+    AnySuccess, Attempts, Classify, Cloned, Connect, ConnectOnly, Dispatch, DispatchConfig,
+    DispatchError, DispatchLayer, Dispatcher, Failed, HttpStatus, Lease, Outcome, ReplayBody,
+    ReplayRequest, RetryBudget, Served, Target,
+};
 pub use error::{Error, NoEndpoint};
 pub use hash::{HashKey, hash_bytes, hash_ip};
 pub use policy::{
