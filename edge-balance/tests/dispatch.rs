@@ -232,7 +232,7 @@ async fn a_bounded_queue_in_front_of_each_endpoint() {
     assert_eq!(target.active(), 1);
     // The second waits in the queue; the third finds it full.
     let waiter = {
-        let (d, ok) = (d.clone(), ok.clone());
+        let d = d.clone();
         tokio::spawn(async move {
             d.dispatch(&ok, Connect, &ConnectOnly)
                 .await
