@@ -1,9 +1,10 @@
 //! `health-balance`: edge-balance consuming edge-health.
 //!
-//! Three HTTP backends sit behind an `edge_balance::Balancer` whose
-//! endpoint health comes from an `edge_health::HealthChecker` (HTTP probe
-//! every 200 ms, rise 2, fall 2) and from passive outlier detection fed by
-//! the requests themselves. After a while backend `b` is killed: its port
+//! Three HTTP backends sit behind an `edge_balance::Dispatcher` (pick,
+//! retry once on another backend) whose endpoint health comes from an
+//! `edge_health::HealthChecker` (HTTP probe every 200 ms, rise 2, fall 2)
+//! and from passive outlier detection, fed by the dispatcher's outcome
+//! callback with the outcome of every request. After a while backend `b` is killed: its port
 //! closes, live traffic sees connection failures, `b` is ejected and then
 //! marked down, and traffic moves to `a` and `c`. Then `b` is restarted on
 //! the same port and comes back through its probes.
@@ -19,7 +20,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use edge_balance::{Balancer, BalancerConfig, EndpointSet, PickContext, Policy};
+use edge_balance::{
+    BalancerConfig, Classify, Connect, DispatchConfig, Dispatcher, EndpointSet, Policy,
+};
 use edge_health::{
     CheckConfig, HealthChecker, HttpProbe, Outcome, OutlierConfig, PoolConfig, Probe,
     SchedulerConfig,
@@ -88,41 +91,50 @@ async fn request(addr: SocketAddr) -> Result<String, Outcome> {
         .unwrap_or(Err(Outcome::Timeout))
 }
 
-/// Sends requests for `how_long`, retrying a failed one once on another
-/// backend; returns how many each backend answered.
+/// The backend's failure as an attempt's outcome.
+#[derive(Debug, Clone, Copy)]
+struct ByFailure;
+
+impl Classify<String, Outcome> for ByFailure {
+    fn error(&self, e: &Outcome) -> edge_balance::Outcome {
+        match e {
+            Outcome::ConnectFailure => edge_balance::Outcome::ConnectFailure,
+            Outcome::Timeout => edge_balance::Outcome::Timeout,
+            Outcome::Status5xx => edge_balance::Outcome::Status5xx,
+            _ => edge_balance::Outcome::Failure,
+        }
+    }
+}
+
+/// An endpoint: its address and its name.
+type Backend = (SocketAddr, &'static str);
+
+/// Sends requests for `how_long`, each through the dispatcher (a failed
+/// one retried once on another backend); returns how many each backend
+/// answered and how many attempts failed.
 async fn traffic(
-    lb: &Balancer<SocketAddr, &'static str>,
-    od: &edge_health::OutlierDetector,
+    lb: &Dispatcher<SocketAddr, Backend>,
     how_long: Duration,
 ) -> BTreeMap<&'static str, usize> {
+    let send = tower::service_fn(|((addr, _), ()): (Backend, ())| request(addr));
     let mut counts = BTreeMap::new();
     let end = tokio::time::Instant::now() + how_long;
     while tokio::time::Instant::now() < end {
-        let mut tried = Vec::new();
-        for _attempt in 0..2 {
-            let Ok(picked) = lb.pick(&PickContext::new().exclude(&tried)) else {
-                break;
-            };
-            let addr = *picked.key();
-            match request(addr).await {
-                Ok(body) => {
-                    od.record(addr, Outcome::Success);
-                    let name = *picked.value();
-                    picked.success();
-                    *counts.entry(name).or_insert(0) += 1;
-                    debug_assert!(body.ends_with(name));
-                    break;
-                }
-                Err(outcome) => {
-                    od.record(addr, outcome);
-                    picked.failure();
-                    *counts.entry("(failed attempt)").or_insert(0) += 1;
-                    tried.push(addr);
-                }
+        match lb.dispatch(&send, Connect, &ByFailure).await {
+            Ok(served) => {
+                let name = served.lease.value().1;
+                debug_assert!(served.response.ends_with(name));
+                *counts.entry(name).or_insert(0) += 1;
+                let failed = served.attempts as usize - 1;
+                *counts.entry("(failed attempt)").or_insert(0) += failed;
+            }
+            Err(failed) => {
+                *counts.entry("(failed attempt)").or_insert(0) += failed.attempts as usize;
             }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    counts.retain(|_, n| *n > 0);
     counts
 }
 
@@ -152,11 +164,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (c, _tc) = start(any, "c").await?;
 
     // The balancer's endpoints start out of rotation until their first probe.
-    let set: EndpointSet<SocketAddr, &'static str> = EndpointSet::new();
+    let lb: Dispatcher<SocketAddr, Backend> = Dispatcher::new(
+        EndpointSet::new(),
+        Policy::RoundRobin,
+        BalancerConfig::default(),
+        DispatchConfig::default().max_attempts(2),
+    );
     for (addr, name) in [(a, "a"), (b, "b"), (c, "c")] {
-        set.insert_with_health(addr, name, 1, false);
+        lb.insert(addr, (addr, name), 1, false);
     }
-    let lb = Balancer::new(set.clone(), Policy::RoundRobin, BalancerConfig::default());
 
     let mut checker = HealthChecker::new(SchedulerConfig::default())?;
     checker.add_pool(
@@ -177,7 +193,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
     )?;
     let health = checker.spawn();
+    // Passive health: every attempt's outcome goes to the outlier detector.
     let od = health.outlier_detector();
+    let lb = lb.on_outcome(move |addr, outcome| {
+        let o = match outcome {
+            edge_balance::Outcome::Success => Outcome::Success,
+            edge_balance::Outcome::Status5xx => Outcome::Status5xx,
+            edge_balance::Outcome::Timeout => Outcome::Timeout,
+            _ => Outcome::ConnectFailure,
+        };
+        od.record(*addr, o);
+    });
+    let set = lb.set().clone();
 
     // edge-balance consumes the health stream directly.
     let mut events = health.subscribe();
@@ -199,7 +226,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pool = health.watch_pool("demo").ok_or("no pool")?;
     pool.wait_for(|s| s.healthy == 3).await?;
 
-    let before = traffic(&lb, &od, Duration::from_millis(1500)).await;
+    let before = traffic(&lb, Duration::from_millis(1500)).await;
     show("all up:", &before);
 
     println!(
@@ -209,7 +236,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tb.abort();
     let _ = tb.await;
     // Traffic goes on: its failures eject b before the probes notice.
-    let during = traffic(&lb, &od, Duration::from_millis(1500)).await;
+    let during = traffic(&lb, Duration::from_millis(1500)).await;
     show("b killed:", &during);
     pool.wait_for(|s| s.healthy == 2).await?;
 
@@ -219,7 +246,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let (_, _tb2) = start(b, "b").await?;
     pool.wait_for(|s| s.healthy == 3).await?;
-    let after = traffic(&lb, &od, Duration::from_millis(1500)).await;
+    let after = traffic(&lb, Duration::from_millis(1500)).await;
     show("b back:", &after);
 
     let summary = health.pool_status("demo").ok_or("no pool")?;

@@ -56,6 +56,7 @@ pub mod listeners;
 pub mod management;
 pub mod metrics;
 pub mod notify;
+pub mod passthrough;
 pub mod pool;
 pub mod proxy_protocol;
 pub mod relay;

@@ -1,88 +1,32 @@
-//! Backend pools: servers with weights balanced by `edge-balance`, a
-//! per-server concurrency limit with a bounded queue, and health from
-//! `edge-health` (active probes and passive outlier detection fed with the
-//! outcome of every request and connection; see [`crate::health`]).
+//! Backend pools: servers with weights, admission limits, retries and a
+//! retry budget, all run by edge-balance's [`Dispatcher`]; health from
+//! edge-health (active probes, and passive outlier detection fed with the
+//! outcome of every attempt through the dispatcher's outcome callback; see
+//! [`crate::health`]). This module only configures them.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use edge_balance::{Balancer, BalancerConfig, EndpointSet, InFlight, PickContext, Picked};
-use edge_health::{Outcome, OutlierDetector};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use edge_balance::{
+    BalancerConfig, DispatchConfig, Dispatcher, EndpointSet, Outcome, PickContext, Picked,
+    RetryBudget, Target,
+};
+use edge_health::OutlierDetector;
 
 use crate::config::{Policy, PoolSettings};
 
-/// The per-server admission state: its concurrency limit and queue.
-#[derive(Debug)]
-pub struct Slot {
-    pub addr: SocketAddr,
-    limiter: Option<Arc<Semaphore>>,
-    queued: AtomicUsize,
-    /// Leases alive: requests (until their response body ends), upgrade
-    /// tunnels and passthrough connections using the server.
-    active: AtomicUsize,
-}
-
-/// A server in use by one request or connection. Counts as in flight for
-/// the balancer and holds the server's slot until dropped; report how it
-/// went with [`Lease::success`] / [`Lease::failure`].
-#[derive(Debug)]
-pub struct Lease {
-    addr: SocketAddr,
-    in_flight: Option<InFlight>,
-    slot: Arc<Slot>,
-    _permit: Option<OwnedSemaphorePermit>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.slot.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Lease {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-    /// The server answered; `latency` feeds Peak-EWMA.
-    pub fn success(&mut self, latency: Duration) {
-        if let Some(f) = self.in_flight.take() {
-            f.success_after(latency);
-        }
-    }
-    /// The server failed.
-    pub fn failure(&mut self) {
-        if let Some(f) = self.in_flight.take() {
-            f.failure();
-        }
-    }
-}
-
-/// Why no slot on a server could be had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AcquireError {
-    /// The queue in front of the server is full.
-    QueueFull,
-    /// Waited `queue_timeout` for a slot.
-    QueueTimeout,
-}
+/// Retries always allowed in reserve, on top of the percentage.
+const RETRY_RESERVE: u32 = 10;
+/// Most retries that can be saved up.
+const RETRY_CAP: u32 = 100;
 
 /// A pool of servers.
 #[derive(Debug)]
 pub struct Pool {
     pub settings: PoolSettings,
-    balancer: Balancer<SocketAddr, Arc<Slot>>,
-    outlier: OnceLock<OutlierDetector>,
-    /// Retry budget in thousandths of a retry (see [`Pool::deposit`]).
-    retry_tokens: AtomicI64,
+    dispatcher: Dispatcher<SocketAddr, SocketAddr>,
+    outlier: Arc<OnceLock<OutlierDetector>>,
 }
-
-/// Retries always allowed in reserve, on top of the percentage.
-const RETRY_RESERVE: i64 = 10_000;
-/// Most retries that can be saved up.
-const RETRY_CAP: i64 = 100_000;
 
 fn policy(p: Policy) -> edge_balance::Policy {
     match p {
@@ -94,37 +38,67 @@ fn policy(p: Policy) -> edge_balance::Policy {
     }
 }
 
+/// What passive health checking makes of an attempt's outcome. A failure
+/// after the request was sent counts as a connect failure, as a reset does.
+fn health_outcome(o: Outcome) -> edge_health::Outcome {
+    match o {
+        Outcome::Success => edge_health::Outcome::Success,
+        Outcome::Status5xx => edge_health::Outcome::Status5xx,
+        Outcome::Timeout => edge_health::Outcome::Timeout,
+        _ => edge_health::Outcome::ConnectFailure,
+    }
+}
+
 impl Pool {
     pub fn new(settings: PoolSettings) -> Arc<Self> {
-        let set = EndpointSet::new();
-        for &(addr, weight) in &settings.servers {
-            let slot = Arc::new(Slot {
-                addr,
-                limiter: (settings.max_connections_per_server > 0)
-                    .then(|| Arc::new(Semaphore::new(settings.max_connections_per_server))),
-                queued: AtomicUsize::new(0),
-                active: AtomicUsize::new(0),
-            });
-            // In rotation from the start; health checks take servers out.
-            set.insert_with_health(addr, slot, weight.max(1), true);
-        }
-        let balancer = Balancer::new(
-            set,
+        let outlier: Arc<OnceLock<OutlierDetector>> = Arc::default();
+        let config = DispatchConfig::default()
+            .max_attempts(settings.retries.saturating_add(1))
+            .max_per_endpoint(settings.max_connections_per_server)
+            .max_queue(settings.max_queue)
+            .queue_timeout(settings.queue_timeout)
+            .attempt_timeout(Some(settings.response_timeout));
+        let od = outlier.clone();
+        let dispatcher = Dispatcher::new(
+            EndpointSet::new(),
             policy(settings.policy),
             BalancerConfig::default().name(settings.name.clone()),
-        );
+            config,
+        )
+        .with_budget(RetryBudget::new(
+            u32::from(settings.retry_budget_percent),
+            RETRY_RESERVE,
+            RETRY_CAP,
+        ))
+        .on_outcome(move |addr, outcome| {
+            if let Some(d) = od.get() {
+                d.record(*addr, health_outcome(outcome));
+            }
+        });
+        for &(addr, weight) in &settings.servers {
+            // In rotation from the start; health checks take servers out.
+            dispatcher.insert(addr, addr, weight.max(1), true);
+        }
         Arc::new(Self {
             settings,
-            balancer,
-            outlier: OnceLock::new(),
-            retry_tokens: AtomicI64::new(RETRY_RESERVE),
+            dispatcher,
+            outlier,
         })
     }
 
-    /// Picks a server by the pool's policy, never one in `exclude`.
-    /// `None` when no server is available (503).
-    pub fn pick(&self, exclude: &[SocketAddr]) -> Option<Picked<SocketAddr, Arc<Slot>>> {
-        self.balancer
+    /// The dispatcher that runs requests and connections to this pool.
+    pub fn dispatcher(&self) -> &Dispatcher<SocketAddr, SocketAddr> {
+        &self.dispatcher
+    }
+
+    /// Picks a server by the pool's policy, never one in `exclude`, without
+    /// dispatching to it. `None` when no server is available.
+    pub fn pick(
+        &self,
+        exclude: &[SocketAddr],
+    ) -> Option<Picked<SocketAddr, Arc<Target<SocketAddr>>>> {
+        self.dispatcher
+            .balancer()
             .pick(&PickContext::new().exclude(exclude))
             .ok()
     }
@@ -135,97 +109,9 @@ impl Pool {
         self.server(*addr).map(|s| s.active as u64)
     }
 
-    /// The server for attempt number `attempts + 1` of one request or
-    /// connection: `None` when the attempts (`retries + 1`) or, for a retry,
-    /// the retry budget are spent, or no server outside `exclude` is
-    /// available. Counts the attempt in `attempts`.
-    pub fn next_attempt(
-        &self,
-        attempts: &mut u32,
-        exclude: &[SocketAddr],
-    ) -> Option<Picked<SocketAddr, Arc<Slot>>> {
-        if *attempts > self.settings.retries {
-            return None;
-        }
-        if *attempts > 0 && !self.withdraw_retry() {
-            tracing::debug!(pool = %self.settings.name, "retry budget spent");
-            return None;
-        }
-        let picked = self.pick(exclude)?;
-        *attempts += 1;
-        Some(picked)
-    }
-
-    /// Takes a slot on the picked server, waiting in its bounded queue when
-    /// it is at `max_connections_per_server`.
-    pub async fn acquire(
-        &self,
-        picked: Picked<SocketAddr, Arc<Slot>>,
-    ) -> Result<Lease, AcquireError> {
-        let (endpoint, in_flight) = picked.into_parts();
-        let slot = endpoint.value().clone();
-        let permit = match &slot.limiter {
-            None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    if slot.queued.fetch_add(1, Ordering::Relaxed) >= self.settings.max_queue {
-                        slot.queued.fetch_sub(1, Ordering::Relaxed);
-                        return Err(AcquireError::QueueFull);
-                    }
-                    let r = tokio::time::timeout(
-                        self.settings.queue_timeout,
-                        sem.clone().acquire_owned(),
-                    )
-                    .await;
-                    slot.queued.fetch_sub(1, Ordering::Relaxed);
-                    match r {
-                        Ok(Ok(p)) => Some(p),
-                        _ => return Err(AcquireError::QueueTimeout),
-                    }
-                }
-            },
-        };
-        slot.active.fetch_add(1, Ordering::Relaxed);
-        Ok(Lease {
-            addr: slot.addr,
-            in_flight: Some(in_flight),
-            slot,
-            _permit: permit,
-        })
-    }
-
-    /// Each first attempt adds `retry_budget_percent` / 100 of a retry to
-    /// the pool's budget (capped), so retries stay a bounded share of the
-    /// traffic (plus a small reserve) even when every server fails.
-    pub fn deposit(&self) {
-        let add = i64::from(self.settings.retry_budget_percent) * 10;
-        let _ = self
-            .retry_tokens
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                Some((t + add).min(RETRY_CAP))
-            });
-    }
-
-    /// Takes one retry from the budget; false when it is spent.
-    pub fn withdraw_retry(&self) -> bool {
-        self.retry_tokens
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
-                (t >= 1000).then_some(t - 1000)
-            })
-            .is_ok()
-    }
-
-    /// Feeds passive outlier detection with the outcome of one use of a server.
-    pub fn record(&self, addr: SocketAddr, outcome: Outcome) {
-        if let Some(d) = self.outlier.get() {
-            d.record(addr, outcome);
-        }
-    }
-
     /// Puts a server in or out of rotation (from health events).
     pub fn set_healthy(&self, addr: SocketAddr, healthy: bool) {
-        self.balancer.set().set_healthy(&addr, healthy);
+        self.dispatcher.set().set_healthy(&addr, healthy);
     }
 
     /// Connects the pool to the health checker's outlier detector.
@@ -235,7 +121,7 @@ impl Pool {
 
     /// Servers in rotation and configured.
     pub fn available(&self) -> (usize, usize) {
-        let s = self.balancer.set().snapshot();
+        let s = self.dispatcher.set().snapshot();
         (s.available(), s.len())
     }
 
@@ -250,7 +136,7 @@ impl Pool {
     /// after it is undrained until its checks pass. Returns whether
     /// anything changed.
     pub fn set_draining(&self, addr: SocketAddr, draining: bool) -> bool {
-        let set = self.balancer.set();
+        let set = self.dispatcher.set();
         if draining {
             set.drain(&addr)
         } else {
@@ -261,7 +147,7 @@ impl Pool {
     /// Sets a server's balancing weight (0: no new traffic). Returns
     /// whether anything changed.
     pub fn set_weight(&self, addr: SocketAddr, weight: u32) -> bool {
-        self.balancer.set().set_weight(&addr, weight)
+        self.dispatcher.set().set_weight(&addr, weight)
     }
 
     /// The weight a server has in the config, `None` for an unknown server.
@@ -275,13 +161,13 @@ impl Pool {
 
     /// Every server's live state, in config order.
     pub fn servers(&self) -> Vec<ServerStatus> {
-        let snap = self.balancer.set().snapshot();
+        let snap = self.dispatcher.set().snapshot();
         snap.endpoints().iter().map(status).collect()
     }
 
     /// One server's live state.
     pub fn server(&self, addr: SocketAddr) -> Option<ServerStatus> {
-        let snap = self.balancer.set().snapshot();
+        let snap = self.dispatcher.set().snapshot();
         snap.endpoints()
             .iter()
             .find(|e| *e.key() == addr)
@@ -290,17 +176,17 @@ impl Pool {
 }
 
 /// The live state of one endpoint of a pool's balancer.
-fn status(e: &edge_balance::Endpoint<SocketAddr, Arc<Slot>>) -> ServerStatus {
-    let slot = e.value();
+fn status(e: &edge_balance::Endpoint<SocketAddr, Arc<Target<SocketAddr>>>) -> ServerStatus {
+    let target = e.value();
     let stats = e.stats();
     ServerStatus {
         addr: *e.key(),
         weight: e.weight(),
         healthy: e.is_healthy(),
         draining: e.is_draining(),
-        active: slot.active.load(Ordering::Relaxed),
+        active: target.active(),
         picked: stats.in_flight(),
-        queued: slot.queued.load(Ordering::Relaxed),
+        queued: target.queued(),
         requests: stats.picks(),
         failures: stats.errors(),
     }
@@ -340,6 +226,7 @@ impl ServerStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn settings(weights: &[u32], policy: Policy) -> PoolSettings {
         PoolSettings {
@@ -366,7 +253,7 @@ mod tests {
         }
     }
 
-    fn port(p: &Picked<SocketAddr, Arc<Slot>>) -> u16 {
+    fn port(p: &Picked<SocketAddr, Arc<Target<SocketAddr>>>) -> u16 {
         p.key().port()
     }
 
@@ -428,46 +315,5 @@ mod tests {
         assert_eq!(p.server(a0).unwrap().requests, 10);
         assert!(p.has_server(a0) && !p.has_server(SocketAddr::from(([127, 0, 0, 1], 9))));
         assert!(!p.set_draining(SocketAddr::from(([127, 0, 0, 1], 9)), true));
-    }
-
-    #[test]
-    fn retry_budget_is_a_share_of_traffic() {
-        let p = Pool::new(settings(&[1], Policy::RoundRobin));
-        let mut granted = 0;
-        for _ in 0..100 {
-            p.deposit();
-            if p.withdraw_retry() {
-                granted += 1;
-            }
-        }
-        // 10 in reserve + 20 % of 100 requests.
-        assert_eq!(granted, 30);
-        assert!(!p.withdraw_retry());
-    }
-
-    #[tokio::test]
-    async fn bounded_queue() {
-        let p = Pool::new(settings(&[1], Policy::RoundRobin));
-        let held = p.acquire(p.pick(&[]).unwrap()).await.unwrap();
-        let waiter = {
-            let p = p.clone();
-            tokio::spawn(async move {
-                let picked = p.pick(&[]).unwrap();
-                p.acquire(picked).await.map(|_| ())
-            })
-        };
-        // Wait until the waiter is queued.
-        for _ in 0..100 {
-            if p.pick(&[]).unwrap().value().queued.load(Ordering::Relaxed) == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        assert_eq!(
-            p.acquire(p.pick(&[]).unwrap()).await.unwrap_err(),
-            AcquireError::QueueFull
-        );
-        drop(held);
-        assert_eq!(waiter.await.unwrap(), Ok(()));
     }
 }

@@ -20,14 +20,13 @@ use tokio::sync::Semaphore;
 
 use crate::accesslog::AccessRecord;
 use crate::accesslog::conn::{ConnLog, Metered};
-use crate::config::{IpNet, Limits, ProxyProtocolOut};
+use crate::config::{IpNet, Limits};
 use crate::h1guard::Guard;
 use crate::http::body::EdgeBody;
 use crate::http::headers::{new_request_id, request_host};
 use crate::http::{ConnInfo, respond};
 use crate::metrics::HandshakeFailure;
 use crate::state::{SharedState, State};
-use edge_health::Outcome;
 
 /// Binds a listening socket (SO_REUSEADDR, backlog 1024).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -222,7 +221,7 @@ async fn tls_connection(
     let ja4: Arc<str> = info.ja4.as_str().into();
     if let Some(rule) = info.sni.as_deref().and_then(|s| state.passthrough_for(s)) {
         let (pool, pp) = (rule.pool.clone(), rule.proxy_protocol);
-        passthrough(&state, replay, client, local, info.sni, ja4, &pool, pp).await;
+        crate::passthrough::relay(&state, replay, client, local, info.sni, ja4, &pool, pp).await;
         return;
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
@@ -345,97 +344,6 @@ async fn drive<C: Graceful>(
             }
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn passthrough(
-    state: &State,
-    client_io: edge_sni::Replay<TcpStream>,
-    client: SocketAddr,
-    local: SocketAddr,
-    sni: Option<String>,
-    ja4: Arc<str>,
-    pool_name: &str,
-    pp: ProxyProtocolOut,
-) {
-    let start = Instant::now();
-    let mut rec = AccessRecord {
-        kind: "passthrough",
-        client: Some(client),
-        sni: sni.clone(),
-        ja4: Some(ja4),
-        route: Some(pool_name.to_string()),
-        ..Default::default()
-    };
-    let Some(backend) = state.backends.get(pool_name) else {
-        return;
-    };
-    let stats = state.obs.passthrough(pool_name);
-    if let Some(s) = stats {
-        s.connections.fetch_add(1, Ordering::Relaxed);
-    }
-    let pool = &backend.pool;
-    let mut exclude = Vec::new();
-    let mut connected = None;
-    pool.deposit();
-    while let Some(picked) = pool.next_attempt(&mut rec.attempts, &exclude) {
-        let addr = *picked.key();
-        let Ok(mut guard) = pool.acquire(picked).await else {
-            exclude.push(addr);
-            continue;
-        };
-        let started = Instant::now();
-        match tokio::time::timeout(pool.settings.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                pool.record(addr, Outcome::Success);
-                guard.success(started.elapsed());
-                connected = Some((s, guard));
-                break;
-            }
-            r => {
-                tracing::debug!(server = %addr, "passthrough connect failed");
-                let outcome = if r.is_err() {
-                    Outcome::Timeout
-                } else {
-                    Outcome::ConnectFailure
-                };
-                pool.record(addr, outcome);
-                guard.failure();
-                exclude.push(addr);
-            }
-        }
-    }
-    let Some((upstream, guard)) = connected else {
-        rec.duration = start.elapsed();
-        rec.status = 503;
-        if let Some(s) = stats {
-            s.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        state.obs.log(rec);
-        return;
-    };
-    rec.backend = Some(guard.addr());
-    let _ = upstream.set_nodelay(true);
-    // The PROXY header and the ClientHello already read go out in one write,
-    // then splice(2) relays the rest (crate::relay).
-    let (hello, client_io) = client_io.into_parts();
-    let mut prefix = Vec::new();
-    if pp == ProxyProtocolOut::V2 {
-        prefix = crate::proxy_protocol::encode_v2(client, local, sni.as_deref());
-    }
-    let header_len = prefix.len() as u64;
-    prefix.extend_from_slice(&hello);
-    let idle = state.limits.passthrough_idle_timeout.0;
-    let relayed = crate::relay::relay(client_io, upstream, &prefix, idle).await;
-    rec.bytes_in = relayed.client_to_server.saturating_sub(header_len);
-    rec.bytes_out = relayed.server_to_client;
-    drop(guard);
-    rec.duration = start.elapsed();
-    if let Some(s) = stats {
-        s.bytes_in.fetch_add(rec.bytes_in, Ordering::Relaxed);
-        s.bytes_out.fetch_add(rec.bytes_out, Ordering::Relaxed);
-    }
-    state.obs.log(rec);
 }
 
 async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: SocketAddr) {

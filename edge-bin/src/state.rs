@@ -3,6 +3,7 @@
 //! replace it atomically while connections in flight keep the one they began with.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -14,14 +15,20 @@ use crate::config::{
     BackendProtocol, HostPattern, HttpSettings, HttpsSettings, Limits, PassthroughRule,
     PoolSettings, RouteRule, Validated,
 };
-use crate::http::body::EdgeBody;
+use crate::http::upstream::{ByStatus, SendToServer};
 use crate::pool::Pool;
 
-/// A pool plus the pooled HTTP client that talks to its servers.
+/// The HTTP service of a pool: edge-balance's dispatch around one attempt
+/// through the pool's pooled client.
+pub type HttpDispatch = edge_balance::Dispatch<SocketAddr, SocketAddr, SendToServer, ByStatus>;
+
+/// A pool plus the service that sends HTTP requests to its servers.
 #[derive(Debug)]
 pub struct Backend {
     pub pool: Arc<Pool>,
-    pub client: Client<HttpConnector, EdgeBody>,
+    pub http: HttpDispatch,
+    /// The HTTP version requests to the servers use.
+    pub version: http::Version,
 }
 
 impl Backend {
@@ -36,13 +43,24 @@ impl Backend {
             .timer(TokioTimer::new())
             .retry_canceled_requests(true)
             .set_host(false);
-        if settings.protocol == BackendProtocol::H2c {
-            b.http2_only(true);
-        }
+        let version = match settings.protocol {
+            BackendProtocol::Http1 => http::Version::HTTP_11,
+            BackendProtocol::H2c => {
+                b.http2_only(true);
+                http::Version::HTTP_2
+            }
+        };
         let client = b.build(conn);
+        let pool = Pool::new(settings);
+        let http = edge_balance::Dispatch::new(
+            pool.dispatcher().clone(),
+            SendToServer::new(client),
+            ByStatus,
+        );
         Self {
-            pool: Pool::new(settings),
-            client,
+            pool,
+            http,
+            version,
         }
     }
 }

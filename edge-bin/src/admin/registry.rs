@@ -300,15 +300,27 @@ mod tests {
         assert!(admin.usage("app", addr(1)).is_idle());
         let picked = pool.pick(&[]).unwrap();
         assert_eq!(admin.usage("app", addr(1)).picked, 1);
-        let mut lease = pool.acquire(picked).await.unwrap();
+        drop(picked);
         // Answered (as after a response head or a passthrough connect),
         // but the body or relay still runs: still in use.
-        lease.success(std::time::Duration::from_millis(1));
+        let answer = tower::service_fn(|(_, ()): (std::net::SocketAddr, ())| async {
+            Ok::<_, std::convert::Infallible>(())
+        });
+        let served = pool
+            .dispatcher()
+            .dispatch(&answer, edge_balance::Connect, &edge_balance::AnySuccess)
+            .await
+            .unwrap();
         let u = admin.usage("app", addr(1));
         assert_eq!((u.active, u.picked), (1, 0));
         assert!(!u.is_idle());
+        let lease = served.lease;
         drop(lease);
         assert!(admin.usage("app", addr(1)).is_idle());
-        assert_eq!(pool.server(addr(1)).unwrap().requests, 1);
+        assert_eq!(
+            pool.server(addr(1)).unwrap().requests,
+            2,
+            "the bare pick and the dispatch"
+        );
     }
 }

@@ -5,6 +5,7 @@ pub mod body;
 pub mod forward;
 pub mod headers;
 pub mod respond;
+pub mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -1,0 +1,132 @@
+//! One attempt to one server: the inner service of a pool's HTTP
+//! [`Dispatch`](edge_balance::Dispatch). It points the attempt's request at
+//! the server and sends it through the pool's pooled client; edge-balance
+//! runs everything around it (pick, slot, timeout, outcome, retry).
+
+use std::net::SocketAddr;
+use std::task::{Context, Poll};
+
+use edge_balance::{Classify, Outcome, ReplayBody};
+use futures::future::{Either, MapErr, Ready, TryFutureExt};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
+
+use super::body::{EdgeBody, boxed};
+
+/// Why one attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The server's address and the request's path make no URI.
+    #[error("no backend URI for {0}")]
+    Uri(SocketAddr),
+    /// The pooled client failed (connect, write, read).
+    #[error(transparent)]
+    Client(#[from] hyper_util::client::legacy::Error),
+}
+
+/// Sends one attempt to the server it is given.
+#[derive(Debug, Clone)]
+pub struct SendToServer {
+    client: Client<HttpConnector, EdgeBody>,
+}
+
+impl SendToServer {
+    pub fn new(client: Client<HttpConnector, EdgeBody>) -> Self {
+        Self { client }
+    }
+}
+
+type Sent = Either<
+    Ready<Result<Response<Incoming>, SendError>>,
+    MapErr<ResponseFuture, fn(hyper_util::client::legacy::Error) -> SendError>,
+>;
+
+impl tower_service::Service<(SocketAddr, Request<ReplayBody<EdgeBody>>)> for SendToServer {
+    type Response = Response<Incoming>;
+    type Error = SendError;
+    type Future = Sent;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, (addr, req): (SocketAddr, Request<ReplayBody<EdgeBody>>)) -> Sent {
+        let (mut parts, body) = req.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let Some(uri) = backend_uri(addr, path) else {
+            return Either::Left(futures::future::ready(Err(SendError::Uri(addr))));
+        };
+        parts.uri = uri;
+        let req = Request::from_parts(parts, boxed(body));
+        Either::Right(
+            self.client
+                .request(req)
+                .map_err(SendError::Client as fn(_) -> _),
+        )
+    }
+}
+
+/// 5xx answers are failures of the server; a client error is a connect
+/// failure when hyper says the connection was never made.
+#[derive(Debug, Clone, Copy)]
+pub struct ByStatus;
+
+impl Classify<Response<Incoming>, SendError> for ByStatus {
+    fn response(&self, rsp: &Response<Incoming>) -> Outcome {
+        if rsp.status().is_server_error() {
+            Outcome::Status5xx
+        } else {
+            Outcome::Success
+        }
+    }
+
+    fn error(&self, e: &SendError) -> Outcome {
+        match e {
+            SendError::Client(e) if e.is_connect() => Outcome::ConnectFailure,
+            _ => Outcome::Failure,
+        }
+    }
+}
+
+/// `http://<addr><path>` for the pooled client, built from parts (the path
+/// is shared with the client's request, the address formatted once).
+fn backend_uri(addr: SocketAddr, path: PathAndQuery) -> Option<Uri> {
+    use std::io::Write as _;
+    let mut buf = [0u8; 64];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    write!(cur, "{addr}").ok()?;
+    let n = usize::try_from(cur.position()).ok()?;
+    let authority = Authority::try_from(buf.get(..n)?).ok()?;
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path);
+    Uri::from_parts(parts).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_uris() {
+        let p = PathAndQuery::from_static("/a/b?x=1&y");
+        let u = backend_uri("127.0.0.1:8080".parse().unwrap(), p.clone()).unwrap();
+        assert_eq!(u.to_string(), "http://127.0.0.1:8080/a/b?x=1&y");
+        let u = backend_uri("[2001:db8::1]:80".parse().unwrap(), p).unwrap();
+        assert_eq!(u.authority().unwrap().as_str(), "[2001:db8::1]:80");
+        let long = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535";
+        let addr: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .unwrap();
+        assert!(long.len() < 64);
+        assert!(backend_uri(addr, PathAndQuery::from_static("/")).is_some());
+    }
+}

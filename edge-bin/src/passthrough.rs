@@ -1,0 +1,120 @@
+//! SNI passthrough: the accepted connection is the request. The pool's
+//! dispatcher (edge-balance) picks a server, takes a slot on it and
+//! connects, retrying the connect on servers not yet tried; then the
+//! ClientHello already read (after an optional PROXY v2 header) and the
+//! rest of the connection are relayed ([`crate::relay`]) while the lease
+//! holds the slot.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use edge_balance::{Classify, Connect, Dispatch, Outcome};
+use tokio::net::TcpStream;
+use tower::ServiceExt as _;
+
+use crate::accesslog::AccessRecord;
+use crate::config::ProxyProtocolOut;
+use crate::state::State;
+
+/// Why a connect to a server failed.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("connect timed out")]
+    Timeout,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// A refused or unreachable server is a connect failure; a silent one a timeout.
+#[derive(Debug, Clone, Copy)]
+struct ByConnect;
+
+impl Classify<TcpStream, ConnectError> for ByConnect {
+    fn error(&self, e: &ConnectError) -> Outcome {
+        match e {
+            ConnectError::Timeout => Outcome::Timeout,
+            ConnectError::Io(_) => Outcome::ConnectFailure,
+        }
+    }
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+/// Relays one passthrough connection to a server of `pool_name` and logs it.
+#[allow(clippy::too_many_arguments)]
+pub async fn relay(
+    state: &State,
+    client_io: edge_sni::Replay<TcpStream>,
+    client: SocketAddr,
+    local: SocketAddr,
+    sni: Option<String>,
+    ja4: Arc<str>,
+    pool_name: &str,
+    pp: ProxyProtocolOut,
+) {
+    let start = Instant::now();
+    let mut rec = AccessRecord {
+        kind: "passthrough",
+        client: Some(client),
+        sni: sni.clone(),
+        ja4: Some(ja4),
+        route: Some(pool_name.to_string()),
+        ..Default::default()
+    };
+    let Some(backend) = state.backends.get(pool_name) else {
+        return;
+    };
+    let stats = state.obs.passthrough(pool_name);
+    if let Some(s) = stats {
+        s.connections.fetch_add(1, Ordering::Relaxed);
+    }
+    let pool = &backend.pool;
+    let timeout = pool.settings.connect_timeout;
+    let connector = tower::service_fn(move |(addr, ()): (SocketAddr, ())| connect(addr, timeout));
+    let dispatch = Dispatch::new(pool.dispatcher().clone(), connector, ByConnect);
+    let served = match dispatch.oneshot(Connect).await {
+        Ok(s) => s,
+        Err(failed) => {
+            tracing::debug!(pool = %pool_name, error = %failed, "passthrough connect failed");
+            rec.attempts = failed.attempts;
+            rec.duration = start.elapsed();
+            rec.status = 503;
+            if let Some(s) = stats {
+                s.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            state.obs.log(rec);
+            return;
+        }
+    };
+    rec.attempts = served.attempts;
+    rec.backend = Some(*served.lease.key());
+    let (upstream, lease) = (served.response, served.lease);
+    let _ = upstream.set_nodelay(true);
+    // The PROXY header and the ClientHello already read go out in one write,
+    // then splice(2) relays the rest (crate::relay).
+    let (hello, client_io) = client_io.into_parts();
+    let mut prefix = Vec::new();
+    if pp == ProxyProtocolOut::V2 {
+        prefix = crate::proxy_protocol::encode_v2(client, local, sni.as_deref());
+    }
+    let header_len = prefix.len() as u64;
+    prefix.extend_from_slice(&hello);
+    let idle = state.limits.passthrough_idle_timeout.0;
+    let relayed = crate::relay::relay(client_io, upstream, &prefix, idle).await;
+    rec.bytes_in = relayed.client_to_server.saturating_sub(header_len);
+    rec.bytes_out = relayed.server_to_client;
+    drop(lease);
+    rec.duration = start.elapsed();
+    if let Some(s) = stats {
+        s.bytes_in.fetch_add(rec.bytes_in, Ordering::Relaxed);
+        s.bytes_out.fetch_add(rec.bytes_out, Ordering::Relaxed);
+    }
+    state.obs.log(rec);
+}
