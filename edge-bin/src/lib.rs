@@ -59,7 +59,6 @@ pub mod notify;
 pub mod passthrough;
 pub mod pool;
 pub mod proxy_protocol;
-pub mod relay;
 pub mod reload;
 pub mod server;
 pub mod state;

@@ -98,7 +98,7 @@ pub async fn relay(
     let (upstream, lease) = (served.response, served.lease);
     let _ = upstream.set_nodelay(true);
     // The PROXY header and the ClientHello already read go out in one write,
-    // then splice(2) relays the rest (crate::relay).
+    // then splice(2) relays the rest (edge_sni::relay).
     let (hello, client_io) = client_io.into_parts();
     let mut prefix = Vec::new();
     if pp == ProxyProtocolOut::V2 {
@@ -107,7 +107,7 @@ pub async fn relay(
     let header_len = prefix.len() as u64;
     prefix.extend_from_slice(&hello);
     let idle = state.limits.passthrough_idle_timeout.0;
-    let relayed = crate::relay::relay(client_io, upstream, &prefix, idle).await;
+    let relayed = edge_sni::relay(client_io, upstream, &prefix, idle).await;
     rec.bytes_in = relayed.client_to_server.saturating_sub(header_len);
     rec.bytes_out = relayed.server_to_client;
     drop(lease);

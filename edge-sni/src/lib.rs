@@ -1,5 +1,5 @@
-//! A TLS ClientHello parser fit to sit on port 443, with a tokio adapter
-//! and an SNI router.
+//! A TLS ClientHello parser fit to sit on port 443, with a tokio adapter,
+//! an SNI router and the passthrough relay.
 //!
 //! # Design
 //!
@@ -18,7 +18,10 @@
 //! returns a [`Replay`] stream that yields the bytes already read, to
 //! splice to a backend or hand to a rustls acceptor. The [`service`] module
 //! wraps that as tower services, and [`SniRouter`] chooses a route by
-//! exact name, `*.` wildcard, default, or "no SNI".
+//! exact name, `*.` wildcard, default, or "no SNI". For a passed-through
+//! connection, [`relay`] then joins the client and the backend socket with
+//! `splice(2)` (and [`relay_io`] any two streams), with one idle timer and
+//! the byte counts each way.
 //!
 //! # Example
 //!
@@ -54,7 +57,10 @@ pub use client_hello::{ClientHello, ext, parse_client_hello, parse_client_hello_
 pub use encode::{ClientHelloBuilder, frame_records};
 pub use error::{Error, Field, HostNameError};
 pub use host_name::{HostName, MAX_HOST_NAME_LEN};
-pub use io::{ClientHelloInfo, ReadError, ReadOptions, Replay, read_client_hello};
+pub use io::{
+    ClientHelloInfo, ReadError, ReadOptions, RelayEnd, RelayStats, Replay, read_client_hello,
+    relay, relay_io,
+};
 pub use ja4::{Ja4, Ja4Raw};
 pub use limits::Limits;
 pub use record::{HandshakeMessage, MAX_FRAGMENT_LEN, reassemble_client_hello};

@@ -6,14 +6,13 @@
 //! HAProxy's `Tt`). The request is counted in the metrics at the `101`.
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use edge_sni::RelayEnd;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::conn::{Meter, Metered};
 use super::{AccessLog, AccessRecord};
 
 /// Shared by the tunnel task and the `101` response's record.
@@ -39,55 +38,6 @@ struct Closed {
     to_backend: u64,
     to_client: u64,
     error: Option<Cow<'static, str>>,
-}
-
-/// Bytes through the client side of the tunnel. One writer (the relay);
-/// the idle check reads them while the copy runs.
-#[derive(Debug, Default, Clone)]
-struct Counts(Arc<CountsInner>);
-
-#[derive(Debug, Default)]
-struct CountsInner {
-    read: AtomicU64,
-    written: AtomicU64,
-}
-
-impl Counts {
-    fn read(&self) -> u64 {
-        self.0.read.load(Ordering::Relaxed)
-    }
-    fn written(&self) -> u64 {
-        self.0.written.load(Ordering::Relaxed)
-    }
-}
-
-impl Meter for Counts {
-    fn on_read(&mut self, data: &[u8]) {
-        let v = self.read().saturating_add(data.len() as u64);
-        self.0.read.store(v, Ordering::Relaxed);
-    }
-    fn on_write(&mut self, n: usize) {
-        let v = self.written().saturating_add(n as u64);
-        self.0.written.store(v, Ordering::Relaxed);
-    }
-}
-
-/// Resolves once `counts` have not moved for `idle` (checked four times
-/// per `idle`, so the tunnel closes between `idle` and 1.25 × `idle`).
-async fn idle_for(counts: &Counts, idle: Duration) {
-    let step = (idle / 4).max(Duration::from_millis(10));
-    let mut last = (counts.read(), counts.written());
-    let mut quiet_since = Instant::now();
-    loop {
-        tokio::time::sleep(step).await;
-        let now = (counts.read(), counts.written());
-        if now != last {
-            last = now;
-            quiet_since = Instant::now();
-        } else if quiet_since.elapsed() >= idle {
-            return;
-        }
-    }
 }
 
 /// Closes the tunnel's record also when the relay task is dropped.
@@ -116,9 +66,10 @@ impl Tunnel {
         t
     }
 
-    /// Relays between the upgraded client and backend connections until
-    /// both directions are closed, then finishes the record.
-    /// Closed after `idle` without a byte in either direction.
+    /// Relays between the upgraded client and backend connections
+    /// (edge-sni's relay: until both directions are closed, or `idle`
+    /// without a byte either way), then finishes the record with what the
+    /// relay counted.
     pub async fn relay(self: Arc<Self>, client: OnUpgrade, backend: OnUpgrade, idle: Duration) {
         let mut closer = Closer {
             tunnel: &self,
@@ -126,7 +77,7 @@ impl Tunnel {
         };
         let (c, b) = tokio::join!(client, backend);
         let start = Instant::now();
-        let (c, mut b) = match (c, b) {
+        let (c, b) = match (c, b) {
             (Ok(c), Ok(b)) => (c, TokioIo::new(b)),
             (c, b) => {
                 let e = c
@@ -144,18 +95,16 @@ impl Tunnel {
                 return;
             }
         };
-        let counts = Counts::default();
-        let mut c = Metered::new(TokioIo::new(c), counts.clone());
-        let error = tokio::select! {
-            r = tokio::io::copy_bidirectional(&mut c, &mut b) => {
-                r.err().map(|e| format!("tunnel: {e}").into())
-            }
-            () = idle_for(&counts, idle) => Some("tunnel idle timeout".into()),
+        let relayed = edge_sni::relay_io(TokioIo::new(c), b, idle).await;
+        let error = match relayed.end {
+            RelayEnd::Closed => None,
+            RelayEnd::IdleTimeout => Some("tunnel idle timeout".into()),
+            RelayEnd::Error(kind) => Some(format!("tunnel: {kind}").into()),
         };
         closer.closed = Some(Closed {
             time: start.elapsed(),
-            to_backend: counts.read(),
-            to_client: counts.written(),
+            to_backend: relayed.client_to_server,
+            to_client: relayed.server_to_client,
             error,
         });
     }

@@ -3,8 +3,10 @@
 
 mod info;
 mod read;
+mod relay;
 mod replay;
 
 pub use info::ClientHelloInfo;
 pub use read::{ReadError, ReadOptions, read_client_hello};
+pub use relay::{RelayEnd, RelayStats, relay, relay_io};
 pub use replay::Replay;

@@ -1,6 +1,11 @@
-//! The passthrough relay: moves bytes between the client and the backend
-//! socket with `splice(2)` through a pipe per direction, so the payload never
-//! enters user space (HAProxy's `option splice-auto` does the same).
+//! The relay: moves bytes both ways between a client and a backend until
+//! both are done, with one idle timer. [`relay`] joins two TCP sockets
+//! (SNI passthrough) with `splice(2)` through a pipe per direction, so the
+//! payload never enters user space (HAProxy's `option splice-auto` does the
+//! same); [`relay_io`] joins any two byte streams (e.g. an HTTP Upgrade's
+//! two upgraded connections) through user-space buffers. Both count the
+//! bytes each way and say how the relay ended ([`RelayStats`]); whoever
+//! logs or measures reads that, it never moves bytes itself.
 //!
 //! Each direction loops "socket → pipe" then "pipe → socket" driven by tokio's
 //! readiness (`readable()` / `writable()` + `try_io`), with nix's safe
@@ -20,7 +25,7 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::Interest;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -36,7 +41,7 @@ pub enum RelayEnd {
     /// No byte moved in either direction for the idle timeout.
     IdleTimeout,
     /// A read or write failed (e.g. a reset); the relay stopped both ways.
-    Error,
+    Error(io::ErrorKind),
 }
 
 /// What a relay did: bytes per direction (for the access log) and why it ended.
@@ -46,7 +51,10 @@ pub struct RelayStats {
     pub client_to_server: u64,
     /// Bytes the backend sent that reached the client.
     pub server_to_client: u64,
+    /// How the relay ended.
     pub end: RelayEnd,
+    /// How long it ran.
+    pub duration: Duration,
     /// Whether the payload went through `splice(2)` (false: user-space copy).
     pub spliced: bool,
 }
@@ -104,8 +112,8 @@ pub async fn relay(
         r = result => match r {
             Ok(_) => RelayEnd::Closed,
             Err(e) => {
-                tracing::debug!(error = %e, "passthrough relay ended with an error");
-                RelayEnd::Error
+                tracing::debug!(error = %e, "relay ended with an error");
+                RelayEnd::Error(e.kind())
             }
         },
         () = watchdog(&up, &down, start, idle) => RelayEnd::IdleTimeout,
@@ -114,7 +122,68 @@ pub async fn relay(
         client_to_server: up.bytes.load(Ordering::Relaxed),
         server_to_client: down.bytes.load(Ordering::Relaxed),
         end,
+        duration: start.elapsed(),
         spliced,
+    }
+}
+
+/// Buffer per direction of [`relay_io`].
+const IO_CHUNK: usize = 16 * 1024;
+
+/// Relays between any two byte streams until both directions end, an
+/// error, or `idle` without traffic either way, as [`relay`] does for TCP
+/// sockets but through user-space buffers.
+pub async fn relay_io<A, B>(client: A, server: B, idle: Duration) -> RelayStats
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let (up, down) = (Direction::default(), Direction::default());
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut sr, mut sw) = tokio::io::split(server);
+    let both = async {
+        tokio::try_join!(
+            copy_io(&mut cr, &mut sw, &up, start),
+            copy_io(&mut sr, &mut cw, &down, start),
+        )
+    };
+    let end = tokio::select! {
+        r = both => match r {
+            Ok(_) => RelayEnd::Closed,
+            Err(e) => {
+                tracing::debug!(error = %e, "relay ended with an error");
+                RelayEnd::Error(e.kind())
+            }
+        },
+        () = watchdog(&up, &down, start, idle) => RelayEnd::IdleTimeout,
+    };
+    RelayStats {
+        client_to_server: up.bytes.load(Ordering::Relaxed),
+        server_to_client: down.bytes.load(Ordering::Relaxed),
+        end,
+        duration: start.elapsed(),
+        spliced: false,
+    }
+}
+
+/// Copies `src` to `dst` until `src` ends, then shuts `dst`'s write half.
+async fn copy_io<R, W>(src: &mut R, dst: &mut W, dir: &Direction, start: Instant) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        let n = src.read(&mut buf).await?;
+        let Some(chunk) = buf.get(..n).filter(|c| !c.is_empty()) else {
+            // The peer may already be gone; the other direction reports that.
+            let _ = dst.shutdown().await;
+            return Ok(());
+        };
+        dst.write_all(chunk).await?;
+        dst.flush().await?;
+        dir.moved(n, start);
     }
 }
 
@@ -274,7 +343,6 @@ impl Pipe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// A connected (relay side, far side) pair of loopback sockets.
@@ -344,6 +412,38 @@ mod tests {
         assert_eq!(stats.client_to_server, up.len() as u64 + 5);
         assert_eq!(stats.server_to_client, down.len() as u64);
         assert_eq!(stats.spliced, cfg!(target_os = "linux"));
+    }
+
+    #[tokio::test]
+    async fn streams_relay_both_ways_and_idle_out() {
+        let (relay_client, mut client) = pair().await;
+        let (relay_server, mut server) = pair().await;
+        let idle = Duration::from_millis(300);
+        let task = tokio::spawn(relay_io(relay_client, relay_server, idle));
+        let up = data(200 * 1024 + 1, 4);
+        let (up2, mut got) = (up.clone(), vec![0u8; up.len()]);
+        let w = tokio::spawn(async move {
+            client.write_all(&up2).await.unwrap();
+            client
+        });
+        server.read_exact(&mut got).await.unwrap();
+        assert!(got == up);
+        server.write_all(b"pong").await.unwrap();
+        let mut client = w.await.unwrap();
+        let mut pong = [0u8; 4];
+        client.read_exact(&mut pong).await.unwrap();
+        let stats = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("relay ended")
+            .unwrap();
+        assert_eq!(stats.end, RelayEnd::IdleTimeout);
+        assert_eq!(
+            (stats.client_to_server, stats.server_to_client),
+            (up.len() as u64, 4)
+        );
+        assert!(!stats.spliced && stats.duration >= idle);
+        let mut rest = Vec::new();
+        assert_eq!(client.read_to_end(&mut rest).await.unwrap(), 0);
     }
 
     #[tokio::test]
