@@ -108,16 +108,38 @@ pub async fn relay(
             }
         }
     };
-    let end = tokio::select! {
-        r = result => match r {
+    let end = until_idle(result, &up, &down, start, idle).await;
+    stats(&up, &down, end, start, spliced)
+}
+
+/// Runs both directions until they end, or until neither has moved a byte
+/// for `idle`: the relay's one idle timer.
+async fn until_idle<T>(
+    both: impl Future<Output = io::Result<T>>,
+    up: &Direction,
+    down: &Direction,
+    start: Instant,
+    idle: Duration,
+) -> RelayEnd {
+    tokio::select! {
+        r = both => match r {
             Ok(_) => RelayEnd::Closed,
             Err(e) => {
                 tracing::debug!(error = %e, "relay ended with an error");
                 RelayEnd::Error(e.kind())
             }
         },
-        () = watchdog(&up, &down, start, idle) => RelayEnd::IdleTimeout,
-    };
+        () = watchdog(up, down, start, idle) => RelayEnd::IdleTimeout,
+    }
+}
+
+fn stats(
+    up: &Direction,
+    down: &Direction,
+    end: RelayEnd,
+    start: Instant,
+    spliced: bool,
+) -> RelayStats {
     RelayStats {
         client_to_server: up.bytes.load(Ordering::Relaxed),
         server_to_client: down.bytes.load(Ordering::Relaxed),
@@ -148,23 +170,8 @@ where
             copy_io(&mut sr, &mut cw, &down, start),
         )
     };
-    let end = tokio::select! {
-        r = both => match r {
-            Ok(_) => RelayEnd::Closed,
-            Err(e) => {
-                tracing::debug!(error = %e, "relay ended with an error");
-                RelayEnd::Error(e.kind())
-            }
-        },
-        () = watchdog(&up, &down, start, idle) => RelayEnd::IdleTimeout,
-    };
-    RelayStats {
-        client_to_server: up.bytes.load(Ordering::Relaxed),
-        server_to_client: down.bytes.load(Ordering::Relaxed),
-        end,
-        duration: start.elapsed(),
-        spliced: false,
-    }
+    let end = until_idle(both, &up, &down, start, idle).await;
+    stats(&up, &down, end, start, false)
 }
 
 /// Copies `src` to `dst` until `src` ends, then shuts `dst`'s write half.
