@@ -61,6 +61,7 @@ pub mod pool;
 pub mod proxy_protocol;
 pub mod reload;
 pub mod server;
+pub mod sni;
 pub mod state;
 pub mod telemetry;
 pub mod tls_tuning;

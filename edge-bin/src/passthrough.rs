@@ -16,7 +16,8 @@ use tower::ServiceExt as _;
 
 use crate::accesslog::AccessRecord;
 use crate::config::ProxyProtocolOut;
-use crate::state::State;
+use crate::sni::Inbound;
+use edge_sni::TlsConnection;
 
 /// Why a connect to a server failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,18 +49,18 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, Conne
 }
 
 /// Relays one passthrough connection to a server of `pool_name` and logs it.
-#[allow(clippy::too_many_arguments)]
-pub async fn relay(
-    state: &State,
-    client_io: edge_sni::Replay<TcpStream>,
-    client: SocketAddr,
-    local: SocketAddr,
-    sni: Option<String>,
-    ja4: Arc<str>,
-    pool_name: &str,
-    pp: ProxyProtocolOut,
-) {
+pub async fn relay(conn: TlsConnection<Inbound>, pool_name: &str, pp: ProxyProtocolOut) {
     let start = Instant::now();
+    let TlsConnection { info, stream } = conn;
+    let (hello, inbound) = stream.into_parts();
+    let Inbound {
+        stream: client_io,
+        client,
+        local,
+        state,
+    } = inbound;
+    let sni = info.sni;
+    let ja4: Arc<str> = info.ja4.as_str().into();
     let mut rec = AccessRecord {
         kind: "passthrough",
         client: Some(client),
@@ -99,7 +100,6 @@ pub async fn relay(
     let _ = upstream.set_nodelay(true);
     // The PROXY header and the ClientHello already read go out in one write,
     // then splice(2) relays the rest (edge_sni::relay).
-    let (hello, client_io) = client_io.into_parts();
     let mut prefix = Vec::new();
     if pp == ProxyProtocolOut::V2 {
         prefix = crate::proxy_protocol::encode_v2(client, local, sni.as_deref());

@@ -26,7 +26,10 @@ use crate::http::body::EdgeBody;
 use crate::http::headers::{new_request_id, request_host};
 use crate::http::{ConnInfo, respond};
 use crate::metrics::HandshakeFailure;
+use crate::sni::Inbound;
 use crate::state::{SharedState, State};
+use edge_sni::TlsConnection;
+use tower_service::Service as _;
 
 /// Binds a listening socket (SO_REUSEADDR, backlog 1024).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -204,13 +207,19 @@ async fn tls_connection(
         return;
     };
     let opts = edge_sni::ReadOptions::default().with_timeout(l.client_hello_timeout.0);
+    let inbound = Inbound {
+        stream,
+        client,
+        local,
+        state: state.clone(),
+    };
     // At stop, a connection that has not begun a request is closed: after
     // a VRRP handover its packets reach the other node anyway.
     let hello = tokio::select! {
-        r = edge_sni::read_client_hello(stream, &opts) => r,
+        r = edge_sni::read_client_hello(inbound, &opts) => r,
         () = state.closing.stopped() => return,
     };
-    let (info, replay) = match hello {
+    let (info, stream) = match hello {
         Ok(x) => x,
         Err(e) => {
             tracing::debug!(%client, error = %e.without_stream(), "no usable ClientHello: closed");
@@ -218,12 +227,22 @@ async fn tls_connection(
             return;
         }
     };
+    // edge-sni's router: passthrough to a pool, or terminate here. Always
+    // ready; routes never fail (terminating is the default).
+    let _ = state.sni.clone().call(TlsConnection { info, stream }).await;
+}
+
+/// Terminates TLS on a connection the SNI router kept here, then serves
+/// HTTP/1.1 or HTTP/2 on it by ALPN.
+pub async fn terminate(conn: TlsConnection<Inbound>) {
+    let TlsConnection {
+        info,
+        stream: replay,
+    } = conn;
+    let inbound = replay.get_ref();
+    let (state, client) = (inbound.state.clone(), inbound.client);
+    let l = &state.limits;
     let ja4: Arc<str> = info.ja4.as_str().into();
-    if let Some(rule) = info.sni.as_deref().and_then(|s| state.passthrough_for(s)) {
-        let (pool, pp) = (rule.pool.clone(), rule.proxy_protocol);
-        crate::passthrough::relay(&state, replay, client, local, info.sni, ja4, &pool, pp).await;
-        return;
-    }
     let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
     let accepted = tokio::select! {
         r = tokio::time::timeout(l.tls_handshake_timeout.0, acceptor.accept(replay)) => r,

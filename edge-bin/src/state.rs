@@ -12,8 +12,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::{
-    BackendProtocol, HostPattern, HttpSettings, HttpsSettings, Limits, PassthroughRule,
-    PoolSettings, RouteRule, Validated,
+    BackendProtocol, HttpSettings, HttpsSettings, Limits, PassthroughRule, PoolSettings, RouteRule,
+    Validated,
 };
 use crate::http::upstream::{ByStatus, SendToServer};
 use crate::pool::Pool;
@@ -83,6 +83,8 @@ pub struct State {
     /// the ACME manager, so an order in progress goes on).
     pub acme_settings: crate::config::AcmeSettings,
     pub passthrough: Vec<PassthroughRule>,
+    /// The TLS port's SNI routes (edge-sni): passthrough, or terminate.
+    pub sni: edge_sni::RouteBySni<crate::sni::SniTarget>,
     pub routes: Vec<RouteRule>,
     pub backends: HashMap<String, Arc<Backend>>,
     /// The health checker of this state's pools (stops when the state is dropped).
@@ -105,6 +107,8 @@ pub enum BuildError {
     Certificates(#[from] edge_acme::Error),
     #[error("{0}")]
     AccessLog(#[from] crate::accesslog::SinkError),
+    #[error("passthrough names: {0}")]
+    Sni(edge_sni::PatternError),
 }
 
 /// The state every listener reads; `store` a new one to switch config.
@@ -157,6 +161,7 @@ impl State {
             acme,
             acme_settings: v.acme.clone(),
             passthrough: v.passthrough.clone(),
+            sni: crate::sni::routes(&v.passthrough).map_err(BuildError::Sni)?,
             routes: v.routes.clone(),
             backends,
             health,
@@ -164,22 +169,6 @@ impl State {
                 .map_or_else(crate::lifecycle::Closing::new, |p| p.closing.successor()),
             obs,
         })
-    }
-
-    /// The passthrough rule for an SNI, if any (exact names win over wildcards).
-    pub fn passthrough_for(&self, sni: &str) -> Option<&PassthroughRule> {
-        self.passthrough
-            .iter()
-            .find(|r| {
-                r.sni
-                    .iter()
-                    .any(|p| matches!(p, HostPattern::Exact(e) if e == sni))
-            })
-            .or_else(|| {
-                self.passthrough
-                    .iter()
-                    .find(|r| r.sni.iter().any(|p| p.matches(sni)))
-            })
     }
 
     /// The first route matching host, path and headers, in file order.
