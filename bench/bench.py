@@ -905,6 +905,9 @@ def main() -> int:
     ap.add_argument("--edge", default="", help="edge binary ('' to skip edge)")
     ap.add_argument("--edge-note", default="", help="why edge is missing, for the report")
     ap.add_argument("--edge-rev", default="", help="git revision edge was built from ('' = working tree)")
+    ap.add_argument("--edge-base", default="",
+                    help="a second edge binary, measured as the peer 'edge-base' (an A/B of two builds)")
+    ap.add_argument("--edge-base-rev", default="", help="git revision the --edge-base binary was built from")
     ap.add_argument("--proxies", default="edge,haproxy,nginx")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=8)
@@ -966,6 +969,15 @@ def main() -> int:
                     print(f"edge not measured: {problem}", file=sys.stderr)
                 else:
                     proxies.append(edge)
+        elif n == "edge-base":
+            base = Edge(work, cert, key, Path(a.edge_base), a.edge_base_rev)
+            base.name = "edge-base"
+            problem = base.check() if a.edge_base else "no --edge-base binary"
+            if problem:
+                notes.append(f"edge-base not measured: {problem}")
+                print(f"edge-base not measured: {problem}", file=sys.stderr)
+            else:
+                proxies.append(base)
         elif n == "haproxy":
             proxies.append(HAProxy(work, cert, key))
         elif n == "nginx":
