@@ -78,7 +78,7 @@ pub type Certificates = (
 /// lock, so the new one orders at once.
 pub fn certificates(
     v: &crate::config::Validated,
-    previous: Option<&crate::state::State>,
+    previous: Option<Previous<'_>>,
 ) -> Result<Certificates, edge_acme::Error> {
     let statics: Vec<_> = v
         .certificates
@@ -100,7 +100,7 @@ pub fn certificates(
         .map(ToString::to_string);
     let keep = previous.filter(|p| {
         v.acme.storage.is_some()
-            && p.acme_settings == v.acme
+            && *p.acme_settings == v.acme
             && p.http.redirect_to_https == v.http.redirect_to_https
             && p.http.https_port == v.http.https_port
     });
@@ -118,13 +118,23 @@ pub fn certificates(
     Ok((certs, challenges, acme.map(Arc::new)))
 }
 
-/// Graceful stop of `state`'s ACME manager (SIGTERM): an order in progress
+/// What a reload keeps of the running config's certificates.
+#[derive(Debug, Clone, Copy)]
+pub struct Previous<'a> {
+    pub certs: &'a Arc<CertResolver>,
+    pub challenges: &'a Option<edge_acme::ChallengeResponder>,
+    pub acme: &'a Option<Arc<edge_acme::AcmeHandle>>,
+    pub acme_settings: &'a AcmeSettings,
+    pub http: &'a HttpSettings,
+}
+
+/// Graceful stop of the running ACME manager (SIGTERM): an order in progress
 /// is given up and its storage lock released at once, so the other node of
 /// the pair takes the order over without waiting for the lock to expire.
 /// Bounded by [`edge_acme::SHUTDOWN_LIMIT`]. A crash (`kill -9`) leaves the
 /// lock to expire after `[acme] lock_ttl`.
-pub async fn stop(state: &crate::state::State) {
-    if let Some(acme) = &state.acme {
+pub async fn stop(acme: Option<&Arc<edge_acme::AcmeHandle>>) {
+    if let Some(acme) = acme {
         acme.shutdown().await;
         tracing::info!("ACME manager stopped; storage locks released");
     }

@@ -9,25 +9,11 @@
 //! watching and leaves the verdict to hyper's parser.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::accesslog::conn::Meter;
 
-/// Per-connection flags shared with the HTTP service.
-#[derive(Debug, Default)]
-pub struct Flags {
-    /// 1 + index of the first request with CL+TE; 0 = none.
-    flagged: AtomicUsize,
-    /// Bytes moved in either direction (for the idle timeout).
-    pub activity: AtomicU64,
-}
-
-impl Flags {
-    /// Whether request number `seq` (0-based) had both CL and TE.
-    pub fn is_flagged(&self, seq: usize) -> bool {
-        self.flagged.load(Ordering::Acquire) == seq.wrapping_add(1)
-    }
-}
+pub use crate::conn::Flags;
 
 #[derive(Debug)]
 enum State {
@@ -230,12 +216,7 @@ fn end_of_head(head: &[u8], seq: usize, flags: &Flags) -> State {
         }
     }
     if te && cl.is_some() {
-        let _ = flags.flagged.compare_exchange(
-            0,
-            seq.wrapping_add(1),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        flags.flag(seq);
         // hyper closes the connection after this request.
         return State::Stop;
     }
@@ -262,12 +243,12 @@ fn end_of_head(head: &[u8], seq: usize, flags: &Flags) -> State {
 #[derive(Debug)]
 pub struct Guard {
     scanner: Option<Scanner>,
-    flags: Arc<crate::http::ConnInfo>,
+    flags: Arc<crate::conn::ConnInfo>,
 }
 
 impl Guard {
     /// `h1`: scan for CL+TE (false for HTTP/2 connections).
-    pub fn new(conn: Arc<crate::http::ConnInfo>, h1: bool, max_head: usize) -> Self {
+    pub fn new(conn: Arc<crate::conn::ConnInfo>, h1: bool, max_head: usize) -> Self {
         Self {
             scanner: h1.then(|| Scanner::new(max_head)),
             flags: conn,

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 
 use crate::config::ManagementSettings;
 use crate::http::body::{EdgeBody, full};
-use crate::metrics::Metrics;
-use crate::state::SharedState;
+use crate::metrics::{Metrics, Out, unix};
+use crate::state::{SharedState, State};
 
 /// Scrapes served at once; more wait in the kernel backlog.
 const MAX_CONNECTIONS: usize = 32;
@@ -86,7 +86,13 @@ pub fn handle(
     match req.uri().path() {
         "/metrics" => {
             let state = shared.load_full();
-            let mut r = text(StatusCode::OK, metrics.render(Some(&state)));
+            let mut r = text(
+                StatusCode::OK,
+                metrics.render_with(|o| {
+                    backends(o, &state);
+                    certificates(o, &state);
+                }),
+            );
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -98,5 +104,75 @@ pub fn handle(
             "edge management\n/metrics  Prometheus metrics\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
+    }
+}
+
+/// Gauges of the running config: pool sizes, server health, in-flight work.
+fn backends(o: &mut Out, s: &State) {
+    let mut pools: Vec<&String> = s.backends.keys().collect();
+    pools.sort();
+    o.family("edge_pool_servers", "gauge", "Servers configured per pool.");
+    o.family(
+        "edge_pool_healthy_servers",
+        "gauge",
+        "Servers in rotation per pool (healthy and not ejected).",
+    );
+    for p in &pools {
+        if let Some(st) = s.health.pool_status(p) {
+            o.sample("edge_pool_servers", &[("pool", p)], st.total);
+            o.sample("edge_pool_healthy_servers", &[("pool", p)], st.healthy);
+        }
+    }
+    let mut targets = s.health.targets();
+    targets.sort_by(|a, b| (&*a.pool, a.target).cmp(&(&*b.pool, b.target)));
+    o.family(
+        "edge_backend_up",
+        "gauge",
+        "1 when the server is in rotation (health checks and outlier detection), else 0.",
+    );
+    for t in &targets {
+        o.sample(
+            "edge_backend_up",
+            &[("pool", &t.pool), ("server", &t.target.to_string())],
+            u8::from(t.healthy),
+        );
+    }
+    o.family(
+        "edge_backend_in_flight",
+        "gauge",
+        "Requests (until the response body ends), tunnels and passthrough connections on each server.",
+    );
+    for p in &pools {
+        let Some(b) = s.backends.get(*p) else {
+            continue;
+        };
+        for (addr, _) in &b.pool.settings.servers {
+            if let Some(n) = b.pool.in_flight(addr) {
+                o.sample(
+                    "edge_backend_in_flight",
+                    &[("pool", p), ("server", &addr.to_string())],
+                    n,
+                );
+            }
+        }
+    }
+}
+
+/// Seconds to each served certificate's expiry.
+fn certificates(o: &mut Out, s: &State) {
+    o.family(
+        "edge_certificate_expiry_seconds",
+        "gauge",
+        "Seconds until the certificate served for each name expires (negative: expired).",
+    );
+    let now = unix(SystemTime::now());
+    for name in s.certs.names() {
+        if let Some(info) = s.certs.info(&name) {
+            o.sample(
+                "edge_certificate_expiry_seconds",
+                &[("name", &name)],
+                unix(info.not_after).saturating_sub(now),
+            );
+        }
     }
 }

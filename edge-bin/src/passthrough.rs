@@ -16,7 +16,7 @@ use tower::ServiceExt as _;
 
 use crate::accesslog::AccessRecord;
 use crate::config::ProxyProtocolOut;
-use crate::sni::Inbound;
+use crate::inbound::Inbound;
 use edge_sni::TlsConnection;
 
 /// Why a connect to a server failed.

@@ -395,7 +395,7 @@ impl Reloader {
     /// the connections still open at the deadline.
     pub async fn stop(&self) -> usize {
         let mut inner = self.inner.lock().await;
-        crate::acme::stop(&self.shared.load()).await;
+        crate::acme::stop(self.shared.load().acme.as_ref()).await;
         let before = self.shared.load().limits.drain_before_handover.0;
         if inner.vrrp.as_ref().is_some_and(|v| !v.is_empty()) && !before.is_zero() {
             self.drain_before_handover(&mut inner, before).await;

@@ -132,7 +132,16 @@ impl State {
         telemetry: &crate::telemetry::Telemetry,
     ) -> Result<Self, BuildError> {
         let obs = telemetry.for_config(v)?;
-        let (certs, challenges, acme) = crate::acme::certificates(v, previous)?;
+        let (certs, challenges, acme) = crate::acme::certificates(
+            v,
+            previous.map(|p| crate::acme::Previous {
+                certs: &p.certs,
+                challenges: &p.challenges,
+                acme: &p.acme,
+                acme_settings: &p.acme_settings,
+                http: &p.http,
+            }),
+        )?;
         let provider = Arc::new(crate::tls_tuning::server_provider());
         let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?

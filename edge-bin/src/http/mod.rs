@@ -8,7 +8,6 @@ pub mod respond;
 pub mod upstream;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -22,47 +21,7 @@ use crate::state::State;
 use body::EdgeBody;
 use headers::{ForwardInfo, new_request_id, request_host, set_forwarding, upgrade_protocol};
 
-/// What is known about the client connection.
-#[derive(Debug)]
-pub struct ConnInfo {
-    /// The client (from PROXY protocol when a trusted upstream sent one).
-    pub client: SocketAddr,
-    pub sni: Option<String>,
-    pub tls_version: Option<&'static str>,
-    /// Requests being served on this connection (for the idle timeout).
-    pub in_flight: AtomicUsize,
-    /// Set by the HTTP/1 framing guard when a request had both
-    /// Content-Length and Transfer-Encoding: the index of that request.
-    pub smuggle: crate::h1guard::Flags,
-    /// Requests seen so far on this connection (HTTP/1 only, in order).
-    pub seq: AtomicUsize,
-    /// JA4 fingerprint of the ClientHello (access log).
-    pub ja4: Option<Arc<str>>,
-    /// Negotiated TLS cipher suite (access log).
-    pub tls_cipher: Option<&'static str>,
-}
-
-impl ConnInfo {
-    pub fn new(client: SocketAddr, sni: Option<String>, tls_version: Option<&'static str>) -> Self {
-        Self {
-            client,
-            sni,
-            tls_version,
-            in_flight: AtomicUsize::new(0),
-            smuggle: Default::default(),
-            seq: AtomicUsize::new(0),
-            ja4: None,
-            tls_cipher: None,
-        }
-    }
-
-    /// Adds the JA4 fingerprint and cipher suite for the access log.
-    pub fn with_tls_details(mut self, ja4: Option<Arc<str>>, cipher: Option<&'static str>) -> Self {
-        self.ja4 = ja4;
-        self.tls_cipher = cipher;
-        self
-    }
-}
+pub use crate::conn::ConnInfo;
 
 struct InFlight<'a>(&'a AtomicUsize);
 impl Drop for InFlight<'_> {

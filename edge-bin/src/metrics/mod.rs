@@ -1,18 +1,19 @@
 //! Process-wide metrics, rendered in the Prometheus text format (0.0.4) by
-//! the management listener ([`crate::management`]).
+//! the management listener.
 //!
 //! One [`Metrics`] is made in `serve()` and outlives every config: the
 //! per-route and per-pool counters are looked up by name when a
-//! [`crate::state::State`] is built (a lock taken only then) and handed to
-//! the data path as `Arc`s, so a request touches a few atomics and nothing
-//! else, and counters continue across reloads. Gauges that describe the
-//! current config (backend health, in-flight requests, certificates) are
-//! read from the current state when scraped.
+//! config's state is built (a lock taken only then) and handed to the data
+//! path as `Arc`s, so a request touches a few atomics and nothing else, and
+//! counters continue across reloads. Gauges that describe the current
+//! config (backend health, in-flight requests, certificates) are written by
+//! the management listener from the current state when scraped
+//! ([`Metrics::render_with`]).
 //!
 //! ```
 //! let m = edge_bin::metrics::Metrics::new();
 //! m.reload_result(true);
-//! let text = m.render(None);
+//! let text = m.render();
 //! assert!(text.contains("edge_config_reloads_total{result=\"success\"} 1"));
 //! ```
 
@@ -25,6 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use histogram::Histogram;
+pub use render::Out;
 
 /// Counters of one route (or of requests that matched none).
 #[derive(Debug, Default)]
@@ -200,7 +202,8 @@ pub struct Metrics {
     started: SystemTime,
 }
 
-fn unix(t: SystemTime) -> i64 {
+/// Seconds since the Unix epoch (negative before it).
+pub fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
@@ -304,9 +307,15 @@ impl Metrics {
         self.last_reload_ok.store(u8::from(ok), Ordering::Relaxed);
     }
 
-    /// The exposition text; `state` adds the gauges of the running config.
-    pub fn render(&self, state: Option<&crate::state::State>) -> String {
-        render::render(self, state)
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        render::render(self, |_| ())
+    }
+
+    /// The exposition text, with `extra` families (e.g. the gauges of the
+    /// running config) written after the process's own.
+    pub fn render_with(&self, extra: impl FnOnce(&mut Out)) -> String {
+        render::render(self, extra)
     }
 }
 
@@ -335,7 +344,7 @@ mod tests {
         m.sink("c\"q")
             .dropped_queue_full
             .fetch_add(3, Ordering::Relaxed);
-        let t = m.render(None);
+        let t = m.render();
         for line in [
             "edge_http_requests_total{route=\"api\",class=\"5xx\"} 1",
             "edge_http_request_duration_seconds_bucket{route=\"api\",le=\"0.005\"} 2",
@@ -354,7 +363,7 @@ mod tests {
         }
         m.reload_result(true);
         assert!(
-            m.render(None)
+            m.render()
                 .contains("edge_config_last_reload_successful 1\n")
         );
     }

@@ -4,11 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
 use super::histogram::BUCKETS;
 use super::{CLASSES, HandshakeFailure, Metrics, RouteStats, VRRP_STATES, unix};
-use crate::state::State;
 
 /// Escapes a label value (backslash, double quote, newline).
 fn esc(s: &str) -> String {
@@ -33,13 +31,17 @@ fn entries<K: Clone, V>(m: &Mutex<BTreeMap<K, Arc<V>>>) -> Vec<(K, Arc<V>)> {
         .collect()
 }
 
-struct Out(String);
+/// The exposition text being written: metric families and their samples.
+#[derive(Debug)]
+pub struct Out(String);
 
 impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+    /// Starts a family (`# HELP`, `# TYPE`).
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+    /// One sample of the current family.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');
@@ -266,75 +268,7 @@ fn reload(o: &mut Out, m: &Metrics) {
     );
 }
 
-fn backends(o: &mut Out, s: &State) {
-    let mut pools: Vec<&String> = s.backends.keys().collect();
-    pools.sort();
-    o.family("edge_pool_servers", "gauge", "Servers configured per pool.");
-    o.family(
-        "edge_pool_healthy_servers",
-        "gauge",
-        "Servers in rotation per pool (healthy and not ejected).",
-    );
-    for p in &pools {
-        if let Some(st) = s.health.pool_status(p) {
-            o.sample("edge_pool_servers", &[("pool", p)], st.total);
-            o.sample("edge_pool_healthy_servers", &[("pool", p)], st.healthy);
-        }
-    }
-    let mut targets = s.health.targets();
-    targets.sort_by(|a, b| (&*a.pool, a.target).cmp(&(&*b.pool, b.target)));
-    o.family(
-        "edge_backend_up",
-        "gauge",
-        "1 when the server is in rotation (health checks and outlier detection), else 0.",
-    );
-    for t in &targets {
-        o.sample(
-            "edge_backend_up",
-            &[("pool", &t.pool), ("server", &t.target.to_string())],
-            u8::from(t.healthy),
-        );
-    }
-    o.family(
-        "edge_backend_in_flight",
-        "gauge",
-        "Requests (until the response body ends), tunnels and passthrough connections on each server.",
-    );
-    for p in &pools {
-        let Some(b) = s.backends.get(*p) else {
-            continue;
-        };
-        for (addr, _) in &b.pool.settings.servers {
-            if let Some(n) = b.pool.in_flight(addr) {
-                o.sample(
-                    "edge_backend_in_flight",
-                    &[("pool", p), ("server", &addr.to_string())],
-                    n,
-                );
-            }
-        }
-    }
-}
-
-fn certificates(o: &mut Out, s: &State) {
-    o.family(
-        "edge_certificate_expiry_seconds",
-        "gauge",
-        "Seconds until the certificate served for each name expires (negative: expired).",
-    );
-    let now = unix(SystemTime::now());
-    for name in s.certs.names() {
-        if let Some(info) = s.certs.info(&name) {
-            o.sample(
-                "edge_certificate_expiry_seconds",
-                &[("name", &name)],
-                unix(info.not_after).saturating_sub(now),
-            );
-        }
-    }
-}
-
-pub(super) fn render(m: &Metrics, state: Option<&State>) -> String {
+pub(super) fn render(m: &Metrics, extra: impl FnOnce(&mut Out)) -> String {
     let mut o = Out(String::with_capacity(16 * 1024));
     o.family("edge_build_info", "gauge", "The running edge version.");
     o.sample(
@@ -354,9 +288,6 @@ pub(super) fn render(m: &Metrics, state: Option<&State>) -> String {
     sinks(&mut o, m);
     vrrp(&mut o, m);
     reload(&mut o, m);
-    if let Some(s) = state {
-        backends(&mut o, s);
-        certificates(&mut o, s);
-    }
+    extra(&mut o);
     o.0
 }
