@@ -1,4 +1,5 @@
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 
@@ -286,4 +287,65 @@ fn vrrp_errors_name_file_line_and_key() {
 fn vrrp_duplicate_vrid_on_one_interface() {
     let e = first_error(&format!("{GOOD}{VRRP}{VRRP}"));
     assert!(e.contains("vrrp[1].vrid"), "{e}");
+}
+
+#[test]
+fn pool_defaults_are_the_libraries() {
+    let text = GOOD.replace("weight = 2", "weight = 2\n[pool.health]\n");
+    let v = check(&text).unwrap();
+    let p = &v.pools[0];
+    let h = p.health.as_ref().unwrap();
+    let check = edge_health::CheckConfig::default();
+    assert_eq!(
+        (h.interval, h.timeout, h.rise, h.fall),
+        (check.inter, check.timeout, check.rise, check.fall)
+    );
+    assert_eq!(h.path, edge_health::HttpProbe::default().path);
+    let outlier = edge_health::OutlierConfig::default();
+    assert_eq!(
+        (
+            p.outlier_consecutive_failures,
+            p.outlier_ejection_time,
+            p.outlier_max_ejection_percent
+        ),
+        (
+            outlier.consecutive_failures,
+            outlier.base_ejection_time,
+            outlier.max_ejection_percent
+        )
+    );
+    // What edge-health gets back is its own default, bar the initial state.
+    let cfg = p.health_config();
+    assert_eq!(cfg.outlier, outlier);
+}
+
+/// The config module is a leaf: it names no other module of the binary but
+/// `crate::certs`, which names nothing of the config (no import circle).
+#[test]
+fn config_imports_no_module_that_imports_it() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed = ["crate::config", "crate::certs"];
+    for entry in std::fs::read_dir(dir.join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.ends_with("tests.rs") {
+            continue; // this test's own text
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.lines().enumerate();
+        for (i, line) in code.filter(|(_, l)| !l.trim_start().starts_with("//")) {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::") {
+                let tail = &rest[at..];
+                let ok = allowed.iter().any(|a| tail.starts_with(a));
+                assert!(ok, "{}:{}: {line}", path.display(), i + 1);
+                rest = &tail["crate::".len()..];
+            }
+        }
+    }
+    let certs = std::fs::read_to_string(dir.join("certs.rs")).unwrap();
+    let mut code = certs.lines().filter(|l| !l.trim_start().starts_with("//"));
+    assert!(
+        !code.any(|l| l.contains("crate::")),
+        "certs.rs imports from the crate"
+    );
 }
