@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{HostPattern, Validator, model};
+use super::{HostPattern, Validator, host_error, model};
 
 /// `[acme]`, validated.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -72,8 +72,14 @@ impl Validator<'_> {
                 );
             }
             for n in c.get_ref() {
-                if let Err(e) = n.parse::<HostPattern>() {
-                    self.err(c, format!("acme.certificates[{i}]"), e);
+                match n.parse::<HostPattern>() {
+                    Err(e) => self.err(c, format!("acme.certificates[{i}]"), host_error(n, e)),
+                    Ok(p) if p.is_wildcard() => self.err(
+                        c,
+                        format!("acme.certificates[{i}]"),
+                        format!("{n:?}: HTTP-01 cannot validate wildcard names (serve it from a [[certificate]])"),
+                    ),
+                    Ok(_) => {}
                 }
             }
             out.certificates.push(c.get_ref().clone());

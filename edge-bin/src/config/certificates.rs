@@ -5,13 +5,14 @@ use std::collections::HashSet;
 
 use crate::certs::{self, CertError, CertPair};
 
-use super::{HostPattern, Validator, model};
+use super::{HostMatch, Validator, model};
 
 /// A certificate loaded (or generated) and checked against its key.
 #[derive(Debug, Clone)]
 pub struct LoadedCert {
     pub name: String,
-    pub names: Vec<HostPattern>,
+    /// Host names and patterns, and IP addresses (SANs of a self-signed one).
+    pub names: Vec<HostMatch>,
     pub pair: CertPair,
 }
 
@@ -32,11 +33,11 @@ impl Validator<'_> {
                     format!("duplicate certificate name {:?}", c.name.get_ref()),
                 );
             }
-            let names: Vec<HostPattern> = c
+            let names: Vec<HostMatch> = c
                 .names
                 .iter()
                 .enumerate()
-                .filter_map(|(j, n)| self.host(n, &format!("{key}.names[{j}]")))
+                .filter_map(|(j, n)| self.host_or_address(n, &format!("{key}.names[{j}]")))
                 .collect();
             let loaded = if c.self_signed {
                 if c.cert.is_some() || c.key.is_some() {

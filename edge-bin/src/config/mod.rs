@@ -11,6 +11,7 @@
 mod acme;
 mod admin;
 mod certificates;
+mod coverage;
 pub mod duration;
 pub mod error;
 mod listeners;
@@ -30,10 +31,11 @@ pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
 pub use certificates::LoadedCert;
 pub use duration::ConfigDuration;
+pub use edge_sni::HostPattern;
 pub use error::{ConfigError, ConfigErrors, Source};
 pub use listeners::{HttpSettings, HttpsSettings};
 pub use model::{BackendProtocol, HealthKind, Limits, Policy, ProxyProtocolOut};
-pub use net::{HostPattern, IpNet};
+pub use net::{HostMatch, IpNet};
 pub use observability::{AccessLogSettings, ManagementSettings};
 pub use pools::{HealthSettings, PoolSettings};
 pub use routes::{PassthroughRule, RouteAction, RouteRule};
@@ -57,6 +59,9 @@ pub struct Validated {
     pub access_logs: Vec<AccessLogSettings>,
     pub management: Option<ManagementSettings>,
     pub admin: AdminSettings,
+    /// Problems that do not stop a run (`edge check` prints them, a run
+    /// logs them): a route host that no certificate covers.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// Reads, parses and validates a config file.
@@ -135,11 +140,23 @@ impl Validator<'_> {
         out
     }
 
+    /// A host name or `*.` pattern (edge-sni's, the one meaning of TLS).
     fn host(&mut self, s: &Spanned<String>, key: &str) -> Option<HostPattern> {
         match s.get_ref().parse::<HostPattern>() {
             Ok(h) => Some(h),
             Err(e) => {
-                self.err(s, key, e);
+                self.err(s, key, host_error(s.get_ref(), e));
+                None
+            }
+        }
+    }
+
+    /// A host name, `*.` pattern or IP address (routes and certificates).
+    fn host_or_address(&mut self, s: &Spanned<String>, key: &str) -> Option<HostMatch> {
+        match s.get_ref().parse::<HostMatch>() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                self.err(s, key, host_error(s.get_ref(), e));
                 None
             }
         }
@@ -199,7 +216,7 @@ impl Validator<'_> {
         let access_logs = self.access_logs(&f.access_logs);
         let management = self.management(f.management.as_ref());
 
-        Validated {
+        let mut v = Validated {
             admin,
             access_logs,
             management,
@@ -215,7 +232,10 @@ impl Validator<'_> {
             routes,
             pools,
             demo_backends,
-        }
+            warnings: Vec::new(),
+        };
+        v.warnings = self.uncovered_route_hosts(&f.routes, &v);
+        v
     }
 
     /// `[limits]` and `[runtime]`.
@@ -235,6 +255,13 @@ impl Validator<'_> {
             ));
         }
     }
+}
+
+/// The message for a refused host name.
+fn host_error(name: &str, e: edge_sni::HostPatternError) -> String {
+    format!(
+        "invalid host name {name:?}: {e} (expected e.g. \"www.example.com\" or \"*.example.com\")"
+    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{HostPattern, ProxyProtocolOut, Validator, model};
+use super::{HostMatch, HostPattern, ProxyProtocolOut, Validator, model};
 
 /// `[[passthrough]]`, validated.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct PassthroughRule {
 #[derive(Debug, Clone)]
 pub struct RouteRule {
     pub name: String,
-    pub hosts: Vec<HostPattern>,
+    pub hosts: Vec<HostMatch>,
     pub path_prefix: String,
     pub headers: Vec<(http::HeaderName, Option<http::HeaderValue>)>,
     pub action: RouteAction,
@@ -85,7 +85,7 @@ impl Validator<'_> {
                 .host
                 .iter()
                 .enumerate()
-                .filter_map(|(j, s)| self.host(s, &format!("{key}.host[{j}]")))
+                .filter_map(|(j, s)| self.host_or_address(s, &format!("{key}.host[{j}]")))
                 .collect();
             if !r.path_prefix.get_ref().starts_with('/') {
                 self.err(
