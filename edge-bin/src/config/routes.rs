@@ -111,59 +111,7 @@ impl Validator<'_> {
                     ),
                 }
             }
-            let n_actions = usize::from(r.pool.is_some())
-                + usize::from(r.redirect.is_some())
-                + usize::from(r.respond.is_some());
-            let action = if n_actions != 1 {
-                self.err(
-                    &r.path_prefix,
-                    key.clone(),
-                    "a route needs exactly one of pool, redirect or respond",
-                );
-                None
-            } else if let Some(p) = &r.pool {
-                self.pool_ref(pool_names, p, format!("{key}.pool"));
-                Some(RouteAction::Proxy {
-                    pool: p.get_ref().clone(),
-                })
-            } else if let Some(rd) = &r.redirect {
-                let status = self.status(&rd.status, &format!("{key}.redirect.status"), 300..=399);
-                if http::HeaderValue::from_str(rd.location.get_ref()).is_err()
-                    || rd.location.get_ref().is_empty()
-                {
-                    self.err(
-                        &rd.location,
-                        format!("{key}.redirect.location"),
-                        "invalid location",
-                    );
-                }
-                Some(RouteAction::Redirect {
-                    location: rd.location.get_ref().clone(),
-                    status,
-                    keep_path: rd.keep_path,
-                })
-            } else if let Some(rs) = &r.respond {
-                let status = self.status(&rs.status, &format!("{key}.respond.status"), 200..=599);
-                let content_type = match http::HeaderValue::from_str(&rs.content_type) {
-                    Ok(v) => v,
-                    Err(_) => {
-                        self.err(
-                            &rs.status,
-                            format!("{key}.respond.content_type"),
-                            "invalid content type",
-                        );
-                        http::HeaderValue::from_static("text/plain")
-                    }
-                };
-                Some(RouteAction::Respond {
-                    status,
-                    body: bytes::Bytes::from(rs.body.clone()),
-                    content_type,
-                })
-            } else {
-                None
-            };
-            if let Some(action) = action {
+            if let Some(action) = self.route_action(r, &key, pool_names) {
                 routes.push(RouteRule {
                     name: r.name.clone().unwrap_or_else(|| format!("route{i}")),
                     hosts,
@@ -174,5 +122,66 @@ impl Validator<'_> {
             }
         }
         routes
+    }
+
+    /// A route's one action: `pool`, `redirect` or `respond`.
+    fn route_action(
+        &mut self,
+        r: &model::Route,
+        key: &str,
+        pool_names: &HashSet<String>,
+    ) -> Option<RouteAction> {
+        let n_actions = usize::from(r.pool.is_some())
+            + usize::from(r.redirect.is_some())
+            + usize::from(r.respond.is_some());
+        if n_actions != 1 {
+            self.err(
+                &r.path_prefix,
+                key.to_string(),
+                "a route needs exactly one of pool, redirect or respond",
+            );
+            None
+        } else if let Some(p) = &r.pool {
+            self.pool_ref(pool_names, p, format!("{key}.pool"));
+            Some(RouteAction::Proxy {
+                pool: p.get_ref().clone(),
+            })
+        } else if let Some(rd) = &r.redirect {
+            let status = self.status(&rd.status, &format!("{key}.redirect.status"), 300..=399);
+            if http::HeaderValue::from_str(rd.location.get_ref()).is_err()
+                || rd.location.get_ref().is_empty()
+            {
+                self.err(
+                    &rd.location,
+                    format!("{key}.redirect.location"),
+                    "invalid location",
+                );
+            }
+            Some(RouteAction::Redirect {
+                location: rd.location.get_ref().clone(),
+                status,
+                keep_path: rd.keep_path,
+            })
+        } else if let Some(rs) = &r.respond {
+            let status = self.status(&rs.status, &format!("{key}.respond.status"), 200..=599);
+            let content_type = match http::HeaderValue::from_str(&rs.content_type) {
+                Ok(v) => v,
+                Err(_) => {
+                    self.err(
+                        &rs.status,
+                        format!("{key}.respond.content_type"),
+                        "invalid content type",
+                    );
+                    http::HeaderValue::from_static("text/plain")
+                }
+            };
+            Some(RouteAction::Respond {
+                status,
+                body: bytes::Bytes::from(rs.body.clone()),
+                content_type,
+            })
+        } else {
+            None
+        }
     }
 }
