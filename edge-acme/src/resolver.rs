@@ -57,7 +57,8 @@ struct Sources {
 /// A rustls [`ResolvesServerCert`] that picks a certificate by SNI.
 ///
 /// - Exact names first, then a wildcard one label up (`*.example.com`
-///   serves `www.example.com`, not `example.com` nor `a.b.example.com`).
+///   serves `www.example.com`, not `example.com` nor `a.b.example.com`:
+///   the meaning of [`edge_sni::HostPattern`], RFC 6125 §6.4.3).
 ///   Names are matched case-insensitively.
 /// - ACME-managed certificates take precedence over static ones for the
 ///   same name; static certificates serve names ACME does not manage.
@@ -130,8 +131,11 @@ impl CertResolver {
         if let Some(found) = table.exact.get(&name) {
             return Some(Arc::clone(found));
         }
-        let (_, parent) = name.split_once('.')?;
-        table.wildcard.get(parent).cloned()
+        // `*` is one whole left-most label: edge-sni's `HostPattern` meaning.
+        table
+            .wildcard
+            .get(edge_sni::wildcard_parent(&name)?)
+            .cloned()
     }
 
     /// The certificate a client asking for `server_name` gets.
@@ -423,6 +427,7 @@ mod tests {
         assert!(Arc::ptr_eq(&r.lookup("b.example").unwrap(), &w.certified));
         assert!(r.lookup("x.b.example").is_none());
         assert!(r.lookup("example").is_none());
+        assert!(r.lookup(".example").is_none(), "no label for the '*'");
         assert!(r.lookup("static.example").is_some());
         assert_eq!(r.names(), ["*.example", "a.example", "static.example"]);
         // Replacing keeps the other names.

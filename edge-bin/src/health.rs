@@ -6,45 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use edge_health::{
-    CheckConfig, HealthChecker, HealthHandle, HttpProbe, InitialState, OutlierConfig, PoolConfig,
-    Probe, SchedulerConfig,
-};
+use edge_health::{HealthChecker, HealthHandle, InitialState, SchedulerConfig};
 
-use crate::config::{HealthKind, PoolSettings};
 use crate::pool::Pool;
-
-/// The edge-health settings of one pool.
-pub fn pool_config(p: &PoolSettings) -> PoolConfig {
-    let targets = p.servers.iter().map(|(a, _)| *a);
-    let mut check = CheckConfig::default().initial(InitialState::AssumedUp);
-    let mut probe = Probe::Tcp;
-    if let Some(h) = &p.health {
-        check = check
-            .inter(h.interval)
-            .timeout(h.timeout)
-            .rise(h.rise)
-            .fall(h.fall);
-        if h.kind == HealthKind::Http {
-            let mut hp = HttpProbe::get(h.path.clone());
-            if let Some(host) = &h.host {
-                hp = hp.host(host.clone());
-            }
-            probe = Probe::Http(hp);
-        }
-    }
-    let outlier = OutlierConfig {
-        enabled: p.outlier_consecutive_failures > 0,
-        consecutive_failures: p.outlier_consecutive_failures.max(1),
-        base_ejection_time: p.outlier_ejection_time,
-        max_ejection_time: p.outlier_ejection_time.saturating_mul(10),
-        max_ejection_percent: p.outlier_max_ejection_percent,
-    };
-    PoolConfig::new(p.name.clone(), targets)
-        .probe(probe)
-        .check(check)
-        .outlier(outlier)
-}
 
 /// Starts the checker for `pools`; health events update the pools until
 /// the returned handle and the pools are dropped.
@@ -64,7 +28,7 @@ pub fn start(
         .collect();
     let mut checker = HealthChecker::new(SchedulerConfig::default())?;
     for p in pools.values() {
-        let mut cfg = pool_config(&p.settings);
+        let mut cfg = p.settings.health_config();
         for (addr, _) in &p.settings.servers {
             if let Some(&up) = known.get(&(p.settings.name.as_str(), *addr)) {
                 let s = if up {

@@ -134,7 +134,10 @@ fn main() -> ExitCode {
 
 fn check(path: &Path, against: Option<&Against>) -> ExitCode {
     let text = match reload::read_config(path) {
-        Ok((text, _)) => {
+        Ok((text, v)) => {
+            for w in &v.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "edge: the configuration file {} syntax is ok",
                 path.display()
@@ -274,6 +277,9 @@ async fn serve(
     );
     let notifier = Arc::new(notify::Notifier::from_env());
     let admin = admin::Admin::new(path);
+    for w in &v.warnings {
+        tracing::warn!("{w}");
+    }
     let admin_settings = v.admin.clone();
     let management_settings = v.management.clone();
     // Process-wide: metrics and access-log sinks survive reloads.

@@ -276,6 +276,9 @@ impl Reloader {
 
     async fn reload_locked(&self, inner: &mut Inner) -> Result<ReloadSummary, ReloadError> {
         let (text, v) = read_config(&self.path).map_err(ReloadError::Config)?;
+        for w in &v.warnings {
+            tracing::warn!("{w}");
+        }
         let changes = confdiff::summarize(&inner.text, &text).unwrap_or_default();
         let prepared = inner
             .listeners

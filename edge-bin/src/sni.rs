@@ -44,9 +44,12 @@ mod tests {
     use super::*;
     use crate::config::HostPattern;
 
-    fn rule(pool: &str, sni: &[HostPattern]) -> PassthroughRule {
+    fn rule(pool: &str, sni: &[&str]) -> PassthroughRule {
         PassthroughRule {
-            sni: sni.to_vec(),
+            sni: sni
+                .iter()
+                .map(|p| p.parse::<HostPattern>().unwrap())
+                .collect(),
             pool: pool.into(),
             proxy_protocol: ProxyProtocolOut::None,
         }
@@ -62,9 +65,9 @@ mod tests {
     #[test]
     fn exact_names_win_then_the_first_rule() {
         let r = routes(&[
-            rule("wild", &[HostPattern::Wildcard(".example.com".into())]),
-            rule("db", &[HostPattern::Exact("db.example.com".into())]),
-            rule("shadow", &[HostPattern::Exact("db.example.com".into())]),
+            rule("wild", &["*.example.com"]),
+            rule("db", &["db.example.com"]),
+            rule("shadow", &["db.example.com"]),
         ])
         .unwrap();
         assert_eq!(pool_of(&r, Some("db.example.com")).as_deref(), Some("db"));

@@ -138,11 +138,24 @@ pub enum HostNameError {
     #[error("label starts or ends with a hyphen")]
     HyphenAtLabelEdge,
     /// An IPv4 or IPv6 literal, which RFC 6066 does not allow in SNI.
-    #[error("IP address literals are not allowed in SNI")]
+    #[error("an IP address is not a host name (RFC 6066 allows none in SNI)")]
     IpLiteral,
     /// The last label is all digits, which no DNS name has (RFC 3696 §2).
     #[error("all-numeric top-level label")]
     NumericTopLevel,
+}
+
+/// Why a host-name pattern (`www.example.com`, `*.example.com`) was
+/// rejected; see [`HostPattern`](crate::HostPattern).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostPatternError {
+    /// The name (of a wildcard: the part after `*.`) is not a host name.
+    #[error(transparent)]
+    Name(#[from] HostNameError),
+    /// A `*` anywhere but as the whole left-most label.
+    #[error("'*' is only allowed as the whole left-most label, as in \"*.example.com\"")]
+    Wildcard,
 }
 
 /// A field of the TLS record or ClientHello, named in [`Error`]s.

@@ -1,8 +1,13 @@
-//! SNI host name validation and normalisation (RFC 6066 §3, RFC 1123 §2.1).
+//! Host names and host-name patterns: SNI validation and normalisation
+//! (RFC 6066 §3, RFC 1123 §2.1) and the one wildcard meaning of TLS
+//! certificates (RFC 6125 §6.4.3), shared by the SNI router, edge-acme's
+//! certificate resolver and edge's routes.
 
-use crate::error::HostNameError;
+use crate::error::{HostNameError, HostPatternError};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::str::FromStr;
 
 /// Longest DNS name in presentation form, without the trailing dot.
 pub const MAX_HOST_NAME_LEN: usize = 253;
@@ -122,9 +127,126 @@ impl PartialEq for HostName {
 
 impl Eq for HostName {}
 
+/// Compares with a name that is already normalised (lower case, no
+/// trailing dot), such as a parsed SNI.
+impl PartialEq<str> for HostName {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl Hash for HostName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
 impl AsRef<str> for HostName {
     fn as_ref(&self) -> &str {
         self.as_str()
+    }
+}
+
+/// The name a wildcard pattern must have as its parent to match `name`:
+/// `name` without its left-most label (`a.example.com` → `example.com`).
+/// `None` when there is no left-most label to stand for (`example`,
+/// `.example.com`). The caller normalises case and the trailing dot.
+///
+/// ```
+/// assert_eq!(edge_sni::wildcard_parent("a.b.example.com"), Some("b.example.com"));
+/// assert_eq!(edge_sni::wildcard_parent("localhost"), None);
+/// ```
+pub fn wildcard_parent(name: &str) -> Option<&str> {
+    let (first, parent) = name.split_once('.')?;
+    (!first.is_empty() && !parent.is_empty()).then_some(parent)
+}
+
+/// A host-name pattern: an exact name, or a wildcard `*.parent` whose `*`
+/// is one whole left-most label, as in TLS certificates (RFC 6125 §6.4.3):
+/// `*.example.com` matches `a.example.com`, not `example.com` nor
+/// `a.b.example.com`. Names are [`HostName`]s (case and one trailing dot
+/// ignored); `*` anywhere else is refused.
+///
+/// ```
+/// use edge_sni::HostPattern;
+/// let p: HostPattern = "*.Example.com".parse().unwrap();
+/// assert!(p.matches("www.example.com"));
+/// assert!(!p.matches("a.b.example.com"));
+/// assert!(!p.matches("example.com"));
+/// assert_eq!(p.to_string(), "*.example.com");
+/// assert!("a.*.example.com".parse::<HostPattern>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// One name: `www.example.com`.
+    Exact(HostName),
+    /// `*.` and the parent: `*.example.com` holds `example.com`.
+    Wildcard(HostName),
+}
+
+impl HostPattern {
+    /// Validates `raw`: a host name, or `*.` followed by one.
+    pub fn parse(raw: &[u8]) -> Result<Self, HostPatternError> {
+        match raw.strip_prefix(b"*.") {
+            Some(parent) if !parent.contains(&b'*') => Ok(Self::Wildcard(HostName::parse(parent)?)),
+            _ if raw.contains(&b'*') => Err(HostPatternError::Wildcard),
+            _ => Ok(Self::Exact(HostName::parse(raw)?)),
+        }
+    }
+
+    /// Whether `name` matches (any case, one trailing dot ignored).
+    pub fn matches(&self, name: &str) -> bool {
+        let name = name.strip_suffix('.').unwrap_or(name);
+        match self {
+            Self::Exact(exact) => exact.as_str().eq_ignore_ascii_case(name),
+            Self::Wildcard(parent) => {
+                wildcard_parent(name).is_some_and(|p| parent.as_str().eq_ignore_ascii_case(p))
+            }
+        }
+    }
+
+    /// Whether every name `other` matches is matched by `self` too (a
+    /// certificate name `self` serves a route for `other`).
+    pub fn covers(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (_, Self::Exact(name)) => self.matches(name.as_str()),
+            (Self::Wildcard(a), Self::Wildcard(b)) => a == b,
+            (Self::Exact(_), Self::Wildcard(_)) => false,
+        }
+    }
+
+    /// Whether this is a `*.` pattern.
+    pub fn is_wildcard(&self) -> bool {
+        matches!(self, Self::Wildcard(_))
+    }
+
+    /// The exact name, or a wildcard's parent.
+    pub fn name(&self) -> &HostName {
+        match self {
+            Self::Exact(n) | Self::Wildcard(n) => n,
+        }
+    }
+}
+
+impl FromStr for HostPattern {
+    type Err = HostPatternError;
+    fn from_str(s: &str) -> Result<Self, HostPatternError> {
+        Self::parse(s.as_bytes())
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(n) => f.write_str(n.as_str()),
+            Self::Wildcard(parent) => write!(f, "*.{parent}"),
+        }
+    }
+}
+
+impl fmt::Debug for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
     }
 }
 
@@ -210,5 +332,69 @@ mod tests {
         name.extend_from_slice(&[b'b'; 61]);
         assert_eq!(name.len(), 253);
         assert_eq!(HostName::parse(&name).unwrap().as_str().len(), 253);
+    }
+
+    #[test]
+    fn patterns_match_one_whole_left_most_label() {
+        let w: HostPattern = "*.Example.COM.".parse().unwrap();
+        assert_eq!(w.to_string(), "*.example.com");
+        assert!(w.is_wildcard());
+        assert_eq!(w.name().as_str(), "example.com");
+        assert!(w.matches("a.example.com"));
+        assert!(w.matches("A.Example.com."));
+        assert!(!w.matches("example.com"));
+        assert!(!w.matches("a.b.example.com"), "one label, not any depth");
+        assert!(!w.matches(".example.com"));
+        assert!(!w.matches("xexample.com"));
+        let e: HostPattern = "www.example.com".parse().unwrap();
+        assert!(e.matches("WWW.example.com") && !e.matches("w.www.example.com"));
+        assert!(!e.is_wildcard());
+    }
+
+    #[test]
+    fn bad_patterns_say_why() {
+        for bad in [
+            "*", "**.a.com", "*a.com", "a.*.com", "a*.com", "*.*.com", "a.com*",
+        ] {
+            assert_eq!(
+                bad.parse::<HostPattern>(),
+                Err(HostPatternError::Wildcard),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            "*.".parse::<HostPattern>(),
+            Err(HostPatternError::Name(HostNameError::Empty))
+        );
+        assert_eq!(
+            "a..b".parse::<HostPattern>(),
+            Err(HostPatternError::Name(HostNameError::EmptyLabel))
+        );
+        assert_eq!(
+            "*.10.0.0.1".parse::<HostPattern>(),
+            Err(HostPatternError::Name(HostNameError::IpLiteral))
+        );
+        let e = "a b.com".parse::<HostPattern>().unwrap_err().to_string();
+        assert_eq!(e, "byte 0x20 at offset 1 is not allowed in a host name");
+    }
+
+    #[test]
+    fn covers_is_matching_every_name() {
+        let p = |s: &str| s.parse::<HostPattern>().unwrap();
+        assert!(p("*.example.com").covers(&p("a.example.com")));
+        assert!(p("*.example.com").covers(&p("*.example.com")));
+        assert!(!p("*.example.com").covers(&p("a.b.example.com")));
+        assert!(!p("*.example.com").covers(&p("*.b.example.com")));
+        assert!(!p("*.example.com").covers(&p("example.com")));
+        assert!(p("a.example.com").covers(&p("a.example.com")));
+        assert!(!p("a.example.com").covers(&p("*.example.com")));
+    }
+
+    #[test]
+    fn wildcard_parents() {
+        assert_eq!(wildcard_parent("a.example.com"), Some("example.com"));
+        assert_eq!(wildcard_parent("a."), None);
+        assert_eq!(wildcard_parent(".a"), None);
+        assert_eq!(wildcard_parent("a"), None);
     }
 }

@@ -55,8 +55,8 @@ pub mod service;
 
 pub use client_hello::{ClientHello, ext, parse_client_hello, parse_client_hello_with};
 pub use encode::{ClientHelloBuilder, frame_records};
-pub use error::{Error, Field, HostNameError};
-pub use host_name::{HostName, MAX_HOST_NAME_LEN};
+pub use error::{Error, Field, HostNameError, HostPatternError};
+pub use host_name::{HostName, HostPattern, MAX_HOST_NAME_LEN, wildcard_parent};
 pub use io::{
     ClientHelloInfo, ReadError, ReadOptions, RelayEnd, RelayStats, Replay, read_client_hello,
     relay, relay_io,

@@ -4,11 +4,15 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::error::HostPatternError;
+use crate::host_name::{HostPattern, wildcard_parent};
+
 /// A route table keyed by SNI host name.
 ///
 /// Lookup order: an exact name; else a wildcard `*.parent` whose `*`
 /// stands for exactly one label (`*.example.com` matches `a.example.com`,
-/// not `example.com` nor `a.b.example.com`); else the default route.
+/// not `example.com` nor `a.b.example.com`: [`HostPattern`]'s meaning);
+/// else the default route.
 /// Clients without SNI get the [`no_sni`](SniRouter::no_sni) route, or the
 /// default when there is none. Matching ignores case and a trailing dot.
 ///
@@ -32,14 +36,15 @@ pub struct SniRouter<T> {
     no_sni: Option<T>,
 }
 
-/// A route pattern that is neither a host name nor `*.` and a host name.
+/// A route pattern that is neither a host name nor `*.` and a host name
+/// (see [`HostPattern`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid SNI route pattern {pattern:?}: {reason}")]
 pub struct PatternError {
     /// The pattern as given.
     pub pattern: String,
     /// What is wrong with it.
-    pub reason: &'static str,
+    pub reason: HostPatternError,
 }
 
 impl<T> Default for SniRouter<T> {
@@ -76,46 +81,36 @@ impl<T> SniRouter<T> {
     /// If `pattern` is not `*.` followed by a host name.
     #[must_use]
     pub fn wildcard(self, pattern: &str, target: T) -> Self {
-        if !pattern.starts_with("*.") {
-            panic!(
-                "{}",
-                PatternError {
-                    pattern: pattern.to_owned(),
-                    reason: "a wildcard must start with \"*.\""
-                }
-            );
-        }
+        assert!(
+            pattern.starts_with("*."),
+            "invalid SNI route pattern {pattern:?}: a wildcard must start with \"*.\""
+        );
         self.add(pattern, target).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Adds an exact or wildcard (`*.`) route, checking the pattern.
     pub fn add(mut self, pattern: &str, target: T) -> Result<Self, PatternError> {
-        let error = |reason| PatternError {
+        let parsed = HostPattern::parse(pattern.as_bytes()).map_err(|reason| PatternError {
             pattern: pattern.to_owned(),
             reason,
-        };
-        let (map, name) = match pattern.strip_prefix("*.") {
-            Some(parent) => (&mut self.wildcard, parent),
-            None => (&mut self.exact, pattern),
-        };
-        let name = name.strip_suffix('.').unwrap_or(name);
-        if name.is_empty() {
-            return Err(error("empty host name"));
-        }
-        if name.contains('*') {
-            return Err(error("'*' is only allowed as the whole first label"));
-        }
-        if name.split('.').any(str::is_empty) {
-            return Err(error("empty label"));
-        }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(error("only letters, digits, '-', '_' and '.' are allowed"));
-        }
-        map.insert(name.to_ascii_lowercase().into_boxed_str(), target);
+        })?;
+        self.insert(&parsed, target);
         Ok(self)
+    }
+
+    /// Adds a route for an already validated pattern.
+    #[must_use]
+    pub fn pattern(mut self, pattern: &HostPattern, target: T) -> Self {
+        self.insert(pattern, target);
+        self
+    }
+
+    fn insert(&mut self, pattern: &HostPattern, target: T) {
+        let map = match pattern {
+            HostPattern::Exact(_) => &mut self.exact,
+            HostPattern::Wildcard(_) => &mut self.wildcard,
+        };
+        map.insert(pattern.name().as_str().into(), target);
     }
 
     /// The route for names that match no exact or wildcard rule (and for
@@ -154,13 +149,7 @@ impl<T> SniRouter<T> {
         };
         self.exact
             .get(lower)
-            .or_else(|| {
-                let (first, parent) = lower.split_once('.')?;
-                if first.is_empty() {
-                    return None;
-                }
-                self.wildcard.get(parent)
-            })
+            .or_else(|| self.wildcard.get(wildcard_parent(lower)?))
             .or(self.default.as_ref())
     }
 

@@ -28,7 +28,6 @@
 
 pub mod client;
 pub mod command;
-pub mod config;
 mod exec;
 pub mod registry;
 

@@ -1,6 +1,9 @@
 //! The config file's shape: one struct per section, unknown keys refused.
 //!
 //! Every default here is documented in `docs/CONFIG.md`; keep both in step.
+//! Where a library has the setting, its `Default` is the default here too
+//! (`[pool.health]` and `[pool.outlier]`: edge-health; `[[vrrp]]`: edge-vrrp,
+//! whose `Config::default()` validation starts from).
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -456,20 +459,21 @@ pub struct Health {
     pub host: Option<String>,
 }
 
+// The `[pool.health]` defaults are edge-health's (`HttpProbe` and `CheckConfig`).
 fn d_health_path() -> String {
-    "/".into()
+    edge_health::HttpProbe::default().path
 }
 fn d_health_interval() -> ConfigDuration {
-    ConfigDuration::secs(2)
+    ConfigDuration(edge_health::CheckConfig::default().inter)
 }
 fn d_health_timeout() -> ConfigDuration {
-    ConfigDuration::secs(1)
+    ConfigDuration(edge_health::CheckConfig::default().timeout)
 }
 fn d_rise() -> u32 {
-    2
+    edge_health::CheckConfig::default().rise
 }
 fn d_fall() -> u32 {
-    3
+    edge_health::CheckConfig::default().fall
 }
 
 /// Kind of active probe.
@@ -494,12 +498,14 @@ pub struct Outlier {
     pub max_ejection_percent: u8,
 }
 
+/// edge-health's `OutlierConfig` defaults (5 failures, 30 s, 10 %).
 impl Default for Outlier {
     fn default() -> Self {
+        let d = edge_health::OutlierConfig::default();
         Self {
-            consecutive_failures: 5,
-            ejection_time: ConfigDuration::secs(30),
-            max_ejection_percent: 10,
+            consecutive_failures: d.consecutive_failures,
+            ejection_time: ConfigDuration(d.base_ejection_time),
+            max_ejection_percent: d.max_ejection_percent,
         }
     }
 }

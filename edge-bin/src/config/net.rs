@@ -1,8 +1,11 @@
-//! Small value types of the config: networks (CIDR) and host-name patterns.
+//! Small value types of the config: networks (CIDR), and the names a route
+//! or a certificate may list: edge-sni's [`HostPattern`] or an IP address.
 
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
+
+use edge_sni::HostPattern;
 
 /// An IP network such as `10.0.0.0/8`, `::1/128` or a bare address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,71 +62,74 @@ impl FromStr for IpNet {
     }
 }
 
-/// A host name to match: exact (`www.example.com`) or wildcard (`*.example.com`,
-/// matching any name that ends in `.example.com`, as nginx does). Lower case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum HostPattern {
-    Exact(String),
-    /// The suffix including its leading dot: `.example.com`.
-    Wildcard(String),
+/// A `[[route]] host` or `[[certificate]] names` entry: a host name or
+/// `*.` pattern (edge-sni's [`HostPattern`], the one meaning of names), or
+/// an IP address (what a client that connects to an address sends as Host,
+/// and a self-signed certificate's IP SAN). SNI never carries an address
+/// (RFC 6066), so passthrough rules and ACME take host names only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a few per route, kept inline like edge-sni's HostName"
+)]
+pub enum HostMatch {
+    Name(HostPattern),
+    Address(IpAddr),
 }
 
-impl HostPattern {
-    /// Whether `host` (already lower case, without port) matches.
+impl HostMatch {
+    /// Whether a request's Host (without port; an IPv6 address may be in
+    /// brackets) matches.
     pub fn matches(&self, host: &str) -> bool {
         match self {
-            HostPattern::Exact(e) => e == host,
-            HostPattern::Wildcard(suffix) => {
-                host.len() > suffix.len() && host.ends_with(suffix.as_str())
-            }
+            HostMatch::Name(p) => p.matches(host),
+            HostMatch::Address(a) => parse_address(host) == Some(*a),
         }
     }
 
-    /// The name as written (exact) or its suffix without `*` (wildcard).
-    pub fn as_str(&self) -> &str {
+    /// The host-name pattern, unless this is an address.
+    pub fn pattern(&self) -> Option<&HostPattern> {
         match self {
-            HostPattern::Exact(e) => e,
-            HostPattern::Wildcard(s) => s,
+            HostMatch::Name(p) => Some(p),
+            HostMatch::Address(_) => None,
+        }
+    }
+
+    /// Whether every name `other` matches is served by a certificate
+    /// listing `self`.
+    pub fn covers(&self, other: &HostMatch) -> bool {
+        match (self, other) {
+            (HostMatch::Name(a), HostMatch::Name(b)) => a.covers(b),
+            (HostMatch::Address(a), HostMatch::Address(b)) => a == b,
+            _ => false,
         }
     }
 }
 
-impl fmt::Display for HostPattern {
+fn parse_address(s: &str) -> Option<IpAddr> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse().ok()
+}
+
+impl FromStr for HostMatch {
+    type Err = edge_sni::HostPatternError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match parse_address(s) {
+            Some(a) => Ok(HostMatch::Address(a)),
+            None => s.parse().map(HostMatch::Name),
+        }
+    }
+}
+
+impl fmt::Display for HostMatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            HostPattern::Exact(e) => f.write_str(e),
-            HostPattern::Wildcard(s) => write!(f, "*{s}"),
+            HostMatch::Name(p) => p.fmt(f),
+            HostMatch::Address(a) => a.fmt(f),
         }
-    }
-}
-
-impl FromStr for HostPattern {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let lower = s.trim_end_matches('.').to_ascii_lowercase();
-        let (wild, name) = match lower.strip_prefix("*.") {
-            Some(rest) => (true, rest),
-            None => (false, lower.as_str()),
-        };
-        let ok = !name.is_empty()
-            && name.len() <= 253
-            && name.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            });
-        if !ok {
-            return Err(format!(
-                "invalid host name {s:?}: expected e.g. \"www.example.com\" or \"*.example.com\""
-            ));
-        }
-        Ok(if wild {
-            HostPattern::Wildcard(format!(".{name}"))
-        } else {
-            HostPattern::Exact(name.to_string())
-        })
     }
 }
 
@@ -147,16 +153,18 @@ mod tests {
     }
 
     #[test]
-    fn hosts() {
-        let w: HostPattern = "*.Example.com".parse().unwrap();
-        assert!(w.matches("a.example.com"));
-        assert!(w.matches("b.a.example.com"));
-        assert!(!w.matches("example.com"));
-        assert!(!w.matches("xexample.com"));
-        let e: HostPattern = "www.example.com.".parse().unwrap();
-        assert!(e.matches("www.example.com"));
-        assert!("bad host".parse::<HostPattern>().is_err());
-        assert!("a..b".parse::<HostPattern>().is_err());
-        assert!("localhost".parse::<HostPattern>().is_ok());
+    fn hosts_and_addresses() {
+        let h: HostMatch = "*.Example.com".parse().unwrap();
+        assert!(h.matches("a.example.com") && !h.matches("a.b.example.com"));
+        assert_eq!(h.to_string(), "*.example.com");
+        let a: HostMatch = "127.0.0.1".parse().unwrap();
+        assert_eq!(a, HostMatch::Address("127.0.0.1".parse().unwrap()));
+        assert!(a.matches("127.0.0.1") && !a.matches("127.0.0.2"));
+        let v6: HostMatch = "[::1]".parse().unwrap();
+        assert!(v6.matches("[::1]") && v6.matches("::1"));
+        assert_eq!(v6.to_string(), "::1");
+        assert!(a.covers(&a) && !a.covers(&h) && !h.covers(&a));
+        assert!("a.*.com".parse::<HostMatch>().is_err());
+        assert!("1.2.3".parse::<HostMatch>().is_err());
     }
 }

@@ -1,4 +1,5 @@
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 
@@ -286,4 +287,170 @@ fn vrrp_errors_name_file_line_and_key() {
 fn vrrp_duplicate_vrid_on_one_interface() {
     let e = first_error(&format!("{GOOD}{VRRP}{VRRP}"));
     assert!(e.contains("vrrp[1].vrid"), "{e}");
+}
+
+#[test]
+fn pool_defaults_are_the_libraries() {
+    let text = GOOD.replace("weight = 2", "weight = 2\n[pool.health]\n");
+    let v = check(&text).unwrap();
+    let p = &v.pools[0];
+    let h = p.health.as_ref().unwrap();
+    let check = edge_health::CheckConfig::default();
+    assert_eq!(
+        (h.interval, h.timeout, h.rise, h.fall),
+        (check.inter, check.timeout, check.rise, check.fall)
+    );
+    assert_eq!(h.path, edge_health::HttpProbe::default().path);
+    let outlier = edge_health::OutlierConfig::default();
+    assert_eq!(
+        (
+            p.outlier_consecutive_failures,
+            p.outlier_ejection_time,
+            p.outlier_max_ejection_percent
+        ),
+        (
+            outlier.consecutive_failures,
+            outlier.base_ejection_time,
+            outlier.max_ejection_percent
+        )
+    );
+    // What edge-health gets back is its own default, bar the initial state.
+    let cfg = p.health_config();
+    assert_eq!(cfg.outlier, outlier);
+}
+
+/// The config module is a leaf: it names no other module of the binary but
+/// `crate::certs`, which names nothing of the config (no import circle).
+#[test]
+fn config_imports_no_module_that_imports_it() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let allowed = ["crate::config", "crate::certs"];
+    for entry in std::fs::read_dir(dir.join("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.ends_with("tests.rs") {
+            continue; // this test's own text
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let code = text.lines().enumerate();
+        for (i, line) in code.filter(|(_, l)| !l.trim_start().starts_with("//")) {
+            let mut rest = line;
+            while let Some(at) = rest.find("crate::") {
+                let tail = &rest[at..];
+                let ok = allowed.iter().any(|a| tail.starts_with(a));
+                assert!(ok, "{}:{}: {line}", path.display(), i + 1);
+                rest = &tail["crate::".len()..];
+            }
+        }
+    }
+    let certs = std::fs::read_to_string(dir.join("certs.rs")).unwrap();
+    let mut code = certs.lines().filter(|l| !l.trim_start().starts_with("//"));
+    assert!(
+        !code.any(|l| l.contains("crate::")),
+        "certs.rs imports from the crate"
+    );
+}
+
+/// `[[route]]`, `[[passthrough]]`, `[[certificate]]` and `[acme]` names are
+/// edge-sni's `HostPattern`: `*` is one whole left-most label, as in TLS.
+#[test]
+fn host_wildcards_cover_one_label_everywhere() {
+    let text = GOOD
+        .replace("host = [\"localhost\"]", "host = [\"*.Example.com\"]")
+        .replace(
+            "names = [\"localhost\"]",
+            "names = [\"localhost\", \"*.example.com\"]",
+        )
+        + "[[passthrough]]\nsni = [\"*.pt.test\"]\npool = \"app\"\n";
+    let v = check(&text).unwrap();
+    let route = &v.routes[0].hosts[0];
+    assert_eq!(route.to_string(), "*.example.com");
+    assert!(route.matches("a.example.com"));
+    assert!(
+        !route.matches("a.b.example.com"),
+        "was matched at any depth"
+    );
+    assert!(!route.matches("example.com"));
+    let sni = &v.passthrough[0].sni[0];
+    assert!(sni.matches("x.pt.test") && !sni.matches("y.x.pt.test"));
+    assert!(v.certificates[0].names[1].matches("www.example.com"));
+    // Routes and certificates may also name an IP address (no SNI carries one).
+    let text = GOOD
+        .replace("host = [\"localhost\"]", "host = [\"127.0.0.1\"]")
+        .replace(
+            "names = [\"localhost\"]",
+            "names = [\"localhost\", \"127.0.0.1\"]",
+        );
+    let v = check(&text).unwrap();
+    assert!(v.routes[0].hosts[0].matches("127.0.0.1"));
+    assert_eq!(v.certificates[0].names[1].to_string(), "127.0.0.1");
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+}
+
+#[test]
+fn bad_host_names_say_why() {
+    let cases = [
+        ("a.*.example.com", "route[0].host[0]", "'*' is only allowed"),
+        ("-a.example.com", "route[0].host[0]", "hyphen"),
+        ("a..example.com", "route[0].host[0]", "empty label"),
+    ];
+    for (host, key, why) in cases {
+        let e = first_error(&GOOD.replace("host = [\"localhost\"]", &format!("host = [{host:?}]")));
+        assert!(e.contains(key) && e.contains(why), "{host}: {e}");
+        assert!(e.contains(&format!("invalid host name {host:?}")), "{e}");
+        let line = GOOD.lines().position(|l| l.starts_with("host = ")).unwrap() + 1;
+        assert!(e.starts_with(&format!("t.toml:{line}:")), "{e}");
+    }
+    let pt = "[[passthrough]]\nsni = [\"10.0.0.1\"]\npool = \"app\"\n";
+    let e = first_error(&format!("{GOOD}{pt}"));
+    assert!(e.contains("passthrough[0].sni[0]"), "{e}");
+    assert!(e.contains("an IP address is not a host name"), "{e}");
+    let e = first_error(&GOOD.replace("names = [\"localhost\"]", "names = [\"*\"]"));
+    assert!(e.contains("certificate[0].names[0]"), "{e}");
+    let acme = "[acme]\nstorage = \"/tmp/acme\"\ncertificates = [[\"*.example.com\"]]\n";
+    let e = first_error(&format!("{GOOD}{acme}"));
+    assert!(
+        e.contains("acme.certificates[0]") && e.contains("wildcard"),
+        "{e}"
+    );
+}
+
+/// What `edge check` warns about: a terminated route's host that no
+/// certificate name covers.
+#[test]
+fn route_host_without_a_certificate_is_a_warning() {
+    let with_hosts = |hosts: &str| {
+        GOOD.replace("host = [\"localhost\"]", &format!("host = [{hosts}]"))
+            .replace(
+                "names = [\"localhost\"]",
+                "names = [\"localhost\", \"*.example.com\"]",
+            )
+    };
+    let v = check(&with_hosts(
+        "\"localhost\", \"a.example.com\", \"*.example.com\"",
+    ))
+    .unwrap();
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+
+    let text = with_hosts("\"a.example.com\", \"a.b.example.com\", \"other.test\"");
+    let v = check(&text).unwrap();
+    let w: Vec<String> = v.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    let line = text.lines().position(|l| l.starts_with("host = ")).unwrap() + 1;
+    assert!(w[0].starts_with(&format!("t.toml:{line}:")), "{}", w[0]);
+    assert!(w[0].contains("route[0].host[1]"), "{}", w[0]);
+    assert!(w[0].contains("\"a.b.example.com\""), "{}", w[0]);
+    assert!(
+        w[0].contains("\"*.example.com\" covers one label only"),
+        "{}",
+        w[0]
+    );
+    assert!(w[1].contains("route[0].host[2]") && w[1].contains("other.test"));
+
+    // An [acme] certificate covers its names too.
+    let acme = "[acme]\nstorage = \"/tmp/acme\"\ncertificates = [[\"other.test\"]]\n";
+    let v = check(&format!("{}{acme}", with_hosts("\"other.test\""))).unwrap();
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    // Without an HTTPS listener no route is terminated.
+    let text = with_hosts("\"other.test\"").replace("listen = [\"127.0.0.1:8443\"]", "listen = []");
+    assert!(check(&text).unwrap().warnings.is_empty());
 }

@@ -4,11 +4,22 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use crate::config::model::Admin;
-use crate::config::{AdminSettings, ConfigError, Source};
+use super::model::Admin;
+use super::{ConfigError, Source};
+
+/// `[admin]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    /// The unix socket path; `None`: no admin socket.
+    pub socket: Option<std::path::PathBuf>,
+    /// File mode of the socket (default `0o660`).
+    pub mode: u32,
+    /// Group id to own the socket.
+    pub group: Option<u32>,
+}
 
 /// The socket's mode when `mode` is absent: owner and group read/write.
-pub const DEFAULT_MODE: u32 = 0o660;
+const DEFAULT_MODE: u32 = 0o660;
 
 impl Default for AdminSettings {
     fn default() -> Self {
@@ -21,7 +32,7 @@ impl Default for AdminSettings {
 }
 
 /// Checks `[admin]`; problems are pushed to `errors` (file, line, key).
-pub fn validate(
+pub(super) fn validate(
     a: &Admin,
     src: &Source,
     base: &Path,

@@ -1,0 +1,134 @@
+//! `[acme]`: the storage directory, the CA, the peer node, the certificates
+//! to obtain and the storage lock's timing.
+
+use std::time::Duration;
+
+use super::{HostPattern, Validator, host_error, model};
+
+/// `[acme]`, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AcmeSettings {
+    pub storage: Option<std::path::PathBuf>,
+    pub directory_url: Option<String>,
+    pub contact: Vec<String>,
+    pub ca_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
+    pub peer: Option<http::Uri>,
+    pub certificates: Vec<Vec<String>>,
+    /// `lock_ttl` / `lock_wait`; `None`: edge-acme's defaults (30 s, 10 min).
+    pub lock_ttl: Option<std::time::Duration>,
+    pub lock_wait: Option<std::time::Duration>,
+}
+
+impl Validator<'_> {
+    pub(super) fn acme(&mut self, a: &model::Acme) -> AcmeSettings {
+        let mut out = AcmeSettings {
+            storage: a.storage.as_ref().map(|s| self.path(s.get_ref())),
+            directory_url: a.directory_url.as_ref().map(|u| u.get_ref().clone()),
+            contact: a.contact.clone(),
+            ..Default::default()
+        };
+        if let Some(u) = a
+            .directory_url
+            .as_ref()
+            .filter(|u| !u.get_ref().starts_with("https://"))
+        {
+            self.err(
+                u,
+                "acme.directory_url",
+                "the ACME directory must be an https:// URL",
+            );
+        }
+        for (i, r) in a.ca_roots.iter().enumerate() {
+            let path = self.path(r.get_ref());
+            match std::fs::read(&path).map(|pem| {
+                rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()
+            }) {
+                Ok(Ok(certs)) if !certs.is_empty() => out.ca_roots.extend(certs),
+                _ => self.err(
+                    r,
+                    format!("acme.ca_roots[{i}]"),
+                    format!("cannot read PEM certificates from {}", path.display()),
+                ),
+            }
+        }
+        if let Some(p) = &a.peer {
+            match p.get_ref().parse::<http::Uri>() {
+                Ok(u) if u.scheme_str() == Some("http") && u.authority().is_some() => {
+                    out.peer = Some(u)
+                }
+                _ => self.err(
+                    p,
+                    "acme.peer",
+                    "expected an http:// URL such as \"http://10.0.0.2:80\"",
+                ),
+            }
+        }
+        for (i, c) in a.certificates.iter().enumerate() {
+            if c.get_ref().is_empty() {
+                self.err(
+                    c,
+                    format!("acme.certificates[{i}]"),
+                    "a certificate needs at least one name",
+                );
+            }
+            for n in c.get_ref() {
+                match n.parse::<HostPattern>() {
+                    Err(e) => self.err(c, format!("acme.certificates[{i}]"), host_error(n, e)),
+                    Ok(p) if p.is_wildcard() => self.err(
+                        c,
+                        format!("acme.certificates[{i}]"),
+                        format!("{n:?}: HTTP-01 cannot validate wildcard names (serve it from a [[certificate]])"),
+                    ),
+                    Ok(_) => {}
+                }
+            }
+            out.certificates.push(c.get_ref().clone());
+        }
+        self.acme_locks(a, &mut out);
+        if !a.certificates.is_empty() && a.storage.is_none() {
+            self.errors.push(self.src.error(
+                0..0,
+                "acme.storage",
+                "automatic certificates need a storage directory",
+            ));
+        }
+        out
+    }
+
+    /// `[acme] lock_ttl` and `lock_wait`: the lock is refreshed every third of
+    /// its TTL, so a TTL under 5 s would expire on a slow shared filesystem;
+    /// the wait must outlast a crashed holder's lock.
+    fn acme_locks(&mut self, a: &model::Acme, out: &mut AcmeSettings) {
+        const TTL: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(3600));
+        const MAX_WAIT: Duration = Duration::from_secs(86_400);
+        if let Some(t) = &a.lock_ttl {
+            let ttl = t.get_ref().0;
+            if ttl < TTL.0 || ttl > TTL.1 {
+                self.err(
+                    t,
+                    "acme.lock_ttl",
+                    format!("lock_ttl must be between 5s and 1h (got {ttl:?})"),
+                );
+            } else {
+                out.lock_ttl = Some(ttl);
+            }
+        }
+        if let Some(w) = &a.lock_wait {
+            let wait = w.get_ref().0;
+            // A lock_ttl refused above is not compared with.
+            let ttl = match (&a.lock_ttl, out.lock_ttl) {
+                (Some(_), None) => Duration::ZERO,
+                (_, ttl) => ttl.unwrap_or(edge_acme::DEFAULT_LOCK_TTL),
+            };
+            if wait < ttl || wait > MAX_WAIT {
+                self.err(
+                    w,
+                    "acme.lock_wait",
+                    format!("lock_wait must be at least lock_ttl ({ttl:?}), so a crashed node's lock is waited out, and at most 24h (got {wait:?})"),
+                );
+            } else {
+                out.lock_wait = Some(wait);
+            }
+        }
+    }
+}
