@@ -261,6 +261,12 @@ fn is_ready(message: &str) -> bool {
     message.lines().any(|l| l == "READY=1")
 }
 
+impl AsRef<Proc> for Edge {
+    fn as_ref(&self) -> &Proc {
+        &self.proc
+    }
+}
+
 impl std::ops::Deref for Edge {
     type Target = Proc;
     fn deref(&self) -> &Proc {

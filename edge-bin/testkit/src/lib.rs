@@ -11,8 +11,11 @@
 //! - [`Fixture`]: TOML config templates with `{{name}}` placeholders.
 //! - [`lab`]: the one network-namespace lab (root only), and on top of it
 //!   [`load`] (python3 backends and load clients) and [`vrrp`] (VRRP
-//!   routers: the `vrrp` example and keepalived).
-//! - [`client`]: TLS and HTTP/1.1 clients for tokio tests.
+//!   routers: the `vrrp` example and keepalived) and [`pebble`] (an ACME
+//!   CA in a lab host).
+//! - [`client`]: TLS and HTTP/1.1 clients for tokio tests; [`backend`]: an
+//!   HTTP/1.1 backend that counts requests, and curl with a test CA.
+//! - [`syslog`]: rsyslogd as a collector, JSON-lines files, `/metrics`.
 //!
 //! Network rules: inside the lab's namespaces only 198.18.0.0/15 and
 //! 2001:2::/48 are used; outside them, loopback only.
@@ -23,9 +26,12 @@ mod net;
 mod pki;
 mod proc;
 
+pub mod backend;
 pub mod client;
 pub mod lab;
 pub mod load;
+pub mod pebble;
+pub mod syslog;
 pub mod vrrp;
 
 use std::process::Command;
@@ -36,7 +42,7 @@ pub use edge::{Edge, EdgeBuilder};
 pub use fixture::Fixture;
 pub use net::{addr, free_port, free_udp_port, wait_port};
 pub use pki::{Leaf, Pki};
-pub use proc::{Proc, TempDir};
+pub use proc::{Proc, TempDir, log_tails};
 
 /// Whether the tests run as root (network namespaces need it; CI and the
 /// project's test machines run the tests as root).

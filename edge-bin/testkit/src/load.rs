@@ -241,6 +241,47 @@ impl Load {
     }
 }
 
+/// What the load client saw around an event at `at` (epoch seconds).
+#[derive(Debug)]
+pub struct Outcome {
+    /// Requests made (probe and retry-once clients).
+    pub total: usize,
+    /// Probe requests (no retry) that failed.
+    pub probe_failed: usize,
+    /// First attempts of the retry-once clients that failed.
+    pub failed: usize,
+    /// Retry-once requests that failed twice.
+    pub lost: usize,
+    /// From `at` to the end of the first probe request that started after
+    /// `at` and succeeded.
+    pub gap: Option<Duration>,
+    /// Failed attempts by error kind.
+    pub errors: std::collections::BTreeMap<String, usize>,
+}
+
+/// Sums `reqs` up around the event at `at` (epoch seconds).
+pub fn outcome(reqs: &[Req], at: f64) -> Outcome {
+    let gap = reqs
+        .iter()
+        .filter(|r| r.worker < 0 && r.t0 >= at && r.ok)
+        .map(|r| r.t1)
+        .reduce(f64::min)
+        .map(|t| Duration::from_secs_f64((t - at).max(0.0)));
+    let mut errors = std::collections::BTreeMap::new();
+    for r in reqs.iter().filter(|r| !r.ok) {
+        let kind = r.err.split(':').next().unwrap_or_default().to_owned();
+        *errors.entry(kind).or_insert(0) += 1;
+    }
+    Outcome {
+        total: reqs.len(),
+        probe_failed: reqs.iter().filter(|r| r.worker < 0 && !r.ok).count(),
+        failed: reqs.iter().filter(|r| r.worker >= 0 && !r.ok).count(),
+        lost: reqs.iter().filter(|r| r.worker >= 0 && !r.served()).count(),
+        gap,
+        errors,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +302,9 @@ mod tests {
         .unwrap();
         assert!(p.ok && p.retry.is_none() && p.body == "node0 via 198.18.0.2");
         assert!(Req::parse("Traceback (most recent call last):").is_none());
+        let o = outcome(&[r.clone(), p.clone()], 0.5);
+        assert_eq!((o.total, o.probe_failed, o.failed, o.lost), (2, 0, 1, 0));
+        assert_eq!(o.gap, Some(Duration::from_secs_f64(1.5)));
+        assert_eq!(o.errors.get("timeout"), Some(&1));
     }
 }

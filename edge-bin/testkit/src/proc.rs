@@ -191,6 +191,32 @@ impl Drop for Proc {
     }
 }
 
+impl AsRef<Proc> for Proc {
+    fn as_ref(&self) -> &Proc {
+        self
+    }
+}
+
+/// The last 60 lines of each process's log, without access records
+/// (`edge::access`), each under its log's path: what a failed assertion
+/// about a group of processes prints.
+pub fn log_tails<P: AsRef<Proc>>(procs: &[&P]) -> String {
+    procs
+        .iter()
+        .map(|p| {
+            let p = (*p).as_ref();
+            let text = p.log_text();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains("edge::access"))
+                .collect();
+            let tail = lines[lines.len().saturating_sub(60)..].join("\n");
+            format!("== {}\n{tail}", p.log.display())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The log at `path`, or a note that there is none.
 pub(crate) fn read_log(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| format!("(no log {}: {e})", path.display()))
