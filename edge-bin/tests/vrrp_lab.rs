@@ -31,8 +31,9 @@ impl Lab {
         Lab(lab)
     }
 
-    /// Starts `edge` in node `i` with VRRP priority `priority`, ready when
-    /// this returns. `extra` is appended to the config.
+    /// Starts `edge` in node `i` with VRRP priority `priority`, without
+    /// waiting (a pair starts together; the tests wait for what the client
+    /// is served). `extra` is appended to the config.
     fn start(&self, i: usize, priority: u8, tag: &str, extra: &str) -> Edge {
         let config = fixture("vrrp_node.toml")
             .set("vip", VIP)
@@ -40,7 +41,7 @@ impl Lab {
             .set("priority", priority)
             .set("extra", extra)
             .write(&self.0.dir, &format!("edge{i}-{tag}.toml"));
-        self.0.edge(&format!("n{i}"), EDGE, config).start()
+        self.0.edge(&format!("n{i}"), EDGE, config).spawn()
     }
 
     /// The body the client gets from https://VIP/, if any.

@@ -64,6 +64,15 @@ impl EdgeBuilder {
     /// Starts edge and waits until it is ready; panics with its log when it
     /// exits or is not ready within 30 s.
     pub fn start(self) -> Edge {
+        let mut edge = self.spawn();
+        edge.wait_ready();
+        edge
+    }
+
+    /// Starts edge without waiting: for tests that start several at once
+    /// (a VRRP pair) and call [`Edge::wait_ready`] later, or wait for what
+    /// they serve.
+    pub fn spawn(self) -> Edge {
         let notify_path = self.log.with_extension("notify");
         let _ = std::fs::remove_file(&notify_path);
         let sock = UnixDatagram::bind(&notify_path)
@@ -100,15 +109,13 @@ impl EdgeBuilder {
                 .unwrap_or_default()
         );
         let proc = Proc::spawn(cmd, &name, &self.log);
-        let mut edge = Edge {
+        Edge {
             proc,
             config: self.config,
             notify_path,
             messages,
             seen: 0,
-        };
-        edge.wait_ready();
-        edge
+        }
     }
 }
 
@@ -166,7 +173,9 @@ impl Edge {
         Edge::builder(bin, config).start()
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until edge sent `READY=1`; panics with its log when it exits
+    /// first or is not ready within 30 s.
+    pub fn wait_ready(&mut self) {
         let t0 = Instant::now();
         loop {
             if self.notifications().iter().any(|m| is_ready(m)) {
@@ -232,7 +241,7 @@ impl Edge {
         loop {
             let log = self.proc.log_plain();
             let done = log.matches("configuration reloaded").count()
-                + log.matches("reload refused").count()
+                + log.matches("reload refused: invalid config").count()
                 + log.matches("reload failed").count();
             if done >= n {
                 return log;
