@@ -165,11 +165,11 @@ async fn setup(tag: &str, n: usize, admin_extra: &str) -> Setup {
     let port = free_port();
     let socket = dir.path("admin.sock");
     let config = fixture("admin.toml")
-        .set("port", port)
-        .set("sock", socket.display())
+        .set("https_port", port)
+        .set("admin_socket", socket.display())
         .set("admin_extra", admin_extra)
-        .set("c", leaf.cert.display())
-        .set("k", leaf.key.display())
+        .set("cert", leaf.cert.display())
+        .set("key", leaf.key.display())
         .set("http_servers", servers(&http))
         .set("tcp_servers", servers(&tcp))
         .render();

@@ -21,13 +21,13 @@ async fn terminate_route_redirect_and_websocket() {
     std::fs::create_dir_all(dir.path("acme/challenges")).unwrap();
     dir.write("acme/challenges/tok-123_ABC", "tok-123_ABC.thumbprint");
     let config = fixture("e2e_routes.toml")
-        .set("h", h)
-        .set("p", p)
-        .set("ac", a.cert.display())
-        .set("ak", a.key.display())
-        .set("bc", b.cert.display())
-        .set("bk", b.key.display())
-        .set("d", d)
+        .set("https_port", h)
+        .set("http_port", p)
+        .set("a_cert", a.cert.display())
+        .set("a_key", a.key.display())
+        .set("b_cert", b.cert.display())
+        .set("b_key", b.key.display())
+        .set("demo_port", d)
         .render();
     let _edge = start_edge(&dir, "edge", &config);
     let ca = pki.ca_pem.to_str().unwrap();

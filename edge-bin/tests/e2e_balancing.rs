@@ -35,9 +35,9 @@ async fn balancing_survives_a_killed_backend() {
         .map(|p| format!("[[pool.server]]\naddress = \"127.0.0.1:{p}\"\n"))
         .collect();
     let config = fixture("e2e_balancing.toml")
-        .set("h", h)
-        .set("c", leaf.cert.display())
-        .set("k", leaf.key.display())
+        .set("https_port", h)
+        .set("cert", leaf.cert.display())
+        .set("key", leaf.key.display())
         .set("servers", servers)
         .render();
     let _edge = start_edge(&dir, "edge", &config);
@@ -191,9 +191,9 @@ async fn bad_input_is_refused_while_others_are_served() {
     let leaf = pki.leaf(&dir, "a", &["a.test"]);
     let h = free_port();
     let config = fixture("e2e_bad_input.toml")
-        .set("h", h)
-        .set("c", leaf.cert.display())
-        .set("k", leaf.key.display())
+        .set("https_port", h)
+        .set("cert", leaf.cert.display())
+        .set("key", leaf.key.display())
         .render();
     let _edge = start_edge(&dir, "edge", &config);
     let cfg = pki.client_config(&[b"http/1.1"]);

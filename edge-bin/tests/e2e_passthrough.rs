@@ -43,11 +43,11 @@ async fn passthrough_by_sni_with_proxy_v2() {
     );
 
     let config = fixture("e2e_passthrough.toml")
-        .set("h", h)
-        .set("tc", term.cert.display())
-        .set("tk", term.key.display())
-        .set("s_port", s_port)
-        .set("pp_port", pp_port)
+        .set("https_port", h)
+        .set("cert", term.cert.display())
+        .set("key", term.key.display())
+        .set("s_server_port", s_port)
+        .set("proxy_v2_port", pp_port)
         .render();
     let _edge = start_edge(&dir, "edge", &config);
 

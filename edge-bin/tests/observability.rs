@@ -30,13 +30,13 @@ async fn records_reach_rsyslog_and_metrics_count_them() {
     let pki = Pki::new(&dir, "obs");
     let (h, p, d, m) = (free_port(), free_port(), free_port(), free_port());
     let config = fixture("obs_syslog_metrics.toml")
-        .set("h", h)
-        .set("p", p)
-        .set("m", m)
-        .set("u", syslog.udp)
-        .set("t", syslog.tcp)
+        .set("https_port", h)
+        .set("http_port", p)
+        .set("metrics_port", m)
+        .set("syslog_udp_port", syslog.udp)
+        .set("syslog_tcp_port", syslog.tcp)
         .set("certs", cert_config(&dir, &pki))
-        .set("d", d)
+        .set("demo_port", d)
         .render();
     let edge = start_edge(&dir, "edge", &config);
     let pid = edge.pid().unwrap().to_string();

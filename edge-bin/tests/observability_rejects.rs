@@ -48,8 +48,8 @@ async fn rejected_requests_are_logged_silent_connections_are_not() {
     let (h, p) = (free_port(), free_port());
     let log = dir.path("access.log");
     let config = fixture("obs_rejected.toml")
-        .set("h", h)
-        .set("p", p)
+        .set("https_port", h)
+        .set("http_port", p)
         .set("certs", cert_config(&dir, &pki))
         .render();
     let _edge = start_edge(&dir, "edge", &config);
@@ -343,10 +343,10 @@ async fn idle_websocket_tunnel_is_closed_and_logged() {
 /// `extra` is more config (e.g. a `[limits]` table).
 fn ws_config(h: u16, d: u16, certs: &str, extra: &str) -> String {
     fixture("obs_websocket.toml")
-        .set("h", h)
+        .set("https_port", h)
         .set("extra", extra)
         .set("certs", certs)
-        .set("d", d)
+        .set("demo_port", d)
         .render()
 }
 

@@ -30,7 +30,7 @@ async fn file_sink_reopens_on_sigusr1() {
     let h = free_port();
     let log = dir.path("access.log");
     let config = fixture("obs_file_sink.toml")
-        .set("h", h)
+        .set("https_port", h)
         .set("certs", cert_config(&dir, &pki))
         .render();
     let edge = start_edge(&dir, "edge", &config);
@@ -110,10 +110,10 @@ async fn dead_collector_drops_records_not_requests() {
     let stalled: u16 = port_line.trim().parse().unwrap();
     let _py = Proc::adopt(py, "stalled collector", "");
     let config = fixture("obs_dead_collector.toml")
-        .set("h", h)
-        .set("m", m)
-        .set("dead", dead)
-        .set("stalled", stalled)
+        .set("https_port", h)
+        .set("metrics_port", m)
+        .set("dead_port", dead)
+        .set("stalled_port", stalled)
         .set("certs", cert_config(&dir, &pki))
         .render();
     let _edge = start_edge(&dir, "edge", &config);
@@ -213,8 +213,8 @@ async fn tcp_sink_reconnects_and_delivers_the_queue() {
     let pki = Pki::new(&dir, "obs");
     let (h, c) = (free_port(), free_port());
     let config = fixture("obs_tcp_sink.toml")
-        .set("h", h)
-        .set("c", c)
+        .set("https_port", h)
+        .set("collector_port", c)
         .set("certs", cert_config(&dir, &pki))
         .render();
     let _edge = start_edge(&dir, "edge", &config);
