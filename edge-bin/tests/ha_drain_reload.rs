@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::ha::*;
 use common::load::{Load, Req, outcome};
-use common::{now_secs, wait_until};
+use common::{fixture, now_secs, wait_until};
 
 #[test]
 fn sigterm_of_the_master_finishes_requests_in_flight_then_hands_over() {
@@ -101,9 +101,7 @@ fn sighup_reloads_under_load_fail_no_request() {
     // Version k: a route answering `vK` on /version, the pool alternating
     // between both servers and one, and node0's VRRP priority changing.
     let config = |k: u8| {
-        let routes = format!(
-            "[[route]]\npath_prefix = \"/version\"\nrespond = {{ status = 200, body = \"v{k}\" }}\n"
-        );
+        let routes = fixture("ha_version_route.toml").set("version", k).render();
         edge_config(
             0,
             &Node {

@@ -318,7 +318,7 @@ fn check_diff_against_prints_summary_and_unified_diff() {
         "{out}"
     );
     // An invalid new file fails as before, whatever it is compared with.
-    let bad = dir.write("bad.toml", "[https]\nlisten = 1\n");
+    let bad = fixture("check_bad.toml").write(&dir.0, "bad.toml");
     let (code, _, err) = run(&[
         "check".as_ref(),
         "-c".as_ref(),

@@ -150,10 +150,11 @@ async fn acme_order_across_a_reload(change_acme: bool) {
 
     let port = free_port();
     let acme = |extra: &str| {
-        format!(
-            "[acme]\nstorage = \"acme\"\ndirectory_url = \"https://127.0.0.1:{listen}/dir\"\nca_roots = [\"{ca}\"]\ncertificates = [[\"acme.test\"]]\n{extra}",
-            ca = pki.ca_pem.display()
-        )
+        fixture("reload_acme.toml")
+            .set("directory_port", listen)
+            .path("ca_roots", &pki.ca_pem)
+            .set("extra", extra)
+            .render()
     };
     let cfg = |hello: &str, extra: &str| {
         config(&[port], &leaf, hello, &[free_port()], &acme(extra)).replace(

@@ -178,9 +178,9 @@ async fn passthrough_connections_drain_at_stop() {
         "openssl s_server did not start"
     );
     let port = free_port();
-    let extra = format!(
-        "[limits]\ndrain_timeout = \"20s\"\n[[passthrough]]\nsni = [\"pt.test\"]\npool = \"raw\"\n[[pool]]\nname = \"raw\"\n[[pool.server]]\naddress = \"127.0.0.1:{s_port}\"\n"
-    );
+    let extra = fixture("reload_passthrough.toml")
+        .set("s_server_port", s_port)
+        .render();
     let mut edge = start(&dir, &config(&[port], &leaf, "v1", &[s_port], &extra), &[]);
 
     let mut tls = common::tls(back.client_config(&[]), port, Some("pt.test"))
