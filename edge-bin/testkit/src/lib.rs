@@ -18,7 +18,15 @@
 //! - [`syslog`]: rsyslogd as a collector, JSON-lines files, `/metrics`.
 //!
 //! Network rules: inside the lab's namespaces only 198.18.0.0/15 and
-//! 2001:2::/48 are used; outside them, loopback only.
+//! 2001:2::/48 are used; outside them, loopback only. Tests that need root
+//! fail without it ([`require_root`]), as they do when a tool is missing:
+//! none skips itself.
+//!
+//! Environment: `EDGE_TEST_LOG` is edge's `RUST_LOG` (default
+//! `info,edge::access=debug`); `EDGE_TEST_KEEP=1` keeps every
+//! [`TempDir`] and `EDGE_LAB_KEEP=1` every lab directory (both are kept
+//! anyway when the test panics); `EDGE_LAB_PCAP=1` records each lab's
+//! bridge into `hub.pcap`.
 
 mod edge;
 mod fixture;
