@@ -98,7 +98,7 @@ async fn tcp_backend(index: usize, conns: Arc<AtomicUsize>) -> SocketAddr {
 
 /// Runs `edge admin -s SOCKET ARGS...`: (exit code, stdout, stderr).
 async fn admin(socket: &std::path::Path, args: &str) -> (i32, String, String) {
-    let out = tokio::process::Command::new(edge_bin())
+    let out = tokio::process::Command::new(EDGE)
         .arg("admin")
         .arg("-s")
         .arg(socket)
@@ -131,7 +131,7 @@ fn server_row(show: &str, server: SocketAddr) -> Vec<String> {
 
 struct Setup {
     _dir: TempDir,
-    _edge: Proc,
+    _edge: Edge,
     socket: std::path::PathBuf,
     port: u16,
     cfg: Arc<rustls::ClientConfig>,
@@ -164,39 +164,16 @@ async fn setup(tag: &str, n: usize, admin_extra: &str) -> Setup {
     };
     let port = free_port();
     let socket = dir.path("admin.sock");
-    let config = format!(
-        r#"
-[https]
-listen = ["127.0.0.1:{port}"]
-[http]
-listen = []
-[admin]
-socket = "{sock}"
-{admin_extra}
-[[certificate]]
-name = "app"
-names = ["app.test"]
-cert = "{c}"
-key = "{k}"
-[[passthrough]]
-sni = ["pt.test"]
-pool = "tcp"
-[[route]]
-pool = "app"
-[[pool]]
-name = "app"
-{http_servers}
-[[pool]]
-name = "tcp"
-{tcp_servers}
-"#,
-        sock = socket.display(),
-        c = leaf.cert.display(),
-        k = leaf.key.display(),
-        http_servers = servers(&http),
-        tcp_servers = servers(&tcp),
-    );
-    let edge = start_edge(&dir, "edge", &config, &[port]);
+    let config = fixture("admin.toml")
+        .set("https_port", port)
+        .set("admin_socket", socket.display())
+        .set("admin_extra", admin_extra)
+        .set("cert", leaf.cert.display())
+        .set("key", leaf.key.display())
+        .set("http_servers", servers(&http))
+        .set("tcp_servers", servers(&tcp))
+        .render();
+    let edge = start_edge(&dir, "edge", &config);
     // The socket comes up right after the listeners (it needs the running state).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !socket.exists() && std::time::Instant::now() < deadline {

@@ -4,15 +4,15 @@
 //! and a crash (SIGKILL + link down) of the master each hand the VIP to the
 //! backup, and the client is served again within a couple of seconds.
 //! Only 198.18.0.0/24 is used, inside the namespaces; Drop guards kill the
-//! processes and delete the namespaces, also when the test panics.
+//! processes and delete the namespaces, also when the test panics. The
+//! node configs are `fixtures/vrrp_node.toml` and `fixtures/tracked_pool.toml`.
 
-#[path = "common/lab.rs"]
-mod lab;
+mod common;
 
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use lab::{Proc, is_root, run};
+use common::{EDGE, Edge, Proc, fixture, lab, wait_until};
 
 const VIP: &str = "198.18.0.100";
 /// Advert interval 100 ms: Master_Down_Interval is ~0.35 s; the rest is
@@ -31,48 +31,17 @@ impl Lab {
         Lab(lab)
     }
 
-    /// Starts `edge` in node `i` with VRRP priority `priority`.
-    /// `extra` is appended to the config.
-    fn start(&self, i: usize, priority: u8, tag: &str, extra: &str) -> Proc {
-        let config = self.0.write(
-            &format!("edge{i}-{tag}.toml"),
-            format!(
-                r#"
-[https]
-listen = ["{VIP}:443"]
-default_certificate = "vip"
-
-[http]
-listen = ["{VIP}:80"]
-
-[[certificate]]
-name = "vip"
-names = ["vip.test"]
-self_signed = true
-
-[[route]]
-respond = {{ status = 200, body = "node{i}" }}
-
-[[vrrp]]
-interface = "eth0"
-vrid = 51
-priority = {priority}
-advert_interval = "100ms"
-vips = ["{VIP}/24"]
-{extra}
-"#
-            ),
-        );
-        self.0.spawn(
-            &format!("n{i}"),
-            &[
-                env!("CARGO_BIN_EXE_edge"),
-                "run",
-                "-c",
-                &config.to_string_lossy(),
-            ],
-            &format!("edge{i}-{tag}.log"),
-        )
+    /// Starts `edge` in node `i` with VRRP priority `priority`, without
+    /// waiting (a pair starts together; the tests wait for what the client
+    /// is served). `extra` is appended to the config.
+    fn start(&self, i: usize, priority: u8, tag: &str, extra: &str) -> Edge {
+        let config = fixture("vrrp_node.toml")
+            .set("vip", VIP)
+            .set("node", i)
+            .set("priority", priority)
+            .set("extra", extra)
+            .write(&self.0.dir, &format!("edge{i}-{tag}.toml"));
+        self.0.edge(&format!("n{i}"), EDGE, config).spawn()
     }
 
     /// The body the client gets from https://VIP/, if any.
@@ -96,7 +65,7 @@ vips = ["{VIP}/24"]
         want: &str,
         since: Instant,
         limit: Duration,
-        edges: &[&Proc],
+        edges: &[&Edge],
     ) -> Duration {
         loop {
             if self.fetch().as_deref() == Some(want) {
@@ -131,7 +100,7 @@ vips = ["{VIP}/24"]
         );
         let url = format!("http://198.18.0.10:{port}/");
         assert!(
-            lab::wait_until(Duration::from_secs(10), || self
+            wait_until(Duration::from_secs(10), || self
                 .0
                 .curl("c", &["-o", "/dev/null", &url])
                 .is_some()),
@@ -147,10 +116,6 @@ vips = ["{VIP}/24"]
 
 #[test]
 fn vip_follows_the_master_on_stop_and_crash() {
-    if !is_root() {
-        eprintln!("vip_follows_the_master_on_stop_and_crash: skipped, the network lab needs root");
-        return;
-    }
     let lab = Lab::new();
     let mut backup = lab.start(1, 100, "a", "");
     let mut master = lab.start(0, 150, "a", "");
@@ -193,7 +158,7 @@ fn vip_follows_the_master_on_stop_and_crash() {
     // Crash: SIGKILL and the link goes down (the host is gone).
     let t0 = Instant::now();
     master.crash();
-    run(&["ip", "-n", lab.0.ns("n0"), "link", "set", "eth0", "down"]);
+    lab.0.set_link("n0", false);
     let took = lab.wait_served_by("node1", t0, TAKEOVER, &[&master, &backup]);
     eprintln!("takeover after SIGKILL: {took:?}");
     assert!(lab.holds_vip(1));
@@ -207,30 +172,13 @@ fn vip_follows_the_master_on_stop_and_crash() {
 
 /// The pool a node tracks, checked every 100 ms, down after one failure.
 fn tracked_pool(port: u16) -> String {
-    format!(
-        r#"
-[[pool]]
-name = "app"
-[[pool.server]]
-address = "198.18.0.10:{port}"
-[pool.health]
-kind = "tcp"
-interval = "100ms"
-timeout = "200ms"
-rise = 1
-fall = 1
-"#
-    )
+    fixture("tracked_pool.toml")
+        .set("server", format!("198.18.0.10:{port}"))
+        .render()
 }
 
 #[test]
 fn master_with_a_failed_pool_hands_over_and_takes_back() {
-    if !is_root() {
-        eprintln!(
-            "master_with_a_failed_pool_hands_over_and_takes_back: skipped, the network lab needs root"
-        );
-        return;
-    }
     let lab = Lab::new();
     let mut app0 = lab.backend(8000);
     let _app1 = lab.backend(8001);
@@ -266,7 +214,7 @@ fn master_with_a_failed_pool_hands_over_and_takes_back() {
 impl Lab {
     /// Rewrites node `i`'s config `tag` with `change`, sends SIGHUP and
     /// waits until its log shows reload number `n` done.
-    fn reload(&self, edge: &Proc, i: usize, tag: &str, change: impl Fn(&str) -> String, n: usize) {
+    fn reload(&self, edge: &Edge, i: usize, tag: &str, change: impl Fn(&str) -> String, n: usize) {
         let config = self.0.dir.join(format!("edge{i}-{tag}.toml"));
         let text = std::fs::read_to_string(&config).unwrap();
         let new = change(&text);
@@ -274,11 +222,7 @@ impl Lab {
         std::fs::write(&config, new).unwrap();
         edge.signal("-HUP");
         let t0 = Instant::now();
-        while plain(&edge.log_text())
-            .matches("configuration reloaded")
-            .count()
-            < n
-        {
+        while edge.log_plain().matches("configuration reloaded").count() < n {
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
                 "reload {n} did not finish:\n{}",
@@ -289,43 +233,21 @@ impl Lab {
     }
 }
 
-/// A log without its ANSI colours.
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// `[[vrrp]]` on SIGHUP: a reload that leaves VRRP alone keeps the VIP
 /// where it is; a new priority applies to the running instance (the peer
 /// preempts, then gives it back); a changed advert interval restarts the
 /// instance, which hands over and takes the VIP back.
 #[test]
 fn vrrp_settings_follow_a_reload() {
-    if !is_root() {
-        eprintln!("vrrp_settings_follow_a_reload: skipped, the network lab needs root");
-        return;
-    }
     let lab = Lab::new();
     let backup = lab.start(1, 100, "a", "");
     let master = lab.start(0, 150, "a", "");
     let edges = [&master, &backup];
     lab.wait_served_by("node0", Instant::now(), Duration::from_secs(10), &edges);
-    let backup_masters = || plain(&backup.log_text()).matches("to=Master").count();
+    let backup_masters = || backup.log_plain().matches("to=Master").count();
     assert_eq!(backup_masters(), 0);
     assert!(
-        plain(&master.log_text()).contains("to=Master"),
+        master.log_plain().contains("to=Master"),
         "the state change log line changed its format:\n{}",
         master.log_text()
     );
@@ -357,7 +279,7 @@ fn vrrp_settings_follow_a_reload() {
     );
     let took = lab.wait_served_by("node1", t0, TAKEOVER, &edges);
     eprintln!("takeover after a reload lowered the priority: {took:?}");
-    let log = plain(&master.log_text());
+    let log = master.log_plain();
     assert!(log.contains("VRRP tracking updated in place"), "{log}");
     assert!(!log.contains("restarting it"), "{log}");
 
@@ -379,7 +301,7 @@ fn vrrp_settings_follow_a_reload() {
         |c| c.replace("advert_interval = \"100ms\"", "advert_interval = \"150ms\""),
         4,
     );
-    assert!(plain(&master.log_text()).contains("restarting it"));
+    assert!(master.log_plain().contains("restarting it"));
     lab.wait_served_by("node0-v2", Instant::now(), Duration::from_secs(10), &edges);
     assert!(lab.holds_vip(0) && !lab.holds_vip(1));
 }

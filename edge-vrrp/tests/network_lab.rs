@@ -5,12 +5,10 @@
 //! one holder of the address, a client that still reaches it, takeover
 //! within the RFC's timers, and no complaints in keepalived's log.
 
-mod lab;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lab::{Kind, Lab, Router, RouterSpec, keepalived_complaints};
+use edge_testkit::vrrp::{self, Kind, Router, RouterSpec, VrrpLab as Lab, keepalived_complaints};
 
 /// Scheduling slack on top of the RFC timers (a loaded 2-core machine).
 const MARGIN: Duration = Duration::from_millis(600);
@@ -131,7 +129,7 @@ fn run_scenario(s: Scenario) {
     let mut edge = start(&lab, 0, Kind::Edge, 150);
     edge.wait_started(Kind::Edge, long);
     assert!(
-        !lab.has_address(&lab.nodes[0], vip),
+        !lab.has_address(0, vip),
         "{name}: the crashed run's address was not cleaned up"
     );
     let t0 = Instant::now();
@@ -274,11 +272,9 @@ fn matrix(peer: Kind, unicast: bool) -> Vec<Scenario> {
 /// and unicast.
 #[test]
 fn interop_matrix() {
-    if !lab::can_run("interop_matrix") {
-        return;
-    }
+    edge_testkit::require_root("interop_matrix");
     assert!(
-        std::path::Path::new(lab::KEEPALIVED).exists(),
+        std::path::Path::new(vrrp::KEEPALIVED).exists(),
         "keepalived is not installed"
     );
     let mut all = Vec::new();
@@ -311,9 +307,7 @@ fn edge_pair() -> (Scenario, Lab, Router, Router) {
 /// the address; cleared, it comes back as backup and preempts.
 #[test]
 fn fault_hands_over_and_recovers() {
-    if !lab::can_run("fault_hands_over_and_recovers") {
-        return;
-    }
+    edge_testkit::require_root("fault_hands_over_and_recovers");
     let (s, lab, _backup, mut master) = edge_pair();
     let (vip, _) = s.vip();
     let long = Duration::from_secs(10);
@@ -340,11 +334,9 @@ fn fault_hands_over_and_recovers() {
 /// Bad configuration is refused at start with the field named.
 #[test]
 fn unknown_interface_and_bad_values_are_refused() {
-    if !lab::can_run("unknown_interface_and_bad_values_are_refused") {
-        return;
-    }
+    edge_testkit::require_root("unknown_interface_and_bad_values_are_refused");
     let lab = Lab::new(1);
-    let bin = lab::vrrp_binary();
+    let bin = vrrp::vrrp_binary();
     let cases: [(&[&str], &str); 4] = [
         (
             &[
@@ -405,7 +397,7 @@ fn unknown_interface_and_bad_values_are_refused() {
     ];
     for (args, field) in cases {
         let out = std::process::Command::new("ip")
-            .args(["netns", "exec", &lab.nodes[0]])
+            .args(["netns", "exec", lab.ns(0)])
             .arg(&bin)
             .args(args)
             .output()
@@ -425,9 +417,7 @@ fn unknown_interface_and_bad_values_are_refused() {
 /// link comes back → the router restarts as backup and preempts again.
 #[test]
 fn link_down_is_fault_and_link_up_settles() {
-    if !lab::can_run("link_down_is_fault_and_link_up_settles") {
-        return;
-    }
+    edge_testkit::require_root("link_down_is_fault_and_link_up_settles");
     let (s, lab, _backup, mut master) = edge_pair();
     let (vip, _) = s.vip();
     let long = Duration::from_secs(10);
@@ -446,7 +436,7 @@ fn link_down_is_fault_and_link_up_settles() {
         thread::sleep(Duration::from_millis(10));
     }
     assert!(
-        !lab.has_address(&lab.nodes[0], vip),
+        !lab.has_address(0, vip),
         "the router with its link down still holds {vip}"
     );
     assert!(lab.client_reaches(vip));
@@ -476,9 +466,7 @@ fn link_down_is_fault_and_link_up_settles() {
 /// different one each discards the other's adverts (and says so).
 #[test]
 fn v2_password_interoperates_with_keepalived() {
-    if !lab::can_run("v2_password_interoperates_with_keepalived") {
-        return;
-    }
+    edge_testkit::require_root("v2_password_interoperates_with_keepalived");
     let s = Scenario {
         peer: Kind::Keepalived,
         version: 2,

@@ -7,12 +7,11 @@
 //! and edge-vrrp with keepalived (`use_vmac`) over IPv4 and IPv6, each
 //! side master in turn.
 
-mod lab;
-
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lab::{Kind, Lab, Router, RouterSpec};
+use edge_testkit::run;
+use edge_testkit::vrrp::{Kind, Router, RouterSpec, VrrpLab as Lab, keepalived_complaints};
 
 const VRID: u8 = 51;
 const INTERVAL: f64 = 0.2;
@@ -97,18 +96,18 @@ fn run_scenario(peer: Kind, v6: bool, unicast: bool) {
     assert!(edge.stop(), "{name}: edge did not exit cleanly");
     lab.wait_holder(1, vip, Instant::now(), long);
     check(1, "after edge stop");
-    let links = lab::run(&["ip", "-n", &lab.nodes[0], "-o", "link", "show"]);
+    let links = run(&["ip", "-n", lab.ns(0), "-o", "link", "show"]);
     assert!(
         !links.contains("vrrp"),
         "{name}: the macvlan was left behind:\n{links}"
     );
     if !v6 {
         for key in ["arp_ignore", "arp_filter", "arp_announce"] {
-            let value = lab::run(&[
+            let value = run(&[
                 "ip",
                 "netns",
                 "exec",
-                &lab.nodes[0],
+                lab.ns(0),
                 "sysctl",
                 "-n",
                 &format!("net.ipv4.conf.eth0.{key}"),
@@ -143,7 +142,7 @@ fn run_scenario(peer: Kind, v6: bool, unicast: bool) {
     assert!(peer_router.stop(), "{name}: the peer did not exit cleanly");
     let log = peer_router.log_text();
     if peer == Kind::Keepalived {
-        let complaints = lab::keepalived_complaints(&log);
+        let complaints = keepalived_complaints(&log);
         assert!(
             complaints.is_empty(),
             "{name}: keepalived complained:\n{}",
@@ -155,9 +154,7 @@ fn run_scenario(peer: Kind, v6: bool, unicast: bool) {
 /// All scenarios at once, each in its own lab.
 #[test]
 fn virtual_mac_survives_failover() {
-    if !lab::can_run("virtual_mac_survives_failover") {
-        return;
-    }
+    edge_testkit::require_root("virtual_mac_survives_failover");
     let scenarios = [
         (Kind::Edge, false, false),
         (Kind::Edge, true, false),

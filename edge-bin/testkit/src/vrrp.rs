@@ -1,64 +1,25 @@
-//! The network lab: namespaces joined by a bridge, VRRP routers (the
-//! `vrrp` example or keepalived) started inside them, and a client.
-//! Everything is torn down by Drop guards, also when a test panics.
-//! Only 198.18.0.0/15 and 2001:2::/48 are used, inside the namespaces.
-//! `EDGE_VRRP_LAB_KEEP=1` keeps each lab's directory (router logs) and
-//! `EDGE_VRRP_LAB_PCAP=1` records the bridge's traffic there (`hub.pcap`).
-
-#![allow(dead_code, unreachable_pub)]
+//! VRRP routers in the lab: the `vrrp` example of edge-vrrp, or
+//! keepalived, in router hosts `n0`, `n1`, ... (198.18.0.2, .3, ...) with
+//! a client host `c` (198.18.0.10) on the same bridge.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
+use crate::lab::Lab;
+use crate::run_quiet;
 
+/// keepalived, as Debian installs it.
 pub const KEEPALIVED: &str = "/usr/sbin/keepalived";
 
-/// True when the lab can run (root); otherwise says why it is skipped.
-pub fn can_run(test: &str) -> bool {
-    // SAFETY-free check: /proc/self/status Uid line.
-    let uid = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false);
-    if !uid {
-        eprintln!("{test}: skipped, the network lab needs root");
-    }
-    uid
-}
-
-pub fn run(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn run_quiet(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+/// The last octet (IPv4) / group (IPv6) of each router's address; the
+/// client is 10.
+pub const NODE_HOSTS: [u8; 2] = [2, 3];
 
 /// The `vrrp` example binary (built by `cargo test --workspace`; built
-/// here when missing).
+/// here when missing). `$EDGE_VRRP_EXAMPLE` names another one.
 pub fn vrrp_binary() -> PathBuf {
     if let Ok(p) = std::env::var("EDGE_VRRP_EXAMPLE") {
         return PathBuf::from(p);
@@ -85,184 +46,85 @@ pub fn vrrp_binary() -> PathBuf {
     bin
 }
 
-/// One lab: a hub namespace with a bridge, router namespaces and a client.
-pub struct Lab {
-    pub id: String,
-    hub: String,
+/// A lab of `routers` router hosts and a client.
+#[derive(Debug)]
+pub struct VrrpLab {
+    /// The lab itself.
+    pub lab: Lab,
+    /// The router hosts' names (`n0`, `n1`, ...).
     pub nodes: Vec<String>,
-    pub client: String,
-    pub dir: PathBuf,
 }
 
-/// Last octet / last group of each router's address; the client is .10.
-pub const NODE_HOSTS: [u8; 2] = [2, 3];
-
-impl Lab {
-    pub fn new(routers: usize) -> Lab {
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let id = format!("evr{}x{n}", std::process::id());
-        let dir = std::env::temp_dir().join(&id);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let mut lab = Lab {
-            hub: format!("{id}h"),
-            nodes: (0..routers).map(|i| format!("{id}n{i}")).collect(),
-            client: format!("{id}c"),
-            id,
-            dir,
-        };
-        lab.setup();
-        lab
+impl VrrpLab {
+    /// Router hosts `n0`.. at [`NODE_HOSTS`] (then .4, .5, ...) and the
+    /// client `c` at .10.
+    pub fn new(routers: usize) -> VrrpLab {
+        let mut lab = Lab::new("evr");
+        let nodes: Vec<String> = (0..routers).map(|i| format!("n{i}")).collect();
+        for (name, host) in nodes.iter().zip(NODE_HOSTS.iter().copied().chain(4..)) {
+            lab.host(name, host);
+        }
+        lab.host("c", 10);
+        VrrpLab { lab, nodes }
     }
 
-    fn setup(&mut self) {
-        run(&["ip", "netns", "add", &self.hub]);
-        run(&[
-            "ip",
-            "-n",
-            &self.hub,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]);
-        run(&["ip", "-n", &self.hub, "link", "set", "br0", "up"]);
-        if std::env::var_os("EDGE_VRRP_LAB_PCAP").is_some() {
-            let _ = Command::new("ip")
-                .args([
-                    "netns", "exec", &self.hub, "tcpdump", "-U", "-i", "br0", "-e", "-w",
-                ])
-                .arg(self.dir.join("hub.pcap"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-        }
-        let mut all: Vec<(String, u8)> = self
-            .nodes
-            .iter()
-            .cloned()
-            .zip(NODE_HOSTS.iter().copied().chain(4..))
-            .collect();
-        all.push((self.client.clone(), 10));
-        for (i, (ns, host)) in all.iter().enumerate() {
-            run(&["ip", "netns", "add", ns]);
-            let port = format!("p{i}");
-            run(&[
-                "ip", "-n", &self.hub, "link", "add", &port, "type", "veth", "peer", "name",
-                "eth0", "netns", ns,
-            ]);
-            run(&[
-                "ip", "-n", &self.hub, "link", "set", &port, "master", "br0", "up",
-            ]);
-            for key in ["all", "default", "eth0"] {
-                // No DAD delay, and addresses survive a link flap (a crash
-                // is simulated by taking the link down).
-                for setting in ["accept_dad=0", "keep_addr_on_down=1"] {
-                    run(&[
-                        "ip",
-                        "netns",
-                        "exec",
-                        ns,
-                        "sysctl",
-                        "-qw",
-                        &format!("net.ipv6.conf.{key}.{setting}"),
-                    ]);
-                }
-            }
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("198.18.0.{host}/24"),
-                "dev",
-                "eth0",
-            ]);
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("2001:2::{host}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ]);
-            run(&["ip", "-n", ns, "link", "set", "eth0", "up"]);
-        }
+    /// The lab's id, for messages.
+    pub fn id(&self) -> &str {
+        self.lab.id()
+    }
+
+    /// The lab's directory.
+    pub fn dir(&self) -> &Path {
+        &self.lab.dir
+    }
+
+    /// Router `i`'s namespace.
+    pub fn ns(&self, i: usize) -> &str {
+        self.lab.ns(&self.nodes[i])
     }
 
     /// Router `i`'s address of the family.
     pub fn addr(&self, i: usize, v6: bool) -> String {
-        let host = NODE_HOSTS.get(i).copied().unwrap_or(4 + i as u8);
         if v6 {
-            format!("2001:2::{host}")
+            self.lab.addr6(&self.nodes[i]).to_owned()
         } else {
-            format!("198.18.0.{host}")
+            self.lab.addr(&self.nodes[i]).to_owned()
         }
     }
 
-    /// Whether any interface of `ns` (eth0 or a macvlan on it) holds `addr`.
-    pub fn has_address(&self, ns: &str, addr: &str) -> bool {
-        let out = Command::new("ip")
-            .args(["-n", ns, "-o", "addr", "show"])
-            .output();
-        out.is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split_whitespace()
-                .any(|w| w.split('/').next() == Some(addr))
-        })
+    /// Whether any interface of router `i` holds `addr`.
+    pub fn has_address(&self, i: usize, addr: &str) -> bool {
+        self.lab.has_address(&self.nodes[i], addr)
     }
 
+    /// Whether router `i`'s link is up.
     pub fn link_up(&self, i: usize) -> bool {
-        let out = run(&[
-            "ip",
-            "-n",
-            &self.nodes[i],
-            "-o",
-            "link",
-            "show",
-            "dev",
-            "eth0",
-        ]);
-        out.contains(",UP") || out.contains("<UP")
+        self.lab.link_up(&self.nodes[i])
     }
 
     /// Routers (with their link up) holding `vip`.
     pub fn holders(&self, vip: &str) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|&i| self.link_up(i) && self.has_address(&self.nodes[i], vip))
+            .filter(|&i| self.link_up(i) && self.has_address(i, vip))
             .collect()
     }
 
+    /// Takes router `i`'s link up or down.
     pub fn set_link(&self, i: usize, up: bool) {
-        run(&[
-            "ip",
-            "-n",
-            &self.nodes[i],
-            "link",
-            "set",
-            "eth0",
-            if up { "up" } else { "down" },
-        ]);
+        self.lab.set_link(&self.nodes[i], up);
     }
 
-    /// Waits until exactly router `i` holds `vip`; returns the time taken.
+    /// Waits until router `i` holds `vip`; returns the time taken since
+    /// `since`.
     pub fn wait_holder(&self, i: usize, vip: &str, since: Instant, timeout: Duration) -> Duration {
         loop {
-            if self.has_address(&self.nodes[i], vip) {
+            if self.has_address(i, vip) {
                 return since.elapsed();
             }
             assert!(
                 since.elapsed() < timeout,
                 "{}: router {i} did not take {vip} within {timeout:?}; holders {:?}",
-                self.id,
+                self.id(),
                 self.holders(vip)
             );
             // Each check spawns `ip`: with a dozen labs polling at once,
@@ -274,22 +136,10 @@ impl Lab {
 
     /// The client reaches `vip` (two tries, one second each).
     pub fn client_reaches(&self, vip: &str) -> bool {
-        (0..2).any(|_| {
-            run_quiet(&[
-                "ip",
-                "netns",
-                "exec",
-                &self.client,
-                "ping",
-                "-c1",
-                "-W1",
-                vip,
-            ])
-        })
+        let ns = self.lab.ns("c");
+        (0..2).any(|_| run_quiet(&["ip", "netns", "exec", ns, "ping", "-c1", "-W1", vip]))
     }
-}
 
-impl Lab {
     /// What a failed reachability check needs to explain itself: the
     /// bridge's forwarding table, the client's neighbours and each
     /// router's addresses and links.
@@ -301,14 +151,16 @@ impl Lab {
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
                 .unwrap_or_else(|e| format!("{args:?}: {e}"))
         };
+        let hub = self.lab.hub();
         let mut out = format!(
             "bridge fdb:\n{}client neighbours:\n{}",
             quiet(&[
-                "ip", "netns", "exec", &self.hub, "bridge", "fdb", "show", "br", "br0"
+                "ip", "netns", "exec", hub, "bridge", "fdb", "show", "br", "br0"
             ]),
-            quiet(&["ip", "-n", &self.client, "neigh", "show"]),
+            quiet(&["ip", "-n", self.lab.ns("c"), "neigh", "show"]),
         );
-        for (i, ns) in self.nodes.iter().enumerate() {
+        for i in 0..self.nodes.len() {
+            let ns = self.ns(i);
             out += &format!(
                 "router {i} links:\n{}router {i} addresses:\n{}",
                 quiet(&["ip", "-n", ns, "-br", "link", "show"]),
@@ -320,7 +172,7 @@ impl Lab {
 
     /// The client's neighbour entry for `ip`: (link-layer address, state).
     pub fn client_neighbour(&self, ip: &str) -> Option<(String, String)> {
-        let out = run(&["ip", "-n", &self.client, "neigh", "show", ip, "dev", "eth0"]);
+        let out = self.lab.ip("c", &["neigh", "show", ip, "dev", "eth0"]);
         let words: Vec<&str> = out.split_whitespace().collect();
         let mac = words
             .iter()
@@ -333,57 +185,29 @@ impl Lab {
     /// for it any more), or with `None` removes it.
     pub fn pin_client_neighbour(&self, ip: &str, mac: Option<&str>) {
         match mac {
-            Some(mac) => run(&[
-                "ip",
-                "-n",
-                &self.client,
-                "neigh",
-                "replace",
-                ip,
-                "lladdr",
-                mac,
-                "nud",
-                "permanent",
-                "dev",
-                "eth0",
-            ]),
-            None => run(&["ip", "-n", &self.client, "neigh", "flush", "to", ip]),
+            Some(mac) => self.lab.ip(
+                "c",
+                &[
+                    "neigh",
+                    "replace",
+                    ip,
+                    "lladdr",
+                    mac,
+                    "nud",
+                    "permanent",
+                    "dev",
+                    "eth0",
+                ],
+            ),
+            None => self.lab.ip("c", &["neigh", "flush", "to", ip]),
         };
     }
 
     /// Router `i`'s base interface MAC.
     pub fn mac(&self, i: usize) -> String {
-        let out = run(&[
-            "ip",
-            "-n",
-            &self.nodes[i],
-            "-br",
-            "link",
-            "show",
-            "dev",
-            "eth0",
-        ]);
-        out.split_whitespace().nth(2).unwrap_or_default().to_owned()
+        self.lab.mac(&self.nodes[i])
     }
 }
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in self.nodes.iter().chain([&self.client, &self.hub]) {
-            // Anything still running in it (a router we lost track of).
-            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("kill").args(["-KILL", pid]).status();
-                }
-            }
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-        if std::env::var_os("EDGE_VRRP_LAB_KEEP").is_none() {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
 /// What a router is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -407,6 +231,7 @@ pub struct RouterSpec {
 }
 
 /// A running router; killed (SIGKILL) when dropped.
+#[derive(Debug)]
 pub struct Router {
     child: Option<Child>,
     vrrp_pid_file: Option<PathBuf>,
@@ -415,10 +240,12 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn start(lab: &Lab, i: usize, spec: &RouterSpec, tag: &str) -> Router {
-        let ns = &lab.nodes[i];
-        let log = lab.dir.join(format!("{tag}.log"));
-        let out = lab.dir.join(format!("{tag}.out"));
+    /// Starts router `i` of `lab` with `spec`; its files are `DIR/TAG.*`.
+    pub fn start(lab: &VrrpLab, i: usize, spec: &RouterSpec, tag: &str) -> Router {
+        let ns = lab.ns(i).to_owned();
+        let dir = lab.dir();
+        let log = dir.join(format!("{tag}.log"));
+        let out = dir.join(format!("{tag}.out"));
         let (child, vrrp_pid_file) = match spec.kind {
             Kind::Edge => {
                 let mut args: Vec<String> = vec![
@@ -459,12 +286,12 @@ impl Router {
                 (child, None)
             }
             Kind::Keepalived => {
-                let conf = lab.dir.join(format!("{tag}.conf"));
+                let conf = dir.join(format!("{tag}.conf"));
                 fs::write(&conf, keepalived_conf(spec, tag)).unwrap();
-                let pid = lab.dir.join(format!("{tag}.pid"));
-                let vrrp_pid = lab.dir.join(format!("{tag}.vrrp.pid"));
+                let pid = dir.join(format!("{tag}.pid"));
+                let vrrp_pid = dir.join(format!("{tag}.vrrp.pid"));
                 let child = Command::new("ip")
-                    .args(["netns", "exec", ns, KEEPALIVED, "-n", "-l", "-D", "-f"])
+                    .args(["netns", "exec", &ns, KEEPALIVED, "-n", "-l", "-D", "-f"])
                     .arg(&conf)
                     .arg("-p")
                     .arg(&pid)
