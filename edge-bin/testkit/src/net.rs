@@ -4,21 +4,46 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// Never the same port twice in one test process: tests running in
+/// parallel threads each start servers on the ports they were given, and
+/// the kernel may hand a just-closed port out again.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if first_time(port) {
+            return port;
+        }
+    }
+}
+
+/// Whether `port` was not handed out before by this process.
+fn first_time(port: u16) -> bool {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if given.contains(&port) {
+        return false;
+    }
+    given.push(port);
+    true
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if first_time(port) {
+            return port;
+        }
+    }
 }
 
 /// Waits until 127.0.0.1:`port` accepts a connection; false after
@@ -52,5 +77,15 @@ mod tests {
         drop(l);
         let u = free_udp_port();
         UdpSocket::bind(("127.0.0.1", u)).unwrap();
+    }
+
+    #[test]
+    fn ports_are_never_handed_out_twice() {
+        let mut ports: Vec<u16> = (0..500).map(|_| free_port()).collect();
+        ports.extend((0..100).map(|_| free_udp_port()));
+        let n = ports.len();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), n);
     }
 }
