@@ -301,3 +301,69 @@ async fn replay_requests_set_content_length_and_keep_the_head() {
     assert!(!a.headers().contains_key(http::header::CONTENT_LENGTH));
     assert!(http_body::Body::is_end_stream(a.body()));
 }
+
+/// A body of `n` one-byte frames, each the only view of its own 4 KiB
+/// buffer (as tiny TLS records arrive); counts the buffers alive.
+struct TinyFrames {
+    left: usize,
+    alive: Arc<std::sync::atomic::AtomicUsize>,
+    most: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+struct Owner(Vec<u8>, Arc<std::sync::atomic::AtomicUsize>);
+impl AsRef<[u8]> for Owner {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[..1]
+    }
+}
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.1.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl http_body::Body for TinyFrames {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.left -= 1;
+        let now = self.alive.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        let owner = Owner(vec![b'x'; 4096], self.alive.clone());
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_owner(owner)))))
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left as u64)
+    }
+}
+
+#[tokio::test]
+async fn a_body_of_tiny_frames_is_copied_into_one_buffer() {
+    let (alive, most) = (Arc::default(), Arc::default());
+    let body = TinyFrames {
+        left: 1000,
+        alive: Arc::clone(&alive),
+        most: Arc::clone(&most),
+    };
+    let mut r = ReplayRequest::buffer(Request::new(body), 4096)
+        .await
+        .unwrap();
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(alive.load(SeqCst), 0, "no frame kept");
+    assert!(
+        most.load(SeqCst) <= 2,
+        "frames held at once: {}",
+        most.load(SeqCst)
+    );
+    let a = r.next_attempt().unwrap();
+    let got = BodyExt::collect(a.into_body()).await.unwrap().to_bytes();
+    assert_eq!(got.len(), 1000);
+    assert!(got.iter().all(|&b| b == b'x'));
+}

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderValue, Method, Request};
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::BodyExt as _;
 use pin_project_lite::pin_project;
 
 use super::outcome::Outcome;
@@ -112,9 +112,8 @@ where
         let mut head = Request::from_parts(parts, ());
         let body = if body.is_end_stream() {
             Held::Buffered(None)
-        } else if body.size_hint().upper().is_some_and(|n| n <= limit) {
-            let bytes = body.collect().await?.to_bytes();
-            Held::Buffered(Some(bytes))
+        } else if let Some(n) = body.size_hint().upper().filter(|&n| n <= limit) {
+            Held::Buffered(Some(read_into_one(body, n).await?))
         } else {
             Held::Stream(Some(body))
         };
@@ -127,6 +126,26 @@ where
         }
         Ok(Self { head, body })
     }
+}
+
+/// Reads a body of at most `max` bytes (its size hint's upper bound) into
+/// one buffer, copying each frame as it arrives, so a body sent in many tiny
+/// frames holds one allocation, not every frame and the read buffer behind
+/// it. The buffer is sized from the hint once; a body that sends more than
+/// its hint said still loses nothing (the buffer grows).
+async fn read_into_one<B>(body: B, max: u64) -> Result<Bytes, B::Error>
+where
+    B: Body<Data = Bytes>,
+{
+    use bytes::BufMut as _;
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::with_capacity(usize::try_from(max).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.put_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 impl<B> ReplayRequest<B> {

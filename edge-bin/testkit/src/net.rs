@@ -24,7 +24,9 @@ pub fn free_port() -> u16 {
 /// Whether `port` was not handed out before by this process.
 fn first_time(port: u16) -> bool {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if given.contains(&port) {
         return false;
     }
