@@ -39,6 +39,8 @@ fn dispatcher(ports: &[u16], config: DispatchConfig) -> (Dispatcher<u16, u16>, L
 enum Fail {
     Refused,
     Reset,
+    /// The request's body failed.
+    BodyAborted,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +53,7 @@ impl<B> Classify<Response<B>, Fail> for ByKind {
         match e {
             Fail::Refused => Outcome::ConnectFailure,
             Fail::Reset => Outcome::Failure,
+            Fail::BodyAborted => Outcome::RequestFault,
         }
     }
 }
@@ -366,4 +369,25 @@ async fn a_body_of_tiny_frames_is_copied_into_one_buffer() {
     let got = BodyExt::collect(a.into_body()).await.unwrap().to_bytes();
     assert_eq!(got.len(), 1000);
     assert!(got.iter().all(|&b| b == b'x'));
+}
+
+#[tokio::test]
+async fn a_request_fault_is_neither_retried_nor_counted_against_the_endpoint() {
+    let (d, log) = dispatcher(&[1, 2, 3], DispatchConfig::default());
+    let req = replayable(Method::GET, "").await;
+    let e = d
+        .dispatch(&backend(Fail::BodyAborted), req, &ByKind)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e.error,
+        DispatchError::Endpoint(Fail::BodyAborted)
+    ));
+    assert_eq!(e.attempts, 1, "not retried, though GET is idempotent");
+    assert_eq!(*log.lock().unwrap(), [(1, Outcome::RequestFault)]);
+    let stats = d.set().stats(&1).unwrap();
+    assert_eq!(
+        (stats.picks(), stats.errors(), stats.in_flight()),
+        (1, 0, 0)
+    );
 }

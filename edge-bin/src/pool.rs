@@ -39,14 +39,17 @@ fn policy(p: Policy) -> edge_balance::Policy {
 }
 
 /// What passive health checking makes of an attempt's outcome. A failure
-/// after the request was sent counts as a connect failure, as a reset does.
-fn health_outcome(o: Outcome) -> edge_health::Outcome {
-    match o {
+/// after the request was sent counts as a connect failure, as a reset does;
+/// a fault of the request itself (the client's) is not the server's and
+/// counts for nothing.
+fn health_outcome(o: Outcome) -> Option<edge_health::Outcome> {
+    Some(match o {
         Outcome::Success => edge_health::Outcome::Success,
         Outcome::Status5xx => edge_health::Outcome::Status5xx,
         Outcome::Timeout => edge_health::Outcome::Timeout,
+        Outcome::RequestFault => return None,
         _ => edge_health::Outcome::ConnectFailure,
-    }
+    })
 }
 
 impl Pool {
@@ -71,8 +74,8 @@ impl Pool {
             RETRY_CAP,
         ))
         .on_outcome(move |addr, outcome| {
-            if let Some(d) = od.get() {
-                d.record(*addr, health_outcome(outcome));
+            if let (Some(d), Some(o)) = (od.get(), health_outcome(outcome)) {
+                d.record(*addr, o);
             }
         });
         for &(addr, weight) in &settings.servers {

@@ -307,12 +307,17 @@ where
                     DispatchError::Timeout(cfg.attempt_timeout.unwrap_or_default()),
                 ),
             };
-            in_flight.failure();
+            if outcome == Outcome::RequestFault {
+                // Not the endpoint's doing: only the in-flight count ends.
+                drop(in_flight);
+            } else {
+                in_flight.failure();
+            }
             self.report(&key, outcome);
             drop(lease);
             exclude.push(key.clone());
             last = Some((key, error, Some(elapsed)));
-            if !req.may_retry(outcome) {
+            if outcome == Outcome::RequestFault || !req.may_retry(outcome) {
                 break;
             }
         }

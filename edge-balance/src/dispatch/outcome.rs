@@ -24,6 +24,10 @@ pub enum Outcome {
     Failure,
     /// No answer within [`DispatchConfig::attempt_timeout`](super::DispatchConfig::attempt_timeout).
     Timeout,
+    /// The request itself failed, not the endpoint (e.g. the client's body
+    /// could not be read: an aborted upload, a malformed chunk). Not
+    /// counted against the endpoint and never retried.
+    RequestFault,
 }
 
 impl Outcome {
@@ -42,7 +46,8 @@ pub trait Classify<Rsp, E> {
     }
 
     /// The outcome of an error: [`Outcome::ConnectFailure`] when the
-    /// request cannot have reached the endpoint, else [`Outcome::Failure`].
+    /// request cannot have reached the endpoint, [`Outcome::RequestFault`]
+    /// when the request's own side failed, else [`Outcome::Failure`].
     fn error(&self, _error: &E) -> Outcome {
         Outcome::Failure
     }

@@ -14,6 +14,7 @@ use tower_service::Service as _;
 use super::body::{EdgeBody, Guarded, boxed, empty};
 use super::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use super::respond;
+use super::upstream::{SendError, request_body_failed};
 use crate::accesslog::AccessRecord;
 use crate::state::Backend;
 
@@ -66,6 +67,13 @@ pub async fn forward(
             rec.backend_time = failed.elapsed;
             let status = match &failed.error {
                 e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
+                DispatchError::Endpoint(SendError::Client(e)) if request_body_failed(e) => {
+                    // The client's body failed (aborted, malformed): its
+                    // fault, answered and logged as such (nginx's 400/499).
+                    tracing::debug!(error = %e, "request body failed");
+                    rec.error = Some("client aborted or malformed request body".into());
+                    StatusCode::BAD_REQUEST
+                }
                 DispatchError::Timeout(_) => {
                     tracing::debug!(server = ?failed.endpoint, "backend response timed out");
                     StatusCode::GATEWAY_TIMEOUT

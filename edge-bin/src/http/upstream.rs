@@ -90,9 +90,24 @@ impl Classify<Response<Incoming>, SendError> for ByStatus {
     fn error(&self, e: &SendError) -> Outcome {
         match e {
             SendError::Client(e) if e.is_connect() => Outcome::ConnectFailure,
+            SendError::Client(e) if request_body_failed(e) => Outcome::RequestFault,
             _ => Outcome::Failure,
         }
     }
+}
+
+/// Whether the client's request body failed while it was sent (an aborted
+/// upload, a malformed chunk): hyper reports the body it was given as a
+/// "user" error. That is the client's fault, not the server's.
+pub fn request_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_user();
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// `http://<addr><path>` for the pooled client, built from parts (the path

@@ -1,0 +1,78 @@
+//! A client's fault is never blamed on a backend: uploads the client
+//! aborts mid-body, or whose chunked framing is malformed, are answered as
+//! the client's fault and never eject the (healthy) server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sends `raw` over a fresh TLS connection, optionally half-closes, and
+/// returns what came back (up to 5 s; empty when the connection closed).
+async fn exchange(
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    port: u16,
+    raw: &[u8],
+    close: bool,
+) -> String {
+    let mut s = edge_testkit::client::tls(cfg, port, Some("app.test"))
+        .await
+        .unwrap();
+    s.write_all(raw).await.unwrap();
+    if close {
+        s.shutdown().await.unwrap();
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aborted_and_malformed_uploads_do_not_eject_the_server() {
+    let dir = TempDir::new("client-faults");
+    let pki = Pki::new(&dir, "front");
+    let leaf = pki.leaf(&dir, "app", &["app.test"]);
+    let backend_port = free_port();
+    let _backend = start_edge(
+        &dir,
+        "backend",
+        &fixture("demo_backend.toml")
+            .set("port", backend_port)
+            .render(),
+    );
+    let port = free_port();
+    let config = fixture("client_faults.toml")
+        .set("https_port", port)
+        .set("cert", leaf.cert.display())
+        .set("key", leaf.key.display())
+        .set("backend_port", backend_port)
+        .render();
+    let _edge = start_edge(&dir, "edge", &config);
+    let cfg = pki.client_config(&[b"http/1.1"]);
+
+    let head = "POST /upload HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for i in 0..3 {
+        // A malformed chunk size.
+        let bad = format!("{head}zz\r\nhello\r\n0\r\n\r\n");
+        let got = exchange(cfg.clone(), port, bad.as_bytes(), false).await;
+        assert!(got.starts_with("HTTP/1.1 400 "), "malformed #{i}: {got}");
+        // An upload the client gives up on mid-body.
+        let aborted = format!("{head}100\r\nonly a part of it");
+        let got = exchange(cfg.clone(), port, aborted.as_bytes(), true).await;
+        assert!(
+            !got.contains(" 502 ") && !got.contains(" 503 "),
+            "aborted #{i}: {got}"
+        );
+    }
+    // Six client faults and no server failure: the server is still in
+    // rotation and answers.
+    let ok = edge_testkit::client::https_get(cfg.clone(), port, "app.test", "/")
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let whole = format!("{head}5\r\nhello\r\n0\r\n\r\n");
+    let got = exchange(cfg, port, whole.as_bytes(), false).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+}
