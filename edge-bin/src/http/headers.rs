@@ -13,6 +13,14 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+/// The headers edge sets on every forwarded request.
+const EDGE_HEADERS: [HeaderName; 5] = [
+    X_REQUEST_ID,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    FORWARDED,
+];
 
 /// Why a request's Host is refused (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +111,10 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        // edge's own headers are end-to-end: a client naming them in
+        // `Connection` must not remove what edge added (the backend would
+        // lose the client's address).
+        .filter(|n| !EDGE_HEADERS.contains(n))
         .collect();
     for n in named {
         h.remove(n);
@@ -251,6 +263,34 @@ mod tests {
         let mut r = req(Some("a"), "/");
         r.headers_mut().append(HOST, HeaderValue::from_static("b"));
         assert_eq!(request_host(&r), Err(HostError::Multiple));
+    }
+
+    /// The order of the data path: forwarding headers set, then the
+    /// request's hop-by-hop headers stripped on the way to the backend.
+    #[test]
+    fn connection_cannot_strip_the_forwarding_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static(
+                "X-Forwarded-For, forwarded, x-request-id, X-Forwarded-Proto, x-forwarded-host, x-gone",
+            ),
+        );
+        h.insert("x-gone", HeaderValue::from_static("1"));
+        let fi = ForwardInfo {
+            client: "192.0.2.7:1".parse().unwrap(),
+            host: "a.example",
+            proto: "https",
+            trusted: false,
+        };
+        set_forwarding(&mut h, &fi, || "fresh".into());
+        strip_hop_by_hop(&mut h);
+        assert!(!h.contains_key("x-gone") && !h.contains_key(CONNECTION));
+        assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(h["x-request-id"], "fresh");
+        for n in ["forwarded", "x-forwarded-proto", "x-forwarded-host"] {
+            assert!(h.contains_key(n), "{n} stripped");
+        }
     }
 
     #[test]
