@@ -165,6 +165,9 @@ async fn tls_connection(
             return;
         }
     };
+    if info.sni_ip_literal {
+        state.obs.metrics.sni_ip_literal();
+    }
     // edge-sni's router: passthrough to a pool, or terminate here. Always
     // ready; routes never fail (terminating is the default).
     let _ = state.sni.clone().call(TlsConnection { info, stream }).await;

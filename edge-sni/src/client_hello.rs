@@ -138,6 +138,13 @@ impl<'a> ClientHello<'a> {
         self.f.server_name.as_ref().map(HostName::as_str)
     }
 
+    /// Whether the server_name was an IP address, which RFC 6066 forbids
+    /// but some clients send: it is read as no SNI
+    /// ([`server_name`](Self::server_name) is `None`).
+    pub fn sni_ip_literal(&self) -> bool {
+        self.f.sni_ip_literal
+    }
+
     /// Whether a server_name extension was present at all.
     pub fn has_server_name_extension(&self) -> bool {
         self.f.has_server_name_extension
@@ -320,6 +327,7 @@ struct Fields {
     signature_algorithms: Option<Range<usize>>,
     server_name: Option<HostName>,
     has_server_name_extension: bool,
+    sni_ip_literal: bool,
     has_ech: bool,
     has_psk: bool,
 }
@@ -389,6 +397,7 @@ impl Fields {
             signature_algorithms: None,
             server_name: None,
             has_server_name_extension: false,
+            sni_ip_literal: false,
             has_ech: false,
             has_psk: false,
         };
@@ -462,10 +471,17 @@ impl Fields {
                     let name = entries.take(len).ok_or(truncated(Field::ServerName))?;
                     // Only host_name (0) is defined; others are skipped.
                     if name_type == 0 {
-                        if self.server_name.is_some() {
+                        if self.server_name.is_some() || self.sni_ip_literal {
                             return Err(Error::DuplicateHostName);
                         }
-                        self.server_name = Some(HostName::parse(name)?);
+                        match HostName::parse(name) {
+                            Ok(n) => self.server_name = Some(n),
+                            // RFC 6066 forbids an address here, but clients
+                            // send one (wrk, embedded stacks); servers treat
+                            // it as no SNI, and so does this parser.
+                            Err(crate::HostNameError::IpLiteral) => self.sni_ip_literal = true,
+                            Err(e) => return Err(e.into()),
+                        }
                     }
                 }
             }

@@ -150,6 +150,7 @@ impl HandshakeFailure {
 pub struct TlsStats {
     handshakes: AtomicU64,
     failures: [AtomicU64; 8],
+    sni_ip_literal: AtomicU64,
 }
 
 /// Counters of one access-log sink.
@@ -266,6 +267,11 @@ impl Metrics {
     /// A TLS handshake completed.
     pub fn tls_handshake(&self) {
         self.tls.handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A ClientHello named an IP address as SNI (served as no SNI).
+    pub fn sni_ip_literal(&self) {
+        self.tls.sni_ip_literal.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A TLS handshake failed.

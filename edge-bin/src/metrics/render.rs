@@ -150,6 +150,16 @@ fn tls(o: &mut Out, m: &Metrics) {
         m.tls.handshakes.load(Ordering::Relaxed),
     );
     o.family(
+        "edge_tls_sni_ip_literal_total",
+        "counter",
+        "ClientHellos whose SNI was an IP address (RFC 6066 forbids it), served as no SNI.",
+    );
+    o.sample(
+        "edge_tls_sni_ip_literal_total",
+        &[],
+        m.tls.sni_ip_literal.load(Ordering::Relaxed),
+    );
+    o.family(
         "edge_tls_handshake_failures_total",
         "counter",
         "TLS handshakes that failed on the public port, by reason.",

@@ -9,6 +9,8 @@ use crate::reader::is_grease;
 pub struct ClientHelloInfo {
     /// SNI host name, validated and lower-cased.
     pub sni: Option<String>,
+    /// The client sent an IP address as SNI, read as no SNI.
+    pub sni_ip_literal: bool,
     /// ALPN protocols in the client's order.
     pub alpn: Vec<Vec<u8>>,
     /// supported_versions without GREASE (empty when the extension is
@@ -28,6 +30,7 @@ impl From<&ClientHello<'_>> for ClientHelloInfo {
     fn from(hello: &ClientHello<'_>) -> Self {
         Self {
             sni: hello.server_name().map(str::to_owned),
+            sni_ip_literal: hello.sni_ip_literal(),
             alpn: hello.alpn().map(<[u8]>::to_vec).collect(),
             versions: hello
                 .supported_versions()
