@@ -202,6 +202,7 @@ address = "127.0.0.1:{d}"
             .contains(&format!("location: https://a.test:{h}/some/path?q=2")),
         "{out}"
     );
+    assert!(out.contains("x-request-id: "), "{out}");
     let (_, out) = curl(&[
         "-i",
         "-X",
