@@ -162,11 +162,18 @@ pub(crate) fn host_of(uri: &Uri, headers: &HeaderMap) -> Result<Authority, ()> {
         v6.strip_suffix(']')
             .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
     } else {
-        !host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        // A DNS name (labels of 1 to 63 characters, one trailing dot
+        // allowed) or an IPv4 address.
+        let name = host.strip_suffix('.').unwrap_or(host);
+        !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            })
     };
     if valid { Ok(authority) } else { Err(()) }
 }
@@ -251,6 +258,15 @@ mod tests {
         // Two Host headers: ambiguous, refused.
         let two = req(Method::GET, "/", &["a.example", "b.example"]);
         assert_eq!(call(r, two).await.0, StatusCode::BAD_REQUEST);
+        for bad in ["a..example", ".a.example", "a.example..", &"x".repeat(64)] {
+            let r400 = call(r, req(Method::GET, "/", &[bad])).await.0;
+            assert_eq!(r400, StatusCode::BAD_REQUEST, "{bad}");
+        }
+        let dot = req(Method::GET, "/", &["a.example.:80"]);
+        assert_eq!(
+            call(r, dot).await,
+            (StatusCode::MOVED_PERMANENTLY, "https://a.example./".into())
+        );
         // Absolute form: its authority wins over Host.
         let abs = req(Method::GET, "http://a.example/x", &["b.example"]);
         assert_eq!(
