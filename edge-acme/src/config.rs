@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::Uri;
 use rustls_pki_types::CertificateDer;
 
-use crate::responder::Fallback;
+use crate::redirect::Fallback;
 
 /// Let's Encrypt's production directory.
 pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";

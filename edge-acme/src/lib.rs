@@ -16,7 +16,9 @@
 //! - [`ChallengeResponder`] is the tower service for port 80: it answers
 //!   `GET /.well-known/acme-challenge/{token}` for pending tokens, forwards
 //!   unknown tokens to the peer node when the pair does not share storage,
-//!   and redirects everything else to HTTPS (or answers 404).
+//!   and hands everything else to [`HttpsRedirect`]: a permanent redirect
+//!   to HTTPS (301 for GET and HEAD, 308 otherwise) or 404. A server
+//!   without ACME serves `HttpsRedirect` alone on port 80.
 //! - [`CertResolver`] is a rustls [`ResolvesServerCert`](rustls::server::ResolvesServerCert)
 //!   choosing by SNI (exact, then wildcard), swapped atomically on renewal,
 //!   with static certificate files beside the ACME ones.
@@ -89,6 +91,7 @@ mod client;
 mod config;
 mod error;
 mod manager;
+mod redirect;
 mod resolver;
 mod responder;
 mod schedule;
@@ -102,8 +105,9 @@ pub use config::{
 };
 pub use error::Error;
 pub use manager::{AcmeEvent, AcmeHandle, AcmeManager, CertificateStatus, SHUTDOWN_LIMIT};
+pub use redirect::{Fallback, HttpsRedirect};
 pub use resolver::CertResolver;
-pub use responder::{CHALLENGE_PREFIX, ChallengeResponder, FORWARDED_HEADER, Fallback, is_token};
+pub use responder::{CHALLENGE_PREFIX, ChallengeResponder, FORWARDED_HEADER, is_token};
 pub use storage::{
     DirStorage, KeyInfo, Storage, StorageError, StorageFuture, StorageLock, validate_key,
 };

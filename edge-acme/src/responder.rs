@@ -9,8 +9,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST, LOCATION};
-use http::uri::{Authority, PathAndQuery};
+use http::header::{CONTENT_TYPE, HOST};
+use http::uri::Authority;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper_util::client::legacy::Client;
@@ -18,6 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::ChallengeConfig;
+use crate::redirect::{HttpsRedirect, host_of, plain};
 use crate::storage::{Storage, StorageError, keys};
 
 /// The path prefix of HTTP-01 challenges (RFC 8555 §8.3).
@@ -29,25 +30,11 @@ const MAX_TOKEN_LEN: usize = 256;
 /// Longest key authorization accepted from the peer or storage.
 const MAX_KEY_AUTH_LEN: usize = 1024;
 
-/// What the responder answers to requests that are not a pending challenge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Fallback {
-    /// A permanent redirect to `https://` on the same host and path: `301`
-    /// for GET and HEAD (what browsers and nginx users expect), `308` for
-    /// other methods so they keep their method and body.
-    #[default]
-    RedirectHttps,
-    /// `404 Not Found`.
-    NotFound,
-}
-
 type PeerClient = Client<HttpConnector, Empty<Bytes>>;
 
 struct Inner {
     storage: Arc<dyn Storage>,
-    fallback: Fallback,
-    https_port: u16,
+    fallback: HttpsRedirect,
     peer: Option<Uri>,
     peer_timeout: Duration,
     client: Option<PeerClient>,
@@ -62,8 +49,9 @@ struct Inner {
 /// - An unknown token is asked of the configured peer (pairs without shared
 ///   storage) before answering `404`; a request the peer forwarded carries
 ///   the [`FORWARDED_HEADER`] and is never forwarded back.
-/// - Anything else gets the [`Fallback`]: a permanent redirect to HTTPS or
-///   `404`. A missing or malformed `Host` gets `400`.
+/// - Anything else gets its [`HttpsRedirect`] (the [`Fallback`](crate::Fallback)
+///   of its [`ChallengeConfig`]): a permanent redirect to HTTPS or `404`. A
+///   missing, repeated or malformed `Host` gets `400`.
 ///
 /// The request body is never read. Cloning is cheap.
 #[derive(Clone)]
@@ -76,7 +64,6 @@ impl fmt::Debug for ChallengeResponder {
         f.debug_struct("ChallengeResponder")
             .field("storage", &self.inner.storage)
             .field("fallback", &self.inner.fallback)
-            .field("https_port", &self.inner.https_port)
             .field("peer", &self.inner.peer)
             .finish()
     }
@@ -100,8 +87,7 @@ impl ChallengeResponder {
         Self {
             inner: Arc::new(Inner {
                 storage,
-                fallback: config.fallback,
-                https_port: config.https_port,
+                fallback: HttpsRedirect::from_config(config),
                 peer: config.peer.clone(),
                 peer_timeout: config.peer_timeout,
                 client,
@@ -119,12 +105,12 @@ impl ChallengeResponder {
             .filter(|t| is_token(t));
         if let (Some(token), &Method::GET) = (token, &parts.method) {
             let forwarded = parts.headers.contains_key(FORWARDED_HEADER);
-            return self.challenge(token, host_of(&parts).ok(), forwarded).await;
+            let host = host_of(&parts.uri, &parts.headers).ok();
+            return self.challenge(token, host, forwarded).await;
         }
-        match self.inner.fallback {
-            Fallback::NotFound => plain(StatusCode::NOT_FOUND, "not found\n"),
-            Fallback::RedirectHttps => self.redirect(&parts),
-        }
+        self.inner
+            .fallback
+            .answer(&parts.method, &parts.uri, &parts.headers)
     }
 
     async fn challenge(
@@ -187,66 +173,6 @@ impl ChallengeResponder {
             }
         }
     }
-
-    fn redirect(&self, parts: &http::request::Parts) -> Response<Full<Bytes>> {
-        let Ok(authority) = host_of(parts) else {
-            return plain(StatusCode::BAD_REQUEST, "missing or invalid Host\n");
-        };
-        let host = authority.host();
-        let port = match self.inner.https_port {
-            443 => String::new(),
-            p => format!(":{p}"),
-        };
-        let path = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
-        let location = format!("https://{host}{port}{path}");
-        let Ok(location) = HeaderValue::try_from(location) else {
-            return plain(StatusCode::BAD_REQUEST, "invalid request target\n");
-        };
-        let status = match parts.method {
-            Method::GET | Method::HEAD => StatusCode::MOVED_PERMANENTLY,
-            _ => StatusCode::PERMANENT_REDIRECT,
-        };
-        let mut rsp = plain(status, "");
-        rsp.headers_mut().insert(LOCATION, location);
-        rsp
-    }
-}
-
-/// The Host header (or the absolute-form authority), validated.
-fn host_of(parts: &http::request::Parts) -> Result<Authority, ()> {
-    let authority = match parts.headers.get(HOST) {
-        Some(value) => value
-            .to_str()
-            .map_err(|_| ())?
-            .parse::<Authority>()
-            .map_err(|_| ())?,
-        None => parts.uri.authority().cloned().ok_or(())?,
-    };
-    if authority.as_str().contains('@') {
-        return Err(()); // userinfo has no place in Host
-    }
-    let host = authority.host();
-    let port_ok = match authority.as_str().strip_prefix(host) {
-        Some("") => true,
-        Some(rest) => rest
-            .strip_prefix(':')
-            .is_some_and(|p| p.parse::<u16>().is_ok()),
-        None => false,
-    };
-    if !port_ok {
-        return Err(());
-    }
-    let valid = if let Some(v6) = host.strip_prefix('[') {
-        v6.strip_suffix(']')
-            .is_some_and(|a| a.parse::<std::net::Ipv6Addr>().is_ok())
-    } else {
-        !host.is_empty()
-            && host.len() <= 253
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-    };
-    if valid { Ok(authority) } else { Err(()) }
 }
 
 /// Whether `token` is a plausible ACME token: base64url characters only.
@@ -274,16 +200,6 @@ fn key_authorization(value: Vec<u8>) -> Response<Full<Bytes>> {
     rsp
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut rsp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *rsp.status_mut() = status;
-    if !body.is_empty() {
-        rsp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    }
-    rsp
-}
-
 impl<B: Send + 'static> tower_service::Service<Request<B>> for ChallengeResponder {
     type Response = Response<Full<Bytes>>;
     type Error = Infallible;
@@ -303,8 +219,10 @@ impl<B: Send + 'static> tower_service::Service<Request<B>> for ChallengeResponde
 mod tests {
     use tower::{Service, ServiceExt};
 
+    use http::header::LOCATION;
+
     use super::*;
-    use crate::DirStorage;
+    use crate::{DirStorage, Fallback};
 
     const TOKEN: &str = "evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA";
     const KEY_AUTH: &str =

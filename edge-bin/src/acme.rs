@@ -6,10 +6,25 @@ use std::sync::Arc;
 
 use edge_acme::{
     AcmeConfig, AcmeHandle, AcmeManager, CertResolver, ChallengeConfig, ChallengeResponder,
-    DirStorage, Fallback, Storage,
+    DirStorage, Fallback, HttpsRedirect, Storage,
 };
 
 use crate::config::{AcmeSettings, HttpSettings};
+
+/// Port 80's answer to what is not an ACME challenge, from `[http]`
+/// (`redirect_to_https`, `https_port`): edge-acme's redirect service, the
+/// one the challenge responder falls back to.
+pub fn https_redirect(http: &HttpSettings) -> HttpsRedirect {
+    HttpsRedirect::new(fallback(http), http.https_port)
+}
+
+fn fallback(http: &HttpSettings) -> Fallback {
+    if http.redirect_to_https {
+        Fallback::RedirectHttps
+    } else {
+        Fallback::NotFound
+    }
+}
 
 /// Builds the challenge responder (when storage is configured) and starts
 /// the ACME manager (when certificates are configured). Inside the runtime.
@@ -23,11 +38,7 @@ pub fn start(
     };
     let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.clone()));
     let challenge = ChallengeConfig {
-        fallback: if http.redirect_to_https {
-            Fallback::RedirectHttps
-        } else {
-            Fallback::NotFound
-        },
+        fallback: fallback(http),
         https_port: http.https_port,
         peer: a.peer.clone(),
         ..ChallengeConfig::default()
@@ -154,6 +165,26 @@ mod tests {
         load_str(Source::new(Path::new("t.toml"), text), Path::new("."))
             .map(|v| v.acme)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn port_80_redirect_follows_http_settings() {
+        use edge_acme::{Fallback, HttpsRedirect};
+        let http = |extra: &str| {
+            let text =
+                format!("[https]\nlisten = [\"127.0.0.1:8443\"]\n[http]\nlisten = []\n{extra}\n");
+            load_str(Source::new(Path::new("t.toml"), text), Path::new("."))
+                .unwrap()
+                .http
+        };
+        assert_eq!(
+            super::https_redirect(&http("https_port = 8443")),
+            HttpsRedirect::new(Fallback::RedirectHttps, 8443)
+        );
+        assert_eq!(
+            super::https_redirect(&http("redirect_to_https = false")),
+            HttpsRedirect::new(Fallback::NotFound, 443)
+        );
     }
 
     #[test]

@@ -68,6 +68,11 @@ impl Flags {
         );
     }
 
+    /// The first request (0-based) that had both CL and TE, if any.
+    pub fn first_flagged(&self) -> Option<usize> {
+        self.flagged.load(Ordering::Acquire).checked_sub(1)
+    }
+
     /// Whether request number `seq` (0-based) had both CL and TE.
     pub fn is_flagged(&self, seq: usize) -> bool {
         self.flagged.load(Ordering::Acquire) == seq.wrapping_add(1)

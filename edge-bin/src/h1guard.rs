@@ -185,6 +185,35 @@ impl Scanner {
     }
 }
 
+/// What [`scan`] saw in a client byte stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Index (0-based) of the first request carrying both `Content-Length`
+    /// and `Transfer-Encoding`, the one edge answers 400.
+    pub flagged: Option<usize>,
+    /// Request heads seen complete.
+    pub requests: usize,
+    /// Whether the scanner gave up watching (CL+TE, an upgrade, `CONNECT`,
+    /// an oversized head or framing it does not understand).
+    pub stopped: bool,
+}
+
+/// The scanner of [`Guard`] on its own, without I/O (tests, fuzzing):
+/// feeds `reads` in order, as successive reads of one client stream, to a
+/// fresh scanner capping heads at `max_head` bytes.
+pub fn scan<'a>(reads: impl IntoIterator<Item = &'a [u8]>, max_head: usize) -> Verdict {
+    let flags = Flags::default();
+    let mut s = Scanner::new(max_head);
+    for data in reads {
+        s.feed(data, &flags);
+    }
+    Verdict {
+        flagged: flags.first_flagged(),
+        requests: s.seq,
+        stopped: matches!(s.state, State::Stop),
+    }
+}
+
 /// What follows a complete request head (`seq`: its index on the connection).
 fn end_of_head(head: &[u8], seq: usize, flags: &Flags) -> State {
     let Ok(text) = std::str::from_utf8(head) else {
@@ -327,6 +356,25 @@ mod tests {
         let (s, _) = scan(&[b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"]);
         assert_eq!(s.head.capacity(), 0);
         assert_eq!(s.seq, 1);
+    }
+
+    #[test]
+    fn scan_is_the_scanner_on_its_own() {
+        let msg: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let whole = super::scan([msg], 8192);
+        assert_eq!(
+            whole,
+            Verdict {
+                flagged: Some(1),
+                requests: 2,
+                stopped: true
+            }
+        );
+        assert_eq!(super::scan(msg.chunks(1), 8192), whole);
+        let chunked: &[u8] = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        let v = super::scan(chunked.chunks(5), 8192);
+        assert_eq!((v.flagged, v.requests, v.stopped), (None, 2, false));
+        assert_eq!(super::scan([], 8192).requests, 0);
     }
 
     #[test]

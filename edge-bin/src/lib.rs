@@ -13,9 +13,11 @@
 //!   and every connection keeps the state it was accepted with.
 //! - [`server`] runs the listeners: the TLS port reads the ClientHello with
 //!   `edge_sni::read_client_hello` and either relays it untouched
-//!   (passthrough) or terminates TLS with rustls and serves HTTP/1.1 and
-//!   HTTP/2 with hyper-util's auto builder; the plain port answers ACME
-//!   challenges and redirects.
+//!   (passthrough) or terminates TLS with rustls and serves HTTP/1.1 or
+//!   HTTP/2 with hyper's `http1` or `http2` server builder, picked by the
+//!   ALPN the handshake agreed (no sniffing of the first bytes); the plain
+//!   port speaks HTTP/1 and answers ACME challenges and redirects with
+//!   edge-acme's tower services (`ChallengeResponder`, `HttpsRedirect`).
 //! - [`reload::Reloader`] runs a config for the process: SIGHUP (or the
 //!   admin command) re-reads it and switches in place ([`listeners`] keeps
 //!   sockets that stay, [`lifecycle`] closes the old state's connections

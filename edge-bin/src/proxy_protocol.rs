@@ -22,7 +22,7 @@ const V2_MAX_PAYLOAD: usize = 1024;
 const PP2_TYPE_AUTHORITY: u8 = 0x02;
 
 /// What was wrong with a PROXY header.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyHeaderError {
     #[error("connection closed or unreadable before the PROXY header was complete")]
@@ -81,6 +81,39 @@ pub async fn read_header<S: AsyncRead + Unpin>(
     }
 }
 
+/// Decodes the PROXY v1 or v2 header at the start of `buf`, without I/O:
+/// the client address (as [`read_header`] returns it) and the header's
+/// length. [`ProxyHeaderError::Truncated`] means `buf` ends before the
+/// header does. [`read_header`] reads exactly the bytes this accepts and
+/// gives the same answer.
+pub fn decode(buf: &[u8]) -> Result<(Option<SocketAddr>, usize), ProxyHeaderError> {
+    let head = buf.get(..12).ok_or(ProxyHeaderError::Truncated)?;
+    if head == V2_SIG {
+        let rest = buf.get(12..16).ok_or(ProxyHeaderError::Truncated)?;
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        if len > V2_MAX_PAYLOAD {
+            return Err(ProxyHeaderError::V2Length(len));
+        }
+        let payload = buf.get(16..16 + len).ok_or(ProxyHeaderError::Truncated)?;
+        decode_v2(rest[0], rest[1], payload).map(|a| (a, 16 + len))
+    } else if head.starts_with(b"PROXY ") {
+        // As read_header: the line ends at the first CRLF from byte 12 on.
+        let mut n = 12;
+        loop {
+            let line = buf.get(..n).ok_or(ProxyHeaderError::Truncated)?;
+            if line.ends_with(b"\r\n") {
+                return decode_v1(line).map(|a| (a, n));
+            }
+            if n >= V1_MAX {
+                return Err(ProxyHeaderError::V1TooLong);
+            }
+            n += 1;
+        }
+    } else {
+        Err(ProxyHeaderError::NoSignature)
+    }
+}
+
 fn decode_v2(ver_cmd: u8, fam: u8, payload: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     if ver_cmd >> 4 != 2 {
         return Err(ProxyHeaderError::V2Version(ver_cmd >> 4));
@@ -121,18 +154,22 @@ fn decode_v1(line: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
         .ok_or(ProxyHeaderError::V1TooLong)?;
     let mut parts = text.split(' ');
     let _proxy = parts.next();
-    match parts.next() {
+    let v6 = match parts.next() {
         Some("UNKNOWN") => return Ok(None),
-        Some("TCP4") | Some("TCP6") => {}
+        Some("TCP4") => false,
+        Some("TCP6") => true,
         _ => return Err(ProxyHeaderError::V1Field("protocol")),
-    }
+    };
+    // The addresses must be of the family the protocol names.
     let src: IpAddr = parts
         .next()
         .and_then(|p| p.parse().ok())
+        .filter(|a: &IpAddr| a.is_ipv6() == v6)
         .ok_or(ProxyHeaderError::V1Field("source address"))?;
     let _dst: IpAddr = parts
         .next()
         .and_then(|p| p.parse().ok())
+        .filter(|a: &IpAddr| a.is_ipv6() == v6)
         .ok_or(ProxyHeaderError::V1Field("destination address"))?;
     let sport: u16 = parts
         .next()
@@ -221,6 +258,49 @@ mod tests {
         assert!(read(b"PROXY TCP4 x 127.0.0.1 1 2\r\n").await.0.is_err());
         let long = [b"PROXY TCP4 ".as_slice(), &[b'1'; 200]].concat();
         assert_eq!(read(&long).await.0, Err(ProxyHeaderError::V1TooLong));
+    }
+
+    /// The pure decoder and the stream reader agree, and the decoder's
+    /// length is what the reader consumed.
+    #[tokio::test]
+    async fn decode_agrees_with_read_header() {
+        let src: SocketAddr = "192.0.2.1:5555".parse().unwrap();
+        let dst: SocketAddr = "[2001:db8::2]:443".parse().unwrap();
+        let mut local = V2_SIG.to_vec();
+        local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
+        let cases: Vec<Vec<u8>> = vec![
+            encode_v2(src, dst, Some("a.example.com")),
+            encode_v2(src, "127.0.0.1:443".parse().unwrap(), None),
+            local,
+            b"PROXY TCP4 192.0.2.9 127.0.0.1 4000 443\r\nGET / HTTP/1.1\r\n".to_vec(),
+            b"PROXY TCP6 2001:db8::1 ::1 4000 443\r\n".to_vec(),
+            b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n".to_vec(),
+            b"PROXY \r\nGET / HTTP/1.1\r\n".to_vec(),
+            [b"PROXY TCP4 ".as_slice(), &[b'1'; 200]].concat(),
+            b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+        ];
+        for bytes in cases {
+            let (r, rest) = read(&bytes).await;
+            let d = decode(&bytes);
+            assert_eq!(d.clone().map(|(a, _)| a), r, "{bytes:?}");
+            if let Ok((_, n)) = d {
+                assert_eq!(&bytes[n..], rest.as_slice());
+                for cut in 0..n {
+                    assert_eq!(decode(&bytes[..cut]), Err(ProxyHeaderError::Truncated));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn v1_family_must_match_protocol() {
+        for line in [
+            b"PROXY TCP4 2001:db8::1 127.0.0.1 1 2\r\n".as_slice(),
+            b"PROXY TCP4 192.0.2.1 ::1 1 2\r\n",
+            b"PROXY TCP6 192.0.2.1 ::1 1 2\r\n",
+        ] {
+            assert!(matches!(decode(line), Err(ProxyHeaderError::V1Field(_))));
+        }
     }
 
     #[tokio::test]

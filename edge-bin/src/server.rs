@@ -200,8 +200,9 @@ async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: Socket
     serve_with_idle_timeout(Protocol::Http1, &state, io, svc, &conn, &clog).await;
 }
 
-/// Port 80: ACME HTTP-01 tokens (edge-acme's responder), everything else a
-/// redirect to HTTPS (or 404). No proxying here.
+/// Port 80: ACME HTTP-01 tokens (edge-acme's responder, a tower service),
+/// everything else edge-acme's [`HttpsRedirect`](edge_acme::HttpsRedirect)
+/// (a redirect to HTTPS, or 404). No proxying here.
 async fn plain_request(
     state: &State,
     client: SocketAddr,
@@ -218,34 +219,39 @@ async fn plain_request(
         ..Default::default()
     };
     rec.host = request_host(&req).ok();
-    if let Some(responder) = &state.challenges {
-        let resp = responder.respond(req).await.map(crate::http::body::boxed);
-        return state.obs.finish_http(rec, start, resp);
+    let resp = match &state.challenges {
+        Some(responder) => call(responder.clone(), req).await,
+        // Without [acme] storage no token is pending on this node.
+        None if req.uri().path().starts_with(edge_acme::CHALLENGE_PREFIX) => {
+            let resp = respond::error(StatusCode::NOT_FOUND, &id);
+            return state.obs.finish_http(rec, start, resp);
+        }
+        None => call(crate::acme::https_redirect(&state.http), req).await,
+    };
+    // As edge's own answers: the request id, and a 400 closes.
+    let mut resp = resp.map(crate::http::body::boxed);
+    let close = resp.status() == StatusCode::BAD_REQUEST;
+    let h = resp.headers_mut();
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        h.insert(crate::http::headers::X_REQUEST_ID, v);
     }
-    let resp = (|| {
-        if req.uri().path().starts_with(edge_acme::CHALLENGE_PREFIX) {
-            return respond::error(StatusCode::NOT_FOUND, &id);
-        }
-        let host = match request_host(&req) {
-            Ok(h) => h,
-            Err(_) => return respond::error(StatusCode::BAD_REQUEST, &id),
-        };
-        if !state.http.redirect_to_https {
-            return respond::error(StatusCode::NOT_FOUND, &id);
-        }
-        let port = match state.http.https_port {
-            443 => String::new(),
-            p => format!(":{p}"),
-        };
-        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let status = if req.method() == http::Method::GET || req.method() == http::Method::HEAD {
-            StatusCode::MOVED_PERMANENTLY
-        } else {
-            StatusCode::PERMANENT_REDIRECT
-        };
-        respond::redirect(status, &format!("https://{host}{port}{pq}"), &id)
-    })();
+    if close {
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     state.obs.finish_http(rec, start, resp)
+}
+
+/// Runs one request through an infallible tower service.
+async fn call<S, B>(mut svc: S, req: Request<B>) -> S::Response
+where
+    S: tower_service::Service<Request<B>, Error = std::convert::Infallible>,
+{
+    let Ok(()) = std::future::poll_fn(|cx| svc.poll_ready(cx)).await;
+    let Ok(resp) = svc.call(req).await;
+    resp
 }
 
 type Served = Pin<Box<dyn Future<Output = Result<(), Infallible>> + Send>>;

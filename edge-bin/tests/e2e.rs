@@ -150,6 +150,7 @@ async fn terminate_route_redirect_and_websocket() {
             .contains(&format!("location: https://a.test:{h}/some/path?q=2")),
         "{out}"
     );
+    assert!(out.contains("x-request-id: "), "{out}");
     let (_, out) = curl(&[
         "-i",
         "-X",
