@@ -62,7 +62,6 @@ pub mod metrics;
 pub mod notify;
 pub mod passthrough;
 pub mod pool;
-pub mod proxy_protocol;
 pub mod reload;
 pub mod server;
 pub mod sni;

@@ -102,7 +102,7 @@ pub async fn relay(conn: TlsConnection<Inbound>, pool_name: &str, pp: ProxyProto
     // then splice(2) relays the rest (edge_sni::relay).
     let mut prefix = Vec::new();
     if pp == ProxyProtocolOut::V2 {
-        prefix = crate::proxy_protocol::encode_v2(client, local, sni.as_deref());
+        prefix = edge_sni::proxy_protocol::encode_v2(client, local, sni.as_deref());
     }
     let header_len = prefix.len() as u64;
     prefix.extend_from_slice(&hello);

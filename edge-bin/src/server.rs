@@ -116,7 +116,7 @@ async fn client_address(
         tracing::debug!(%peer, "PROXY protocol expected but peer is not trusted: closed");
         return None;
     }
-    match tokio::time::timeout(timeout, crate::proxy_protocol::read_header(stream)).await {
+    match tokio::time::timeout(timeout, edge_sni::proxy_protocol::read_header(stream)).await {
         Ok(Ok(addr)) => Some(addr.unwrap_or(peer)),
         Ok(Err(e)) => {
             tracing::debug!(%peer, error = %e, "bad PROXY header: closed");

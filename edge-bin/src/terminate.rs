@@ -83,9 +83,10 @@ fn http2_builder(l: &Limits) -> http2::Builder<TokioExecutor> {
         .max_concurrent_streams(l.h2_max_concurrent_streams)
         .max_header_list_size(l.h2_max_header_list_size)
         .max_pending_accept_reset_streams(l.h2_max_pending_accept_reset_streams)
-        .max_local_error_reset_streams(l.h2_max_local_error_reset_streams)
-        .keep_alive_interval(Some(l.idle_timeout.0))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .max_local_error_reset_streams(l.h2_max_local_error_reset_streams);
+    // No keep-alive PINGs: the client's acks were traffic, so an idle
+    // client that answers PINGs was never idle and its connection lived
+    // forever. A silent or dead peer is closed by the idle timeout anyway.
     b
 }
 

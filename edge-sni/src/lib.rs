@@ -21,7 +21,9 @@
 //! exact name, `*.` wildcard, default, or "no SNI". For a passed-through
 //! connection, [`relay`] then joins the client and the backend socket with
 //! `splice(2)` (and [`relay_io`] any two streams), with one idle timer and
-//! the byte counts each way.
+//! the byte counts each way. [`proxy_protocol`] reads the PROXY v1/v2
+//! header a load balancer in front may send before the ClientHello, and
+//! writes the v2 header a passthrough backend may expect.
 //!
 //! # Example
 //!
@@ -48,6 +50,7 @@ mod host_name;
 pub mod io;
 mod ja4;
 mod limits;
+pub mod proxy_protocol;
 mod reader;
 mod record;
 mod router;

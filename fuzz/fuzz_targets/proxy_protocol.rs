@@ -4,7 +4,7 @@
 //! stream reader give the same answer and the reader consumes exactly the
 //! header's bytes; a decoded header decodes the same on its own bytes and
 //! every shorter prefix answers "truncated".
-use edge_bin::proxy_protocol::{ProxyHeaderError, decode, encode_v2, read_header};
+use edge_sni::proxy_protocol::{ProxyHeaderError, decode, encode_v2, read_header};
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let decoded = decode(data);

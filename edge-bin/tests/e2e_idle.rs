@@ -1,0 +1,47 @@
+//! `[limits] idle_timeout` closes an idle HTTP/2 connection, also when the
+//! client is one that answers PINGs (hyper's, as browsers do).
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::Empty;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed() {
+    let dir = TempDir::new("idle-h2");
+    let pki = Pki::new(&dir, "front");
+    let leaf = pki.leaf(&dir, "a", &["a.test"]);
+    let port = free_port();
+    let config = fixture("e2e_idle.toml")
+        .set("https_port", port)
+        .set("cert", leaf.cert.display())
+        .set("key", leaf.key.display())
+        .render();
+    let _edge = start_edge(&dir, "edge", &config);
+    let tls = edge_testkit::client::tls(pki.client_config(&[b"h2"]), port, Some("a.test"))
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri("https://a.test/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    // Idle from here: edge must close within a few idle timeouts.
+    let closed = tokio::time::timeout(Duration::from_secs(6), conn).await;
+    assert!(
+        closed.is_ok(),
+        "the idle HTTP/2 connection was still open after 6 s"
+    );
+}
