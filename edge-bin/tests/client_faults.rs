@@ -1,6 +1,7 @@
 //! A client's fault is never blamed on a backend: uploads the client
-//! aborts mid-body, or whose chunked framing is malformed, are answered as
-//! the client's fault and never eject the (healthy) server.
+//! aborts mid-body, stalls, or whose chunked framing is malformed, are
+//! answered as the client's fault (400, 408) and never eject the (healthy)
+//! server.
 
 mod common;
 
@@ -30,7 +31,7 @@ async fn exchange(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aborted_and_malformed_uploads_do_not_eject_the_server() {
+async fn aborted_stalled_and_malformed_uploads_do_not_eject_the_server() {
     let dir = TempDir::new("client-faults");
     let pki = Pki::new(&dir, "front");
     let leaf = pki.leaf(&dir, "app", &["app.test"]);
@@ -66,7 +67,22 @@ async fn aborted_and_malformed_uploads_do_not_eject_the_server() {
             "aborted #{i}: {got}"
         );
     }
-    // Six client faults and no server failure: the server is still in
+    // Bodies that stall (buffered: Content-Length; streamed: chunked) are
+    // answered 408 after `body_read_timeout`, not held open.
+    let stalled_buffered =
+        "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\n\r\n0123456789";
+    let stalled_stream = format!("{head}5\r\nhello\r\n");
+    for raw in [stalled_buffered.to_string(), stalled_stream] {
+        let started = std::time::Instant::now();
+        let got = exchange(cfg.clone(), port, raw.as_bytes(), false).await;
+        assert!(got.starts_with("HTTP/1.1 408 "), "stalled body: {got}");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // Eight client faults and no server failure: the server is still in
     // rotation and answers.
     let ok = edge_testkit::client::https_get(cfg.clone(), port, "app.test", "/")
         .await

@@ -247,6 +247,13 @@ impl Validator<'_> {
         {
             self.errors.push(self.src.error(0..0, "limits", "max_connections, max_headers and h2_max_concurrent_streams must be > 0 and max_header_bytes >= 1024"));
         }
+        if l.body_read_timeout.0.is_zero() {
+            self.errors.push(self.src.error(
+                0..0,
+                "limits.body_read_timeout",
+                "must be more than 0s",
+            ));
+        }
         if runtime.worker_threads > 1024 {
             self.errors.push(self.src.error(
                 0..0,

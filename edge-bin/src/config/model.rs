@@ -211,6 +211,9 @@ pub struct Limits {
     /// An Upgrade tunnel (WebSocket) is closed after this long without a
     /// byte in either direction (HAProxy's `timeout tunnel`).
     pub tunnel_idle_timeout: ConfigDuration,
+    /// A request body that sends nothing for this long is the client's
+    /// fault: 408 (nginx's `client_body_timeout`).
+    pub body_read_timeout: ConfigDuration,
     /// At stop (SIGTERM), how long requests and passthrough connections in
     /// flight may take to finish before edge exits anyway (nginx's
     /// `worker_shutdown_timeout`, HAProxy's `hard-stop-after`).
@@ -240,6 +243,7 @@ impl Default for Limits {
             h2_max_local_error_reset_streams: 256,
             passthrough_idle_timeout: ConfigDuration::secs(3600),
             tunnel_idle_timeout: ConfigDuration::secs(3600),
+            body_read_timeout: ConfigDuration::secs(30),
             drain_timeout: ConfigDuration::secs(30),
             drain_before_handover: ConfigDuration::secs(5),
         }

@@ -94,6 +94,8 @@ fn missing_pool_is_named() {
 
 #[test]
 fn bad_values_are_refused() {
+    let zero = format!("{GOOD}\n[limits]\nbody_read_timeout = \"0s\"\n");
+    assert!(first_error(&zero).contains("limits.body_read_timeout"));
     assert!(first_error(&GOOD.replace("127.0.0.1:9000", "localhost")).contains("invalid address"));
     assert!(first_error(&GOOD.replace("status = 200", "status = 700")).contains("respond.status"));
     assert!(

@@ -1,5 +1,6 @@
 //! Response and request body types used across the HTTP path.
 
+use std::future::Future as _;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -71,4 +72,80 @@ impl<G: Unpin> Body for Guarded<G> {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// A request body stalled: the client sent no byte of it for the
+/// `[limits] body_read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("no request body byte for {0:?}")]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// A body that fails with [`BodyTimeout`] when no frame arrives for
+/// `timeout` while it is being read (the clock runs only while the reader
+/// waits, so a slow backend never makes the client's body time out).
+#[derive(Debug)]
+pub struct ReadTimeout<B> {
+    inner: B,
+    timeout: std::time::Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> ReadTimeout<B> {
+    pub fn new(inner: B, timeout: std::time::Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            sleep: None,
+        }
+    }
+}
+
+impl<B> Body for ReadTimeout<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Poll::Ready(r) = Pin::new(&mut self.inner).poll_frame(cx) {
+            self.sleep = None;
+            return Poll::Ready(r.map(|f| f.map_err(Into::into)));
+        }
+        let timeout = self.timeout;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.sleep = None;
+                Poll::Ready(Some(Err(Box::new(BodyTimeout(timeout)))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Whether `e`, or an error it was caused by, is a [`BodyTimeout`].
+pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<BodyTimeout>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }

@@ -11,7 +11,7 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tower_service::Service as _;
 
-use super::body::{EdgeBody, Guarded, boxed, empty};
+use super::body::{EdgeBody, Guarded, ReadTimeout, boxed, empty, is_body_timeout};
 use super::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use super::respond;
 use super::upstream::{SendError, request_body_failed};
@@ -21,6 +21,24 @@ use crate::state::Backend;
 /// Request bodies up to this size are buffered so the request can be retried.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;
 
+/// The client's request body failed (stalled past `body_read_timeout`,
+/// aborted, malformed): its fault, answered 408 or 400 and logged as such
+/// (nginx's 408/400/499), never the server's.
+fn client_body_failed(
+    e: &(dyn std::error::Error + 'static),
+    rec: &mut AccessRecord,
+    request_id: &str,
+) -> Response<EdgeBody> {
+    tracing::debug!(error = %e, "request body failed");
+    if is_body_timeout(e) {
+        rec.error = Some("client request body timeout".into());
+        respond::error(StatusCode::REQUEST_TIMEOUT, request_id)
+    } else {
+        rec.error = Some("client aborted or malformed request body".into());
+        respond::error(StatusCode::BAD_REQUEST, request_id)
+    }
+}
+
 /// Sends `req` (headers already rewritten) to the backend, with retries.
 pub async fn forward(
     backend: &Backend,
@@ -28,8 +46,9 @@ pub async fn forward(
     upgrade: Option<HeaderValue>,
     request_id: &str,
     rec: &mut AccessRecord,
-    tunnel_idle: std::time::Duration,
+    limits: &crate::config::Limits,
 ) -> Response<EdgeBody> {
+    let tunnel_idle = limits.tunnel_idle_timeout.0;
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -43,6 +62,7 @@ pub async fn forward(
     let body = if body.is_end_stream() {
         empty()
     } else {
+        let body = ReadTimeout::new(body, limits.body_read_timeout.0);
         rec.count_request_body(boxed(body))
     };
     // Small bodies are buffered so the request can go to another server;
@@ -52,8 +72,9 @@ pub async fn forward(
     } else {
         MAX_REPLAY_BODY
     };
-    let Ok(req) = ReplayRequest::buffer(Request::from_parts(parts, body), limit).await else {
-        return respond::error(StatusCode::BAD_REQUEST, request_id);
+    let req = match ReplayRequest::buffer(Request::from_parts(parts, body), limit).await {
+        Ok(req) => req,
+        Err(e) => return client_body_failed(&*e, rec, request_id),
     };
     let sent_id = req.head().headers().get(X_REQUEST_ID).cloned();
 
@@ -68,11 +89,7 @@ pub async fn forward(
             let status = match &failed.error {
                 e if e.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
                 DispatchError::Endpoint(SendError::Client(e)) if request_body_failed(e) => {
-                    // The client's body failed (aborted, malformed): its
-                    // fault, answered and logged as such (nginx's 400/499).
-                    tracing::debug!(error = %e, "request body failed");
-                    rec.error = Some("client aborted or malformed request body".into());
-                    StatusCode::BAD_REQUEST
+                    return client_body_failed(e, rec, request_id);
                 }
                 DispatchError::Timeout(_) => {
                     tracing::debug!(server = ?failed.endpoint, "backend response timed out");

@@ -133,8 +133,7 @@ async fn serve_inner(
                 }
             }
             let upgrade = upgrade_protocol(&req);
-            let tunnel_idle = state.limits.tunnel_idle_timeout.0;
-            forward::forward(backend, req, upgrade, &id, rec, tunnel_idle).await
+            forward::forward(backend, req, upgrade, &id, rec, &state.limits).await
         }
     }
 }
