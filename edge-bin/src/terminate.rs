@@ -72,6 +72,9 @@ fn http1_builder(l: &Limits) -> http1::Builder {
         .max_header_size(l.max_header_bytes)
         .max_buf_size(l.max_header_bytes.max(8192))
         .max_headers(l.max_headers)
+        // A client that shuts its sending half after the request still
+        // gets the answer (as from nginx and HAProxy).
+        .half_close(true)
         .keep_alive(true);
     b
 }

@@ -23,6 +23,15 @@ use headers::{ForwardInfo, new_request_id, request_host, set_forwarding, upgrade
 
 pub use crate::conn::ConnInfo;
 
+/// Whether the request's `Transfer-Encoding`, if any, is exactly
+/// `chunked` (the one coding edge forwards).
+fn transfer_coding_understood(h: &http::HeaderMap) -> bool {
+    h.get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .all(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
 struct InFlight<'a>(&'a AtomicUsize);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -71,6 +80,14 @@ async fn serve_inner(
         let id = new_request_id();
         rec.request_id = Some(id.clone());
         return respond::error(StatusCode::BAD_REQUEST, &id);
+    }
+    if !transfer_coding_understood(req.headers()) {
+        // RFC 9112 §6.1: a transfer coding other than chunked is not
+        // understood here; forwarding it as plain chunked would hand the
+        // backend a body in a coding it was never told about.
+        let id = new_request_id();
+        rec.request_id = Some(id.clone());
+        return respond::error(StatusCode::NOT_IMPLEMENTED, &id);
     }
     let host = match request_host(&req) {
         Ok(h) => h,
