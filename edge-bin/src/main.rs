@@ -224,9 +224,16 @@ fn run(path: &Path, running_copy: Option<PathBuf>) -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&v.log_level));
+    // Colours only on a terminal (and never with NO_COLOR): a file, a pipe
+    // or journald gets plain text.
+    let ansi = {
+        use std::io::IsTerminal as _;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     // One worker: a current-thread runtime, as HAProxy's `nbthread 1` or
     // one nginx worker: no work-stealing queues, no cross-thread wakeups.

@@ -96,12 +96,13 @@ impl AccessRecord {
         crate::http::body::boxed(body::Counted::new(b, tally))
     }
 
-    /// Emits the record to `tracing` (target `edge::access`).
+    /// Emits the record to `tracing` (target `edge::access`), absent
+    /// values as `-`.
     pub fn emit(&self) {
         tracing::info!(
             target: "edge::access",
             kind = self.kind,
-            client = ?self.client,
+            client = %Shown(self.client),
             sni = self.sni.as_deref().unwrap_or("-"),
             ja4 = self.ja4.as_deref().unwrap_or("-"),
             host = self.host.as_deref().unwrap_or("-"),
@@ -112,7 +113,7 @@ impl AccessRecord {
             bytes_out = self.bytes_out,
             duration_ms = self.duration.as_secs_f64() * 1000.0,
             route = self.route.as_deref().unwrap_or("-"),
-            backend = ?self.backend,
+            backend = %Shown(self.backend),
             backend_ms = self.backend_time.map(|d| d.as_secs_f64() * 1000.0),
             request_id = self.request_id.as_deref().unwrap_or("-"),
             tls = self.tls_version.unwrap_or("-"),
@@ -286,5 +287,17 @@ mod tests {
         assert!(!Arc::ptr_eq(&second.sinks[0], &third.sinks[0]));
         drop((second, third));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// An optional value as log text: the value, or `-`.
+struct Shown<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
