@@ -227,6 +227,18 @@ impl Registry {
     }
 }
 
+/// An optional value as log text: the value, or `-`.
+struct Shown<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,17 +299,5 @@ mod tests {
         assert!(!Arc::ptr_eq(&second.sinks[0], &third.sinks[0]));
         drop((second, third));
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
-
-/// An optional value as log text: the value, or `-`.
-struct Shown<T>(Option<T>);
-
-impl<T: std::fmt::Display> std::fmt::Display for Shown<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Some(v) => v.fmt(f),
-            None => f.write_str("-"),
-        }
     }
 }
