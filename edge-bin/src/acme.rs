@@ -160,7 +160,7 @@ mod tests {
 
     fn acme(extra: &str) -> Result<crate::config::AcmeSettings, String> {
         let text = format!(
-            "[https]\nlisten = [\"127.0.0.1:8443\"]\n[acme]\nstorage = \"/tmp/acme\"\ncertificates = [[\"a.example\"]]\n{extra}\n"
+            "[[route]]\nrespond = {{ status = 200 }}\n[https]\nlisten = [\"127.0.0.1:8443\"]\n[acme]\nstorage = \"/tmp/acme\"\ncertificates = [[\"a.example\"]]\n{extra}\n"
         );
         load_str(Source::new(Path::new("t.toml"), text), Path::new("."))
             .map(|v| v.acme)
@@ -171,8 +171,9 @@ mod tests {
     fn port_80_redirect_follows_http_settings() {
         use edge_acme::{Fallback, HttpsRedirect};
         let http = |extra: &str| {
-            let text =
-                format!("[https]\nlisten = [\"127.0.0.1:8443\"]\n[http]\nlisten = []\n{extra}\n");
+            let text = format!(
+                "[[route]]\nrespond = {{ status = 200 }}\n[https]\nlisten = [\"127.0.0.1:8443\"]\n[http]\nlisten = []\n{extra}\n"
+            );
             load_str(Source::new(Path::new("t.toml"), text), Path::new("."))
                 .unwrap()
                 .http

@@ -245,6 +245,21 @@ async fn bad_reloads_keep_the_old_config_and_listeners_come_and_go() {
     let _ = s.read_to_string(&mut resp);
     assert!(resp.starts_with("HTTP/1.1 301"), "{resp}");
     assert!(resp.contains("location: https://t.test/x"), "{resp}");
+
+    // A truncated file (a half-written deploy) is refused: it would have
+    // dropped every route and bound the default :443 and :80.
+    let log = edge.reload("", 6);
+    assert!(log.contains("nothing to serve"), "{log}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /y HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    assert!(
+        resp.starts_with("HTTP/1.1 301"),
+        "still the old config: {resp}"
+    );
 }
 
 #[test]

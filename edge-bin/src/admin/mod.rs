@@ -313,7 +313,7 @@ mod tests {
             .map(|p| format!("[[pool.server]]\naddress = \"127.0.0.1:{p}\"\n"))
             .collect();
         let text = format!(
-            "[https]\nlisten = []\n[http]\nlisten = []\n[[pool]]\nname = \"app\"\n{servers}"
+            "[[route]]\nrespond = {{ status = 200 }}\n[https]\nlisten = []\n[http]\nlisten = []\n[[pool]]\nname = \"app\"\n{servers}"
         );
         let v = crate::config::load_str(
             crate::config::Source::new(Path::new("t.toml"), text),

@@ -231,7 +231,7 @@ mod tests {
 
     fn state(servers: &str) -> State {
         let text = format!(
-            "[https]\nlisten = []\n[http]\nlisten = []\n[[pool]]\nname = \"app\"\n{servers}"
+            "[[route]]\nrespond = {{ status = 200 }}\n[https]\nlisten = []\n[http]\nlisten = []\n[[pool]]\nname = \"app\"\n{servers}"
         );
         let v = crate::config::load_str(
             crate::config::Source::new(std::path::Path::new("t.toml"), text),

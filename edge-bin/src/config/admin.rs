@@ -114,9 +114,12 @@ fn group_id(text: &str, name: &str) -> Option<u32> {
 mod tests {
     use super::*;
 
+    /// Something to serve: a config without it is refused.
+    const ROUTE: &str = "[[route]]\nrespond = { status = 200 }\n";
+
     fn load(text: &str) -> Result<AdminSettings, String> {
         crate::config::load_str(
-            Source::new(Path::new("t.toml"), text.into()),
+            Source::new(Path::new("t.toml"), format!("{text}\n{ROUTE}")),
             Path::new("/etc/edge"),
         )
         .map(|v| v.admin)

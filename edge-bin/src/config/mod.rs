@@ -209,6 +209,15 @@ impl Validator<'_> {
             .enumerate()
             .filter_map(|(i, d)| self.addr(&d.listen, &format!("demo_backend[{i}].listen")))
             .collect();
+        if f.routes.is_empty() && f.passthrough.is_empty() && f.demo_backends.is_empty() {
+            // An empty or truncated file (a half-written deploy) must not
+            // replace a running config with one that answers nothing.
+            self.errors.push(self.src.error(
+                0..0,
+                "route",
+                "nothing to serve: no [[route]], [[passthrough]] or [[demo_backend]] (an empty or truncated file?)",
+            ));
+        }
         self.limits(&f.limits, &f.runtime);
         let acme = self.acme(&f.acme);
         let vrrp = self.vrrp(&f.vrrp, &pool_names);

@@ -343,11 +343,14 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Something to serve: a config without it is refused.
+    const ROUTE: &str = "[[route]]\nrespond = { status = 200 }\n";
     use crate::config::{Source, load_str};
 
     fn check(text: &str) -> Result<crate::config::Validated, String> {
         load_str(
-            Source::new(std::path::Path::new("t.toml"), text.into()),
+            Source::new(std::path::Path::new("t.toml"), format!("{text}\n{ROUTE}")),
             std::path::Path::new("/"),
         )
         .map_err(|e| e.to_string())

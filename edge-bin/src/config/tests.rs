@@ -93,6 +93,21 @@ fn missing_pool_is_named() {
 }
 
 #[test]
+fn a_config_that_serves_nothing_is_refused() {
+    // An empty (or truncated) file: defaults alone would bind :443 and :80
+    // and answer nothing.
+    for text in [
+        "",
+        "\n# only a comment\n",
+        "[https]\nlisten = [\"127.0.0.1:8443\"]\n",
+    ] {
+        let e = first_error(text);
+        assert!(e.contains("nothing to serve"), "{text:?}: {e}");
+    }
+    assert!(check("[[demo_backend]]\nlisten = \"127.0.0.1:9\"\n[https]\nlisten = []\n[http]\nlisten = []\n").is_ok());
+}
+
+#[test]
 fn bad_values_are_refused() {
     let zero = format!("{GOOD}\n[limits]\nbody_read_timeout = \"0s\"\n");
     assert!(first_error(&zero).contains("limits.body_read_timeout"));
