@@ -2,7 +2,7 @@
 //! dispatcher (edge-balance) picks a server, takes a slot on it and
 //! connects, retrying the connect on servers not yet tried; then the
 //! ClientHello already read (after an optional PROXY v2 header) and the
-//! rest of the connection are relayed ([`crate::relay`]) while the lease
+//! rest of the connection are relayed ([`edge_sni::relay`]) while the lease
 //! holds the slot.
 
 use std::net::SocketAddr;
