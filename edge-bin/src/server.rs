@@ -145,26 +145,42 @@ async fn tls_connection(
         return;
     };
     let opts = edge_sni::ReadOptions::default().with_timeout(l.client_hello_timeout.0);
-    let inbound = Inbound {
+    let mut inbound = Inbound {
         stream,
         client,
         local,
         state: state.clone(),
     };
     // At stop, a connection that has not begun a request is closed: after
-    // a VRRP handover its packets reach the other node anyway.
+    // a VRRP handover its packets reach the other node anyway. The hello is
+    // read through a borrow, so a refused one can still be answered.
     let hello = tokio::select! {
-        r = edge_sni::read_client_hello(inbound, &opts) => r,
+        r = edge_sni::read_client_hello(&mut inbound, &opts) => r,
         () = state.closing.stopped() => return,
     };
-    let (info, stream) = match hello {
-        Ok(x) => x,
+    let (info, prefix) = match hello {
+        Ok((info, replay)) => (info, replay.into_parts().0),
         Err(e) => {
+            let alert = match &e {
+                edge_sni::ReadError::Malformed(_) => Some(edge_sni::alert::DECODE_ERROR),
+                edge_sni::ReadError::TooLarge => Some(edge_sni::alert::ILLEGAL_PARAMETER),
+                _ => None,
+            };
             tracing::debug!(%client, error = %e.without_stream(), "no usable ClientHello: closed");
             state.obs.metrics.tls_failure(HandshakeFailure::ClientHello);
+            if let Some(a) = alert {
+                // A TLS client: tell it why (as OpenSSL-based servers do).
+                use tokio::io::AsyncWriteExt as _;
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    inbound.stream.write_all(&edge_sni::fatal_alert(a)),
+                )
+                .await;
+            }
             return;
         }
     };
+    let stream = edge_sni::Replay::new(prefix, inbound);
     if info.sni_ip_literal {
         state.obs.metrics.sni_ip_literal();
     }

@@ -175,6 +175,23 @@ pub fn frame_records(handshake: &[u8], fragment_len: usize, record_version: u16)
     out
 }
 
+/// A fatal TLS alert record (RFC 8446 §6) with `description`, e.g.
+/// [`alert::DECODE_ERROR`], for a server that refuses a ClientHello before
+/// any TLS library has seen it: the client learns why instead of seeing a
+/// reset.
+pub fn fatal_alert(description: u8) -> [u8; 7] {
+    // content type 21 (alert), legacy version 3.3, length 2, level 2 (fatal).
+    [21, 3, 3, 0, 2, 2, description]
+}
+
+/// Alert descriptions (RFC 8446 §6).
+pub mod alert {
+    /// A message could not be parsed.
+    pub const DECODE_ERROR: u8 = 50;
+    /// A field was out of range or inconsistent (e.g. a message too large).
+    pub const ILLEGAL_PARAMETER: u8 = 47;
+}
+
 fn len8(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX)
 }

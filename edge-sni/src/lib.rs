@@ -57,7 +57,7 @@ mod router;
 pub mod service;
 
 pub use client_hello::{ClientHello, ext, parse_client_hello, parse_client_hello_with};
-pub use encode::{ClientHelloBuilder, frame_records};
+pub use encode::{ClientHelloBuilder, alert, fatal_alert, frame_records};
 pub use error::{Error, Field, HostNameError, HostPatternError};
 pub use host_name::{HostName, HostPattern, MAX_HOST_NAME_LEN, wildcard_parent};
 pub use io::{
