@@ -101,6 +101,23 @@ pub async fn accept_loop(
     }
 }
 
+/// Counts the connection against its client (`[client_limits]`); `None`
+/// when the client already holds its most connections (the connection is
+/// then closed: before TLS there is no way to say 429).
+fn client_slot(
+    state: &State,
+    client: SocketAddr,
+) -> Option<Option<crate::client_limits::ConnectionSlot>> {
+    match state.client_limits.as_ref().map(|l| l.connect(client.ip())) {
+        None => Some(None),
+        Some(Ok(slot)) => Some(slot),
+        Some(Err(_)) => {
+            state.obs.metrics.client_refused(false);
+            None
+        }
+    }
+}
+
 /// Reads a PROXY header when the listener expects one; refuses untrusted peers.
 async fn client_address(
     stream: &mut TcpStream,
@@ -142,6 +159,9 @@ async fn tls_connection(
     )
     .await
     else {
+        return;
+    };
+    let Some(_slot) = client_slot(&state, client) else {
         return;
     };
     let opts = edge_sni::ReadOptions::default().with_timeout(l.client_hello_timeout.0);
@@ -200,6 +220,9 @@ async fn plain_connection(state: Arc<State>, mut stream: TcpStream, peer: Socket
     )
     .await
     else {
+        return;
+    };
+    let Some(_slot) = client_slot(&state, client) else {
         return;
     };
     let conn = Arc::new(ConnInfo::new(client, None, None));

@@ -11,6 +11,7 @@
 mod acme;
 mod admin;
 mod certificates;
+mod client_limits;
 mod coverage;
 pub mod duration;
 pub mod error;
@@ -30,6 +31,7 @@ use toml::Spanned;
 pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
 pub use certificates::LoadedCert;
+pub use client_limits::ClientLimitSettings;
 pub use duration::ConfigDuration;
 pub use edge_sni::HostPattern;
 pub use error::{ConfigError, ConfigErrors, Source};
@@ -47,6 +49,7 @@ pub struct Validated {
     pub worker_threads: usize,
     pub log_level: String,
     pub limits: Limits,
+    pub client_limits: ClientLimitSettings,
     pub https: HttpsSettings,
     pub http: HttpSettings,
     pub certificates: Vec<LoadedCert>,
@@ -219,6 +222,7 @@ impl Validator<'_> {
             ));
         }
         self.limits(&f.limits, &f.runtime);
+        let client_limits = self.client_limits(&f.client_limits);
         let acme = self.acme(&f.acme);
         let vrrp = self.vrrp(&f.vrrp, &pool_names);
         let admin = admin::validate(&f.admin, self.src, self.base, &mut self.errors);
@@ -234,6 +238,7 @@ impl Validator<'_> {
             worker_threads: f.runtime.worker_threads,
             log_level: f.runtime.log_level,
             limits: f.limits,
+            client_limits,
             https,
             http,
             certificates,

@@ -41,6 +41,8 @@ pub struct ConfigFile {
     pub management: Option<super::observability::Management>,
     #[serde(default)]
     pub admin: Admin,
+    #[serde(default)]
+    pub client_limits: super::client_limits::ClientLimitsFile,
 }
 
 /// `[admin]`: the runtime API on a local unix socket (see `crate::admin`).

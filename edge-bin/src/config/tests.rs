@@ -109,6 +109,10 @@ fn a_config_that_serves_nothing_is_refused() {
 
 #[test]
 fn bad_values_are_refused() {
+    let rate = format!("{GOOD}\n[client_limits]\nrequests_per_second = -1\n");
+    assert!(first_error(&rate).contains("client_limits.requests_per_second"));
+    let exempt = format!("{GOOD}\n[client_limits]\nexempt = [\"10.0.0.0/33\"]\n");
+    assert!(first_error(&exempt).contains("client_limits.exempt[0]"));
     let zero = format!("{GOOD}\n[limits]\nbody_read_timeout = \"0s\"\n");
     assert!(first_error(&zero).contains("limits.body_read_timeout"));
     assert!(first_error(&GOOD.replace("127.0.0.1:9000", "localhost")).contains("invalid address"));

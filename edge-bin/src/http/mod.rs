@@ -81,6 +81,21 @@ async fn serve_inner(
         rec.request_id = Some(id.clone());
         return respond::error(StatusCode::BAD_REQUEST, &id);
     }
+    if let Some(Err(crate::client_limits::Refused::Requests(wait))) = state
+        .client_limits
+        .as_ref()
+        .map(|l| l.request(conn.client.ip()))
+    {
+        // Over the client's request rate: 429 with when to come back.
+        state.obs.metrics.client_refused(true);
+        let id = new_request_id();
+        rec.request_id = Some(id.clone());
+        let mut r = respond::error(StatusCode::TOO_MANY_REQUESTS, &id);
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        return r;
+    }
     if !transfer_coding_understood(req.headers()) {
         // RFC 9112 §6.1: a transfer coding other than chunked is not
         // understood here; forwarding it as plain chunked would hand the

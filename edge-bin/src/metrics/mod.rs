@@ -151,6 +151,8 @@ pub struct TlsStats {
     handshakes: AtomicU64,
     failures: [AtomicU64; 8],
     sni_ip_literal: AtomicU64,
+    /// Refused by `[client_limits]`: connections, requests.
+    client_refused: [AtomicU64; 2],
 }
 
 /// Counters of one access-log sink.
@@ -267,6 +269,14 @@ impl Metrics {
     /// A TLS handshake completed.
     pub fn tls_handshake(&self) {
         self.tls.handshakes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `[client_limits]` refused a connection (`requests`: false) or a
+    /// request (true).
+    pub fn client_refused(&self, requests: bool) {
+        if let Some(c) = self.tls.client_refused.get(usize::from(requests)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A ClientHello named an IP address as SNI (served as no SNI).

@@ -160,6 +160,19 @@ fn tls(o: &mut Out, m: &Metrics) {
         m.tls.sni_ip_literal.load(Ordering::Relaxed),
     );
     o.family(
+        "edge_client_limit_refused_total",
+        "counter",
+        "Connections and requests refused by [client_limits], by kind.",
+    );
+    for (i, kind) in ["connections", "requests"].iter().enumerate() {
+        let n = m
+            .tls
+            .client_refused
+            .get(i)
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        o.sample("edge_client_limit_refused_total", &[("kind", kind)], n);
+    }
+    o.family(
         "edge_tls_handshake_failures_total",
         "counter",
         "TLS handshakes that failed on the public port, by reason.",
