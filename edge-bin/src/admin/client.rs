@@ -49,15 +49,27 @@ pub fn send(socket: &Path, line: &str) -> std::io::Result<String> {
             _ => None,
         })
         .fold(Duration::from_secs(30), |w, t| w.saturating_add(t));
-    let mut s = UnixStream::connect(socket)?;
+    exchange(UnixStream::connect(socket)?, line, wait)
+}
+
+/// Sends `line` on a connected socket and reads the answer (`wait` at most).
+pub fn exchange(mut s: UnixStream, line: &str, wait: Duration) -> std::io::Result<String> {
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     s.set_read_timeout(Some(wait))?;
-    s.write_all(line.as_bytes())?;
-    s.write_all(b"\n")?;
-    s.shutdown(std::net::Shutdown::Write)?;
+    let sent = s
+        .write_all(line.as_bytes())
+        .and_then(|()| s.write_all(b"\n"))
+        .and_then(|()| s.shutdown(std::net::Shutdown::Write));
+    // A busy edge answers ("too many admin connections") and closes before
+    // reading: the answer is still there to read, so read it rather than
+    // report the broken pipe.
     let mut out = Vec::new();
-    s.take(MAX_ANSWER).read_to_end(&mut out)?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    let read = (&mut s).take(MAX_ANSWER).read_to_end(&mut out);
+    match (sent, read) {
+        (_, Ok(_)) if !out.is_empty() => Ok(String::from_utf8_lossy(&out).into_owned()),
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(_)) => Ok(String::new()),
+    }
 }
 
 /// Runs the client: exit 0 on a successful answer, 1 on an error answer

@@ -402,6 +402,21 @@ mod tests {
         let mut answer = String::new();
         extra.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("error: too many"), "{answer}");
+        // The `edge admin` client says so too, also when edge has answered
+        // and closed before the command was written (a broken pipe before).
+        let late = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let answer = tokio::task::spawn_blocking(move || {
+            client::exchange(late, "show info", Duration::from_secs(5))
+        })
+        .await
+        .unwrap();
+        assert!(
+            answer
+                .as_ref()
+                .is_ok_and(|a| a.starts_with("error: too many")),
+            "{answer:?}"
+        );
         drop(held);
         drop(sock);
         assert!(!path.exists(), "the socket file is removed at stop");
