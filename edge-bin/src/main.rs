@@ -229,7 +229,7 @@ fn run(path: &Path, running_copy: Option<PathBuf>) -> ExitCode {
         }
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&v.log_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter(&v.log_level)));
     // Colours only on a terminal (and never with NO_COLOR): a file, a pipe
     // or journald gets plain text.
     let ansi = {
@@ -353,4 +353,12 @@ async fn serve(
         _ = int.recv() => tracing::warn!("second stop signal: exiting now"),
     }
     Ok(())
+}
+
+/// The log filter without `RUST_LOG`: the config's level, with the h2
+/// library's per-connection warnings off (a reset flood would write one
+/// line per attacking connection; each such connection is an access record
+/// and counts in the metrics instead).
+fn default_filter(level: &str) -> String {
+    format!("{level},h2=error")
 }
