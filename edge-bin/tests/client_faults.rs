@@ -32,26 +32,13 @@ async fn exchange(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_stalled_and_malformed_uploads_do_not_eject_the_server() {
-    let dir = TempDir::new("client-faults");
-    let pki = Pki::new(&dir, "front");
-    let leaf = pki.leaf(&dir, "app", &["app.test"]);
+    let backend_dir = TempDir::new("client-faults-backend");
     let backend_port = free_port();
-    let _backend = start_edge(
-        &dir,
-        "backend",
-        &fixture("demo_backend.toml")
-            .set("port", backend_port)
-            .render(),
-    );
-    let port = free_port();
-    let config = fixture("client_faults.toml")
-        .set("https_port", port)
-        .set("cert", leaf.cert.display())
-        .set("key", leaf.key.display())
-        .set("backend_port", backend_port)
-        .render();
-    let _edge = start_edge(&dir, "edge", &config);
-    let cfg = pki.client_config(&[b"http/1.1"]);
+    let backend = fixture("demo_backend.toml").set("port", backend_port);
+    let _backend = start_edge(&backend_dir, "backend", &backend.render());
+    let extra = [("backend_port", backend_port)];
+    let f = front("client-faults", "client_faults.toml", &["app.test"], &extra);
+    let (port, cfg) = (f.port, f.pki.client_config(&[b"http/1.1"]));
 
     let head = "POST /upload HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
     for i in 0..3 {

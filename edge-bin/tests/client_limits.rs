@@ -10,18 +10,14 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_and_requests_per_client() {
-    let dir = TempDir::new("client-limits");
-    let pki = Pki::new(&dir, "front");
-    let leaf = pki.leaf(&dir, "a", &["a.test"]);
-    let (port, mgmt) = (free_port(), free_port());
-    let config = fixture("client_limits.toml")
-        .set("https_port", port)
-        .set("mgmt_port", mgmt)
-        .set("cert", leaf.cert.display())
-        .set("key", leaf.key.display())
-        .render();
-    let _edge = start_edge(&dir, "edge", &config);
-    let cfg = pki.client_config(&[b"http/1.1"]);
+    let mgmt = free_port();
+    let f = front(
+        "client-limits",
+        "client_limits.toml",
+        &["a.test"],
+        &[("mgmt_port", mgmt)],
+    );
+    let (port, cfg) = (f.port, f.pki.client_config(&[b"http/1.1"]));
     let tls = || edge_testkit::client::tls(cfg.clone(), port, Some("a.test"));
 
     // Two connections held; the third is closed before TLS completes.

@@ -33,17 +33,13 @@ fn get_with_sni(port: u16, sni: &str, ca: &str) -> String {
 
 #[test]
 fn an_ip_address_as_sni_is_served_as_no_sni() {
-    let dir = TempDir::new("sni-ip");
-    let pki = Pki::new(&dir, "front");
-    let leaf = pki.leaf(&dir, "a", &["a.test", "127.0.0.1"]);
-    let port = free_port();
-    let config = fixture("e2e_client_hello.toml")
-        .set("https_port", port)
-        .set("cert", leaf.cert.display())
-        .set("key", leaf.key.display())
-        .render();
-    let _edge = start_edge(&dir, "edge", &config);
-    let ca = pki.ca_pem.to_str().unwrap();
+    let f = front(
+        "sni-ip",
+        "e2e_client_hello.toml",
+        &["a.test", "127.0.0.1"],
+        &[],
+    );
+    let (port, ca) = (f.port, f.pki.ca_pem.to_str().unwrap());
     for sni in ["127.0.0.1", "::1"] {
         let out = get_with_sni(port, sni, ca);
         assert!(
@@ -71,16 +67,8 @@ fn answer(port: u16, bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_refused_client_hello_gets_an_alert() {
-    let dir = TempDir::new("hello-alert");
-    let pki = Pki::new(&dir, "front");
-    let leaf = pki.leaf(&dir, "a", &["a.test"]);
-    let port = free_port();
-    let config = fixture("e2e_client_hello.toml")
-        .set("https_port", port)
-        .set("cert", leaf.cert.display())
-        .set("key", leaf.key.display())
-        .render();
-    let _edge = start_edge(&dir, "edge", &config);
+    let f = front("hello-alert", "e2e_client_hello.toml", &["a.test"], &[]);
+    let port = f.port;
     // Over the 16 KiB limit, in well-formed records.
     let big = edge_sni::ClientHelloBuilder::tls13()
         .server_name("a.test")

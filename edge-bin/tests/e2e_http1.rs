@@ -27,40 +27,23 @@ async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// edge with one HTTPS route and the plain port; its log in `DIR/edge.log`.
-struct Front {
-    dir: TempDir,
-    pki: Pki,
-    https: u16,
+/// edge with one HTTPS route and the plain port (`http`); its log in
+/// `f.dir/edge.log`.
+struct H1 {
+    f: Front,
     http: u16,
-    _edge: Edge,
 }
 
-fn front(name: &str) -> Front {
-    let dir = TempDir::new(name);
-    let pki = Pki::new(&dir, "front");
-    let leaf = pki.leaf(&dir, "a", &["a.test"]);
-    let (https, http) = (free_port(), free_port());
-    let config = fixture("e2e_http1.toml")
-        .set("https_port", https)
-        .set("http_port", http)
-        .set("cert", leaf.cert.display())
-        .set("key", leaf.key.display())
-        .render();
-    let _edge = start_edge(&dir, "edge", &config);
-    Front {
-        dir,
-        pki,
-        https,
-        http,
-        _edge,
-    }
+fn h1(name: &str) -> H1 {
+    let http = free_port();
+    let f = front(name, "e2e_http1.toml", &["a.test"], &[("http_port", http)]);
+    H1 { f, http }
 }
 
-impl Front {
+impl H1 {
     async fn tls(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-        let cfg = self.pki.client_config(&[b"http/1.1"]);
-        edge_testkit::client::tls(cfg, self.https, Some("a.test"))
+        let cfg = self.f.pki.client_config(&[b"http/1.1"]);
+        edge_testkit::client::tls(cfg, self.f.port, Some("a.test"))
             .await
             .unwrap()
     }
@@ -68,7 +51,7 @@ impl Front {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_closed_client_gets_its_answer() {
-    let f = front("half-close");
+    let f = h1("half-close");
     let plain = tokio::net::TcpStream::connect(("127.0.0.1", f.http))
         .await
         .unwrap();
@@ -84,7 +67,7 @@ async fn a_half_closed_client_gets_its_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_chunked_is_understood_as_transfer_coding() {
-    let f = front("te");
+    let f = h1("te");
     // `gzip, chunked`: edge understands only chunked (nginx answers 501 too).
     for te in ["gzip, chunked", "x-custom,chunked"] {
         let raw = format!(
@@ -100,11 +83,11 @@ async fn only_chunked_is_understood_as_transfer_coding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_in_a_file_is_plain_text() {
-    let f = front("log-text");
+    let f = h1("log-text");
     let got = half_closed(f.tls().await).await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got}");
     // The access record is written when the response ends; give it a moment.
-    let path = f.dir.path("edge.log");
+    let path = f.f.dir.path("edge.log");
     let mut log = String::new();
     for _ in 0..50 {
         log = std::fs::read_to_string(&path).unwrap();

@@ -12,17 +12,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http2_connection_is_closed() {
-    let dir = TempDir::new("idle-h2");
-    let pki = Pki::new(&dir, "front");
-    let leaf = pki.leaf(&dir, "a", &["a.test"]);
-    let port = free_port();
-    let config = fixture("e2e_idle.toml")
-        .set("https_port", port)
-        .set("cert", leaf.cert.display())
-        .set("key", leaf.key.display())
-        .render();
-    let _edge = start_edge(&dir, "edge", &config);
-    let tls = edge_testkit::client::tls(pki.client_config(&[b"h2"]), port, Some("a.test"))
+    let f = front("idle-h2", "e2e_idle.toml", &["a.test"], &[]);
+    let tls = edge_testkit::client::tls(f.pki.client_config(&[b"h2"]), f.port, Some("a.test"))
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));

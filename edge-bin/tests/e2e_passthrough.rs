@@ -23,24 +23,7 @@ async fn passthrough_by_sni_with_proxy_v2() {
     let pp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pp_port = pp_listener.local_addr().unwrap().port();
 
-    let mut s_server = std::process::Command::new("openssl");
-    s_server
-        .args([
-            "s_server",
-            "-quiet",
-            "-www",
-            "-accept",
-            &s_port.to_string(),
-            "-cert",
-        ])
-        .arg(&pass.cert)
-        .arg("-key")
-        .arg(&pass.key);
-    let _s_server = Proc::spawn(s_server, "openssl s_server", dir.path("s_server.log"));
-    assert!(
-        wait_port(s_port, Duration::from_secs(10)),
-        "openssl s_server did not start"
-    );
+    let _s_server = openssl_s_server(&dir, s_port, &pass, "-www");
 
     let config = fixture("e2e_passthrough.toml")
         .set("https_port", h)

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::backend::*;
@@ -159,24 +158,7 @@ async fn passthrough_connections_drain_at_stop() {
     let leaf = front.leaf(&dir, "t", &["t.test"]);
     let pass = back.leaf(&dir, "pass", &["pt.test"]);
     let s_port = free_port();
-    let mut s_server = Command::new("openssl");
-    s_server
-        .args([
-            "s_server",
-            "-quiet",
-            "-rev",
-            "-accept",
-            &s_port.to_string(),
-            "-cert",
-        ])
-        .arg(&pass.cert)
-        .arg("-key")
-        .arg(&pass.key);
-    let _s_server = Proc::spawn(s_server, "openssl s_server", dir.path("s_server.log"));
-    assert!(
-        wait_port(s_port, Duration::from_secs(10)),
-        "openssl s_server did not start"
-    );
+    let _s_server = openssl_s_server(&dir, s_port, &pass, "-rev");
     let port = free_port();
     let extra = fixture("reload_passthrough.toml")
         .set("s_server_port", s_port)

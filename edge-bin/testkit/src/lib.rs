@@ -50,7 +50,7 @@ pub use edge::{Edge, EdgeBuilder};
 pub use fixture::Fixture;
 pub use net::{addr, free_port, free_udp_port, wait_port};
 pub use pki::{Leaf, Pki};
-pub use proc::{Proc, TempDir, log_tails};
+pub use proc::{Proc, TempDir, log_tails, openssl_s_server};
 
 /// Whether the tests run as root (network namespaces need it; CI and the
 /// project's test machines run the tests as root).

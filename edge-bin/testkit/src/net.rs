@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 /// parallel threads each start servers on the ports they were given, and
 /// the kernel may hand a just-closed port out again.
 pub fn free_port() -> u16 {
+    unique_port(|| TcpListener::bind("127.0.0.1:0")?.local_addr())
+}
+
+/// A port the kernel picks through `bind`, never one handed out before.
+fn unique_port(bind: impl Fn() -> std::io::Result<SocketAddr>) -> u16 {
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = bind().unwrap().port();
         if first_time(port) {
             return port;
         }
@@ -36,16 +37,7 @@ fn first_time(port: u16) -> bool {
 
 /// A UDP port on 127.0.0.1 that was free a moment ago.
 pub fn free_udp_port() -> u16 {
-    loop {
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if first_time(port) {
-            return port;
-        }
-    }
+    unique_port(|| UdpSocket::bind("127.0.0.1:0")?.local_addr())
 }
 
 /// Waits until 127.0.0.1:`port` accepts a connection; false after

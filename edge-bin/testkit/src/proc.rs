@@ -222,6 +222,30 @@ pub(crate) fn read_log(path: &Path) -> String {
     fs::read_to_string(path).unwrap_or_else(|e| format!("(no log {}: {e})", path.display()))
 }
 
+/// `openssl s_server` on 127.0.0.1:`port` with `leaf`'s certificate, as a
+/// TLS backend (`mode`: `-www` answers a status page, `-rev` echoes lines
+/// reversed); its log in `dir/s_server.log`. Ready (listening) on return.
+pub fn openssl_s_server(dir: &TempDir, port: u16, leaf: &crate::Leaf, mode: &str) -> Proc {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "s_server",
+        "-quiet",
+        mode,
+        "-accept",
+        &port.to_string(),
+        "-cert",
+    ])
+    .arg(&leaf.cert)
+    .arg("-key")
+    .arg(&leaf.key);
+    let p = Proc::spawn(cmd, "openssl s_server", dir.path("s_server.log"));
+    assert!(
+        crate::wait_port(port, std::time::Duration::from_secs(10)),
+        "openssl s_server did not start"
+    );
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,37 @@ pub fn start_edge(dir: &TempDir, name: &str, config: &str) -> Edge {
     Edge::start(EDGE, dir.write(&format!("{name}.toml"), config))
 }
 
+/// An edge in front: a fresh PKI, one certificate for `names`, and edge
+/// started from `fixture` with `https_port`, `cert` and `key` filled in
+/// (plus `extra` placeholders). Its log is `dir/edge.log`.
+pub struct Front {
+    pub dir: TempDir,
+    pub pki: Pki,
+    pub port: u16,
+    pub edge: Edge,
+}
+
+pub fn front(test: &str, fixture_name: &str, names: &[&str], extra: &[(&str, u16)]) -> Front {
+    let dir = TempDir::new(test);
+    let pki = Pki::new(&dir, "front");
+    let leaf = pki.leaf(&dir, names[0], names);
+    let port = free_port();
+    let mut f = fixture(fixture_name)
+        .set("https_port", port)
+        .set("cert", leaf.cert.display())
+        .set("key", leaf.key.display());
+    for (k, v) in extra {
+        f = f.set(k, v);
+    }
+    let edge = start_edge(&dir, "edge", &f.render());
+    Front {
+        dir,
+        pki,
+        port,
+        edge,
+    }
+}
+
 /// Runs `edge ARGS`: (exit code, stdout + stderr).
 pub fn edge_cmd(args: &[&str]) -> (i32, String) {
     let out = Command::new(EDGE).args(args).output().unwrap();
