@@ -87,7 +87,11 @@ pub struct BodyTimeout(pub std::time::Duration);
 pub struct ReadTimeout<B> {
     inner: B,
     timeout: std::time::Duration,
+    /// Made at the first wait and reset at the next ones (one allocation
+    /// per body, not one per frame).
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `sleep` runs for the current wait.
+    armed: bool,
 }
 
 impl<B> ReadTimeout<B> {
@@ -96,6 +100,7 @@ impl<B> ReadTimeout<B> {
             inner,
             timeout,
             sleep: None,
+            armed: false,
         }
     }
 }
@@ -112,17 +117,22 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if let Poll::Ready(r) = Pin::new(&mut self.inner).poll_frame(cx) {
-            self.sleep = None;
+        let this = &mut *self;
+        if let Poll::Ready(r) = Pin::new(&mut this.inner).poll_frame(cx) {
+            this.armed = false;
             return Poll::Ready(r.map(|f| f.map_err(Into::into)));
         }
-        let timeout = self.timeout;
-        let sleep = self
+        let timeout = this.timeout;
+        let sleep = this
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if !this.armed {
+            sleep.as_mut().reset(tokio::time::Instant::now() + timeout);
+            this.armed = true;
+        }
         match sleep.as_mut().poll(cx) {
             Poll::Ready(()) => {
-                self.sleep = None;
+                this.armed = false;
                 Poll::Ready(Some(Err(Box::new(BodyTimeout(timeout)))))
             }
             Poll::Pending => Poll::Pending,
@@ -148,4 +158,46 @@ pub fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http_body_util::BodyExt as _;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// A body fed by the test, one frame per message.
+    struct Fed(mpsc::Receiver<Bytes>);
+
+    impl Body for Fed {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_counts_silence_between_frames() {
+        let (tx, rx) = mpsc::channel(4);
+        let mut body = ReadTimeout::new(Fed(rx), Duration::from_secs(1));
+        // Frames every 0.6 s: never 1 s of silence.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            tx.send(Bytes::from_static(b"x")).await.unwrap();
+            assert!(body.frame().await.unwrap().is_ok());
+        }
+        // Then silence: the body fails with BodyTimeout after 1 s.
+        let started = tokio::time::Instant::now();
+        let e = body.frame().await.unwrap().unwrap_err();
+        assert!(is_body_timeout(&*e), "{e}");
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        drop(tx);
+    }
 }
