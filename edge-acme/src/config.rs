@@ -87,6 +87,13 @@ pub struct ChallengeConfig {
     pub peer_timeout: Duration,
 }
 
+impl ChallengeConfig {
+    /// What requests other than a pending challenge get, as a service.
+    pub fn https_redirect(&self) -> crate::redirect::HttpsRedirect {
+        crate::redirect::HttpsRedirect::new(self.fallback, self.https_port)
+    }
+}
+
 impl Default for ChallengeConfig {
     fn default() -> Self {
         Self {

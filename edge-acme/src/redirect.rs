@@ -11,8 +11,6 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Full;
 
-use crate::config::ChallengeConfig;
-
 /// What the responder answers to requests that are not a pending challenge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -65,11 +63,6 @@ impl HttpsRedirect {
             fallback,
             https_port,
         }
-    }
-
-    /// The fallback of a [`ChallengeConfig`].
-    pub fn from_config(config: &ChallengeConfig) -> Self {
-        Self::new(config.fallback, config.https_port)
     }
 
     /// Answers one request (what [`tower_service::Service::call`] runs).
@@ -273,12 +266,12 @@ mod tests {
             call(r, abs).await,
             (StatusCode::MOVED_PERMANENTLY, "https://a.example/x".into())
         );
-        let cfg = ChallengeConfig {
+        let cfg = crate::ChallengeConfig {
             https_port: 4443,
-            ..ChallengeConfig::default()
+            ..crate::ChallengeConfig::default()
         };
         assert_eq!(
-            HttpsRedirect::from_config(&cfg),
+            cfg.https_redirect(),
             HttpsRedirect::new(Fallback::RedirectHttps, 4443)
         );
     }

@@ -87,7 +87,7 @@ impl ChallengeResponder {
         Self {
             inner: Arc::new(Inner {
                 storage,
-                fallback: HttpsRedirect::from_config(config),
+                fallback: config.https_redirect(),
                 peer: config.peer.clone(),
                 peer_timeout: config.peer_timeout,
                 client,
