@@ -40,11 +40,12 @@ pub async fn serve(listener: TcpListener, name: String) {
 }
 
 /// Starts every configured demo backend; returns their bound addresses.
-pub async fn start_all(addrs: &[SocketAddr]) -> std::io::Result<Vec<SocketAddr>> {
+pub async fn start_all(addrs: &[SocketAddr]) -> Result<Vec<SocketAddr>, String> {
     let mut out = Vec::new();
     for (i, a) in addrs.iter().enumerate() {
-        let l = crate::server::bind(*a)?;
-        let bound = l.local_addr()?;
+        let cannot = |e: std::io::Error| format!("cannot listen on {a} (demo backend): {e}");
+        let l = crate::server::bind(*a).map_err(cannot)?;
+        let bound = l.local_addr().map_err(cannot)?;
         tracing::info!(address = %bound, "demo backend listening");
         tokio::spawn(serve(l, format!("demo-{i}@{bound}")));
         out.push(bound);

@@ -264,11 +264,15 @@ fn run(path: &Path, running_copy: Option<PathBuf>) -> ExitCode {
     let result = rt.block_on(serve(path, text, v, running_copy));
     // Connections still open after the drain deadline end here.
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    // The last line edge writes says why it exits; a fatal error is
+    // written once, here.
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(reason) => {
+            tracing::info!("edge exits: {reason}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("edge: {e}");
+            tracing::error!("edge exits on an error: {e}");
             ExitCode::from(1)
         }
     }
@@ -279,7 +283,7 @@ async fn serve(
     text: String,
     v: config::Validated,
     running_copy: Option<PathBuf>,
-) -> Result<(), String> {
+) -> Result<&'static str, String> {
     use tokio::signal::unix::{SignalKind, signal};
     let sig = |k: SignalKind| signal(k).map_err(|e| format!("cannot handle signals: {e}"));
     // Before anything starts, so that no signal finds the default action.
@@ -336,23 +340,26 @@ async fn serve(
     )?;
     notifier.ready("serving");
     notifier.spawn_watchdog();
-    loop {
+    let signal = loop {
         tokio::select! {
             _ = hup.recv() => {
                 // The outcome is logged (and sent to systemd) by reload().
                 let _ = reloader.reload().await;
             }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
         }
-    }
-    tracing::info!("shutting down");
-    tokio::select! {
-        _ = reloader.stop() => {}
-        _ = term.recv() => tracing::warn!("second stop signal: exiting now"),
-        _ = int.recv() => tracing::warn!("second stop signal: exiting now"),
-    }
-    Ok(())
+    };
+    tracing::info!("shutting down ({signal})");
+    let second = "a second stop signal: in-flight work was cut short";
+    Ok(tokio::select! {
+        _ = reloader.stop() => match signal {
+            "SIGINT" => "stopped by SIGINT, in-flight work finished",
+            _ => "stopped by SIGTERM, in-flight work finished",
+        },
+        _ = term.recv() => second,
+        _ = int.recv() => second,
+    })
 }
 
 /// The log filter without `RUST_LOG`: the config's level, with the h2

@@ -166,9 +166,7 @@ impl Reloader {
         admin: Arc<crate::admin::Admin>,
         telemetry: Telemetry,
     ) -> Result<Arc<Self>, String> {
-        crate::demo::start_all(&v.demo_backends)
-            .await
-            .map_err(|e| format!("cannot start a demo backend: {e}"))?;
+        crate::demo::start_all(&v.demo_backends).await?;
         let state = State::build(&v, &telemetry).map_err(|e| e.to_string())?;
         let health = state.health.clone();
         admin.adopt(&state);

@@ -122,18 +122,9 @@ async fn spawn(
         use tokio::sync::broadcast::error::RecvError;
         loop {
             match events.recv().await {
-                Ok(e) => {
-                    metrics.vrrp_state(vrid, &interface, e.to, e.from != e.to);
-                    tracing::info!(
-                        vrid,
-                        interface = %interface,
-                        from = ?e.from,
-                        to = ?e.to,
-                        reason = ?e.reason,
-                        priority = e.priority,
-                        "VRRP state change"
-                    )
-                }
+                // edge-vrrp's router logs each change ("VRRP state
+                // change"); here it only moves the gauges.
+                Ok(e) => metrics.vrrp_state(vrid, &interface, e.to, e.from != e.to),
                 Err(RecvError::Lagged(n)) => {
                     tracing::warn!(vrid, missed = n, "VRRP state events missed")
                 }
