@@ -15,6 +15,7 @@ const CA: &str = "198.18.0.30";
 
 #[test]
 fn the_pair_obtains_a_certificate_while_the_vip_moves_mid_order() {
+    edge_testkit::needs_root!("the_pair_obtains_a_certificate_while_the_vip_moves_mid_order");
     let mut lab = pair_lab("haa", 0);
     lab.host("ca", 30);
     let (_pebble, tls_ca, root) = start_pebble(&lab, "ca", CA, VIP);

@@ -13,6 +13,7 @@ use common::{fixture, now_secs, wait_until};
 
 #[test]
 fn sigterm_of_the_master_finishes_requests_in_flight_then_hands_over() {
+    edge_testkit::needs_root!("sigterm_of_the_master_finishes_requests_in_flight_then_hands_over");
     let lab = pair_lab("hat", 2);
     let (_backends, mut master, backup) = shared_pair(&lab, false);
 
@@ -94,6 +95,7 @@ fn sigterm_of_the_master_finishes_requests_in_flight_then_hands_over() {
 
 #[test]
 fn sighup_reloads_under_load_fail_no_request() {
+    edge_testkit::needs_root!("sighup_reloads_under_load_fail_no_request");
     let lab = pair_lab("har", 2);
     let _b0 = backend(&lab, 0);
     let _b1 = backend(&lab, 1);

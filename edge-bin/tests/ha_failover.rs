@@ -64,11 +64,17 @@ fn kill_9_under_load(v6: bool) {
 
 #[test]
 fn kill_9_of_the_master_under_load_moves_the_vip_and_a_retrying_client_loses_nothing() {
+    edge_testkit::needs_root!(
+        "kill_9_of_the_master_under_load_moves_the_vip_and_a_retrying_client_loses_nothing"
+    );
     kill_9_under_load(false);
 }
 
 #[test]
 fn kill_9_of_the_master_under_ipv6_load_moves_the_vip_and_a_retrying_client_loses_nothing() {
+    edge_testkit::needs_root!(
+        "kill_9_of_the_master_under_ipv6_load_moves_the_vip_and_a_retrying_client_loses_nothing"
+    );
     kill_9_under_load(true);
 }
 
@@ -149,10 +155,12 @@ fn unhealthy_backends_hand_the_vip_over(nopreempt: bool) {
 
 #[test]
 fn unhealthy_master_hands_over_and_preempts_back() {
+    edge_testkit::needs_root!("unhealthy_master_hands_over_and_preempts_back");
     unhealthy_backends_hand_the_vip_over(false);
 }
 
 #[test]
 fn unhealthy_master_hands_over_and_stays_backup_with_nopreempt() {
+    edge_testkit::needs_root!("unhealthy_master_hands_over_and_stays_backup_with_nopreempt");
     unhealthy_backends_hand_the_vip_over(true);
 }

@@ -337,6 +337,7 @@ async fn records_reach_rsyslog_and_metrics_count_them() {
 /// own): a lone router becomes master, and `/metrics` says so.
 #[test]
 fn vrrp_state_is_exported() {
+    edge_testkit::needs_root!("vrrp_state_is_exported");
     let mut lab = lab::Lab::new("ebo");
     lab.host("r", 2);
     let conf = fixture("obs_vrrp.toml").write(&lab.dir, "edge.toml");

@@ -272,7 +272,7 @@ fn matrix(peer: Kind, unicast: bool) -> Vec<Scenario> {
 /// and unicast.
 #[test]
 fn interop_matrix() {
-    edge_testkit::require_root("interop_matrix");
+    edge_testkit::needs_root!("interop_matrix");
     assert!(
         std::path::Path::new(vrrp::KEEPALIVED).exists(),
         "keepalived is not installed"
@@ -307,7 +307,7 @@ fn edge_pair() -> (Scenario, Lab, Router, Router) {
 /// the address; cleared, it comes back as backup and preempts.
 #[test]
 fn fault_hands_over_and_recovers() {
-    edge_testkit::require_root("fault_hands_over_and_recovers");
+    edge_testkit::needs_root!("fault_hands_over_and_recovers");
     let (s, lab, _backup, mut master) = edge_pair();
     let (vip, _) = s.vip();
     let long = Duration::from_secs(10);
@@ -334,7 +334,7 @@ fn fault_hands_over_and_recovers() {
 /// Bad configuration is refused at start with the field named.
 #[test]
 fn unknown_interface_and_bad_values_are_refused() {
-    edge_testkit::require_root("unknown_interface_and_bad_values_are_refused");
+    edge_testkit::needs_root!("unknown_interface_and_bad_values_are_refused");
     let lab = Lab::new(1);
     let bin = vrrp::vrrp_binary();
     let cases: [(&[&str], &str); 4] = [
@@ -417,7 +417,7 @@ fn unknown_interface_and_bad_values_are_refused() {
 /// link comes back → the router restarts as backup and preempts again.
 #[test]
 fn link_down_is_fault_and_link_up_settles() {
-    edge_testkit::require_root("link_down_is_fault_and_link_up_settles");
+    edge_testkit::needs_root!("link_down_is_fault_and_link_up_settles");
     let (s, lab, _backup, mut master) = edge_pair();
     let (vip, _) = s.vip();
     let long = Duration::from_secs(10);
@@ -466,7 +466,7 @@ fn link_down_is_fault_and_link_up_settles() {
 /// different one each discards the other's adverts (and says so).
 #[test]
 fn v2_password_interoperates_with_keepalived() {
-    edge_testkit::require_root("v2_password_interoperates_with_keepalived");
+    edge_testkit::needs_root!("v2_password_interoperates_with_keepalived");
     let s = Scenario {
         peer: Kind::Keepalived,
         version: 2,

@@ -154,7 +154,7 @@ fn run_scenario(peer: Kind, v6: bool, unicast: bool) {
 /// All scenarios at once, each in its own lab.
 #[test]
 fn virtual_mac_survives_failover() {
-    edge_testkit::require_root("virtual_mac_survives_failover");
+    edge_testkit::needs_root!("virtual_mac_survives_failover");
     let scenarios = [
         (Kind::Edge, false, false),
         (Kind::Edge, true, false),

@@ -19,8 +19,10 @@
 //!
 //! Network rules: inside the lab's namespaces only 198.18.0.0/15 and
 //! 2001:2::/48 are used; outside them, loopback only. Tests that need root
-//! fail without it ([`require_root`]), as they do when a tool is missing:
-//! none skips itself.
+//! start with [`needs_root!`]: they fail without it, as they do when a tool
+//! is missing, unless the run sets `EDGE_TESTS_ALLOW_SKIP=1`; then they
+//! say `SKIPPED` and are counted in `EDGE_TESTS_SKIP_LOG` (`.ci/test`
+//! prints the count). None skips itself silently.
 //!
 //! Environment: `EDGE_TEST_LOG` is edge's `RUST_LOG` (default
 //! `info,edge::access=debug`); `EDGE_TEST_KEEP=1` keeps every
@@ -33,6 +35,7 @@ mod fixture;
 mod net;
 mod pki;
 mod proc;
+mod root;
 
 pub mod backend;
 pub mod client;
@@ -51,25 +54,7 @@ pub use fixture::Fixture;
 pub use net::{addr, free_port, free_udp_port, wait_port};
 pub use pki::{Leaf, Pki};
 pub use proc::{Proc, TempDir, log_tails, openssl_s_server};
-
-/// Whether the tests run as root (network namespaces need it; CI and the
-/// project's test machines run the tests as root).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-    })
-}
-
-/// Fails the calling test unless it runs as root: a test that needs root
-/// never skips itself silently.
-pub fn require_root(what: &str) {
-    assert!(
-        is_root(),
-        "{what} needs root (network namespaces); run the tests as root, as CI does"
-    );
-}
+pub use root::{Verdict, is_root, require_root, skip_without_root, verdict};
 
 /// Runs a command that must succeed; its stdout.
 pub fn run(args: &[&str]) -> String {
