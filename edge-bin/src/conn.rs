@@ -14,6 +14,9 @@ pub struct ConnInfo {
     pub tls_version: Option<&'static str>,
     /// Requests being served on this connection (for the idle timeout).
     pub in_flight: AtomicUsize,
+    /// Requests started on this connection: the HTTP/2 idle timeout counts
+    /// these, not bytes, so a client's PINGs do not keep it open.
+    pub requests: AtomicU64,
     /// Set by the HTTP/1 framing guard when a request had both
     /// Content-Length and Transfer-Encoding: the index of that request.
     pub smuggle: Flags,
@@ -32,6 +35,7 @@ impl ConnInfo {
             sni,
             tls_version,
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
             smuggle: Default::default(),
             seq: AtomicUsize::new(0),
             ja4: None,

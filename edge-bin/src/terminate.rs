@@ -152,8 +152,10 @@ pub async fn terminate(conn: TlsConnection<Inbound>) {
 }
 
 /// Serves one connection; closes it gracefully after `idle_timeout` without
-/// traffic and without a request in flight. An error about a request head
-/// is logged.
+/// a request in flight and without progress: for HTTP/1, bytes moving;
+/// for HTTP/2, a new request (PINGs and other frames a client sends to
+/// keep a connection open do not count; a GOAWAY lets open streams
+/// finish). An error about a request head is logged.
 pub async fn serve_with_idle_timeout<I, S>(
     protocol: Protocol,
     state: &State,
@@ -178,11 +180,11 @@ pub async fn serve_with_idle_timeout<I, S>(
             let c = http1_builder(limits)
                 .serve_connection(io, svc)
                 .with_upgrades();
-            drive(c, conn, idle, retired, clog).await;
+            drive(c, conn, &conn.smuggle.activity, idle, retired, clog).await;
         }
         Protocol::Http2 => {
             let c = http2_builder(limits).serve_connection(io, svc);
-            drive(c, conn, idle, retired, clog).await;
+            drive(c, conn, &conn.requests, idle, retired, clog).await;
         }
     }
 }
@@ -190,12 +192,13 @@ pub async fn serve_with_idle_timeout<I, S>(
 async fn drive<C: Graceful>(
     c: C,
     conn: &ConnInfo,
+    progress: &std::sync::atomic::AtomicU64,
     idle: Duration,
     retired: &crate::lifecycle::Closing,
     clog: &ConnLog,
 ) {
     tokio::pin!(c);
-    let mut last = conn.smuggle.activity.load(Ordering::Relaxed);
+    let mut last = progress.load(Ordering::Relaxed);
     let mut tick = tokio::time::interval(idle.max(Duration::from_millis(100)));
     tick.tick().await;
     let mut closing = false;
@@ -209,7 +212,7 @@ async fn drive<C: Graceful>(
                 return;
             }
             _ = tick.tick(), if !closing => {
-                let now = conn.smuggle.activity.load(Ordering::Relaxed);
+                let now = progress.load(Ordering::Relaxed);
                 if now == last && conn.in_flight.load(Ordering::Relaxed) == 0 {
                     c.as_mut().close_gracefully();
                     closing = true;

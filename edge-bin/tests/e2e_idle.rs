@@ -1,5 +1,6 @@
 //! `[limits] idle_timeout` closes an idle HTTP/2 connection, also when the
-//! client is one that answers PINGs (hyper's, as browsers do).
+//! client is one that answers PINGs (hyper's, as browsers do) or sends
+//! PINGs of its own to keep the connection open.
 
 mod common;
 
@@ -8,19 +9,34 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use http_body_util::Empty;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_http2_connection_is_closed() {
-    let f = front("idle-h2", "e2e_idle.toml", &["a.test"], &[]);
+    idle_http2_connection_is_closed("idle-h2", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_though_the_client_sends_pings() {
+    idle_http2_connection_is_closed("idle-h2-pings", Some(Duration::from_millis(300))).await;
+}
+
+/// One request, then nothing but (with `pings`) a client PING that often:
+/// edge must close the connection within a few idle timeouts (1 s).
+async fn idle_http2_connection_is_closed(test: &str, pings: Option<Duration>) {
+    let f = front(test, "e2e_idle.toml", &["a.test"], &[]);
     let tls = edge_testkit::client::tls(f.pki.client_config(&[b"h2"]), f.port, Some("a.test"))
         .await
         .unwrap();
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-            .await
-            .unwrap();
+    let mut builder = hyper::client::conn::http2::Builder::new(TokioExecutor::new());
+    builder.timer(TokioTimer::new());
+    if let Some(every) = pings {
+        builder
+            .keep_alive_interval(every)
+            .keep_alive_while_idle(true);
+    }
+    let (mut sender, conn) = builder.handshake(TokioIo::new(tls)).await.unwrap();
     let conn = tokio::spawn(conn);
     let req = http::Request::builder()
         .uri("https://a.test/")

@@ -46,6 +46,7 @@ pub async fn serve(
     req: Request<Incoming>,
 ) -> Result<Response<EdgeBody>, Infallible> {
     conn.in_flight.fetch_add(1, Ordering::Relaxed);
+    conn.requests.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&conn.in_flight);
     let start = Instant::now();
     let mut rec = AccessRecord {
