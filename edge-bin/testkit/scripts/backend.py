@@ -1,4 +1,4 @@
-import http.server, os, sys, time
+import http.server, os, socket, sys, time
 name, addr, port, down = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -19,6 +19,7 @@ class H(http.server.BaseHTTPRequestHandler):
             time.sleep(int(self.path[6:]) / 1000.0)
         self.reply(200, ("%s via %s\n" % (name, self.client_address[0])).encode())
 class S(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256

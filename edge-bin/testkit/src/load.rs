@@ -9,9 +9,10 @@ use crate::proc::{Proc, unique};
 use crate::wait_until;
 
 /// A python3 HTTP/1.1 backend (`scripts/backend.py`), run as
-/// `python3 backend.py NAME ADDR PORT DOWN_FILE`: `GET /health` is 200, or
-/// 503 while the file `DOWN_FILE` exists; `GET /slow/MS` answers after MS
-/// milliseconds; anything else answers `NAME via PEER_IP`.
+/// `python3 backend.py NAME ADDR PORT DOWN_FILE` (ADDR IPv4 or IPv6):
+/// `GET /health` is 200, or 503 while the file `DOWN_FILE` exists;
+/// `GET /slow/MS` answers after MS milliseconds; anything else answers
+/// `NAME via PEER_IP`.
 pub const BACKEND_PY: &str = include_str!("../scripts/backend.py");
 
 /// A python3 HTTPS load client (`scripts/load.py`). argv\[1\] is a JSON
