@@ -412,6 +412,9 @@ impl Site {
 
 #[test]
 fn servers_through_a_wireguard_tunnel_leave_while_it_is_down_and_return_with_it() {
+    edge_testkit::needs_root!(
+        "servers_through_a_wireguard_tunnel_leave_while_it_is_down_and_return_with_it"
+    );
     let test_t0 = Instant::now();
     let mut s = Site::start();
     s.wait_servers("up", Instant::now(), Duration::from_secs(10), "at start");
