@@ -44,22 +44,29 @@ pub(super) fn validate(
     };
     if let Some(s) = &a.socket {
         let p = Path::new(s.get_ref());
+        // The length that counts is the path edge binds: a relative path
+        // joined to the config file's directory.
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
         if s.get_ref().is_empty() {
             err(s, "admin.socket", "the socket path is empty".into());
-        } else if p.as_os_str().len() > 100 {
+        } else if full.as_os_str().len() > 100 {
             // sun_path holds 108 bytes including the temporary suffix edge
             // binds first.
             err(
                 s,
                 "admin.socket",
-                "the socket path is too long (at most 100 bytes)".into(),
+                format!(
+                    "the socket path {} is too long ({} bytes, at most 100)",
+                    full.display(),
+                    full.as_os_str().len()
+                ),
             );
         } else {
-            out.socket = Some(if p.is_absolute() {
-                p.to_path_buf()
-            } else {
-                base.join(p)
-            });
+            out.socket = Some(full);
         }
     }
     if let Some(m) = &a.mode {
@@ -124,6 +131,16 @@ mod tests {
         )
         .map(|v| v.admin)
         .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_relative_socket_path_is_measured_where_it_is_bound() {
+        let long_base = Path::new("/").join("d".repeat(95));
+        let text = format!("[admin]\nsocket = \"admin.sock\"\n{ROUTE}");
+        let e = crate::config::load_str(Source::new(Path::new("t.toml"), text), &long_base)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too long (107 bytes, at most 100)"), "{e}");
     }
 
     #[test]
