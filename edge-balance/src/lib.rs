@@ -109,6 +109,7 @@
 mod balancer;
 mod dispatch;
 mod error;
+pub mod forwarding;
 mod hash;
 mod policy;
 mod service;

@@ -24,13 +24,13 @@ use crate::accesslog::conn::{ConnLog, Metered};
 use crate::config::IpNet;
 use crate::h1guard::Guard;
 use crate::http::body::EdgeBody;
-use crate::http::headers::{new_request_id, request_host};
 use crate::http::{ConnInfo, respond};
 use crate::inbound::Inbound;
 use crate::metrics::HandshakeFailure;
 use crate::sni::SniTarget;
 use crate::state::{SharedState, State};
 use crate::terminate::{Protocol, serve_with_idle_timeout};
+use edge_balance::forwarding::{new_request_id, request_host};
 
 /// Binds a listening socket (SO_REUSEADDR, backlog 1024).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -272,7 +272,7 @@ async fn plain_request(
     let close = resp.status() == StatusCode::BAD_REQUEST;
     let h = resp.headers_mut();
     if let Ok(v) = http::HeaderValue::from_str(&id) {
-        h.insert(crate::http::headers::X_REQUEST_ID, v);
+        h.insert(edge_balance::forwarding::X_REQUEST_ID, v);
     }
     if close {
         h.insert(

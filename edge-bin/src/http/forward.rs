@@ -12,11 +12,11 @@ use hyper::body::Incoming;
 use tower_service::Service as _;
 
 use super::body::{EdgeBody, Guarded, ReadTimeout, boxed, empty, is_body_timeout};
-use super::headers::{X_REQUEST_ID, strip_hop_by_hop};
 use super::respond;
 use super::upstream::{SendError, request_body_failed};
 use crate::accesslog::AccessRecord;
 use crate::state::Backend;
+use edge_balance::forwarding::{X_REQUEST_ID, strip_hop_by_hop};
 
 /// Request bodies up to this size are buffered so the request can be retried.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;

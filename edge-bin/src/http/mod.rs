@@ -3,7 +3,6 @@
 
 pub mod body;
 pub mod forward;
-pub mod headers;
 pub mod respond;
 pub mod upstream;
 
@@ -19,7 +18,9 @@ use crate::accesslog::AccessRecord;
 use crate::config::{IpNet, RouteAction};
 use crate::state::State;
 use body::EdgeBody;
-use headers::{ForwardInfo, new_request_id, request_host, set_forwarding, upgrade_protocol};
+use edge_balance::forwarding::{
+    ForwardInfo, new_request_id, request_host, set_forwarding, upgrade_protocol,
+};
 
 pub use crate::conn::ConnInfo;
 

@@ -5,7 +5,7 @@ use http::header::{CONTENT_TYPE, LOCATION};
 use http::{HeaderValue, Response, StatusCode};
 
 use super::body::{EdgeBody, full};
-use super::headers::X_REQUEST_ID;
+use edge_balance::forwarding::X_REQUEST_ID;
 
 /// An error page: status line text and the request id, nothing internal.
 pub fn error(status: StatusCode, request_id: &str) -> Response<EdgeBody> {

@@ -1,11 +1,35 @@
-//! Request header work: the Host, hop-by-hop stripping, `X-Forwarded-*`,
-//! `Forwarded` and `X-Request-Id`.
+//! What a proxy does to a request's headers before it forwards it: the
+//! request's host (from the URI authority or the single `Host`), hop-by-hop
+//! stripping (RFC 9110 §7.6.1, the client unable to strip the proxy's own
+//! headers by naming them in `Connection`), `X-Forwarded-For/Proto/Host`,
+//! `Forwarded` (RFC 7239) and `X-Request-Id` (kept from a trusted upstream,
+//! else new).
+//!
+//! ```
+//! use edge_balance::forwarding::{ForwardInfo, set_forwarding, strip_hop_by_hop};
+//!
+//! let mut h = http::HeaderMap::new();
+//! h.insert("connection", "x-forwarded-for, keep-alive".parse().unwrap());
+//! h.insert("keep-alive", "timeout=5".parse().unwrap());
+//! let info = ForwardInfo {
+//!     client: "192.0.2.7:50000".parse().unwrap(),
+//!     host: "app.example",
+//!     proto: "https",
+//!     trusted: false,
+//! };
+//! strip_hop_by_hop(&mut h);
+//! let id = set_forwarding(&mut h, &info, || "id-1".into());
+//! assert_eq!(id, "id-1");
+//! assert_eq!(h["x-forwarded-for"], "192.0.2.7");
+//! assert!(!h.contains_key("keep-alive"));
+//! ```
 
 use std::net::{IpAddr, SocketAddr};
 
 use http::header::{CONNECTION, HOST, HeaderName, TE, TRANSFER_ENCODING, UPGRADE};
 use http::{HeaderMap, HeaderValue, Request, Version};
 
+/// `X-Request-Id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -13,7 +37,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-/// The headers edge sets on every forwarded request.
+/// The headers [`set_forwarding`] sets on every forwarded request.
 const EDGE_HEADERS: [HeaderName; 5] = [
     X_REQUEST_ID,
     X_FORWARDED_FOR,
@@ -25,8 +49,11 @@ const EDGE_HEADERS: [HeaderName; 5] = [
 /// Why a request's Host is refused (400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostError {
+    /// No authority and no `Host`.
     Missing,
+    /// More than one `Host`.
     Multiple,
+    /// Not a host name, IP literal or address (with an optional port).
     Invalid,
 }
 
@@ -135,8 +162,11 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// What the forwarding headers say about the client.
 #[derive(Debug, Clone)]
 pub struct ForwardInfo<'a> {
+    /// The client's address (IPv4-mapped IPv6 is written as IPv4).
     pub client: SocketAddr,
+    /// The request's host, as [`request_host`] gives it.
     pub host: &'a str,
+    /// `https` or `http`: how the client reached the proxy.
     pub proto: &'static str,
     /// The client is a trusted upstream: keep its X-Forwarded-* (append) and X-Request-Id.
     pub trusted: bool,
