@@ -107,6 +107,7 @@
 //! ```
 
 mod balancer;
+pub mod client_limit;
 mod dispatch;
 mod error;
 pub mod forwarding;

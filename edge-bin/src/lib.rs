@@ -47,7 +47,6 @@ pub mod accesslog;
 pub mod acme;
 pub mod admin;
 pub mod certs;
-pub mod client_limits;
 pub mod confdiff;
 pub mod config;
 pub mod conn;

@@ -107,7 +107,7 @@ pub async fn accept_loop(
 fn client_slot(
     state: &State,
     client: SocketAddr,
-) -> Option<Option<crate::client_limits::ConnectionSlot>> {
+) -> Option<Option<edge_balance::client_limit::ConnectionSlot>> {
     match state.client_limits.as_ref().map(|l| l.connect(client.ip())) {
         None => Some(None),
         Some(Ok(slot)) => Some(slot),

@@ -72,7 +72,7 @@ pub struct State {
     pub http: HttpSettings,
     pub limits: Limits,
     /// Per-client limits (`[client_limits]`), `None` when off.
-    pub client_limits: Option<Arc<crate::client_limits::ClientLimits>>,
+    pub client_limits: Option<Arc<edge_balance::client_limit::ClientLimits>>,
     pub tls: Arc<rustls::ServerConfig>,
     /// Certificates by SNI: static files, self-signed, and ACME-managed.
     pub certs: Arc<edge_acme::CertResolver>,
@@ -166,7 +166,7 @@ impl State {
             https: v.https.clone(),
             http: v.http.clone(),
             limits: v.limits.clone(),
-            client_limits: crate::client_limits::ClientLimits::new(&v.client_limits),
+            client_limits: v.client_limits.limits(),
             tls: Arc::new(tls),
             certs,
             challenges,

@@ -49,7 +49,24 @@ pub struct ClientLimitSettings {
 impl ClientLimitSettings {
     /// Whether any limit is on.
     pub fn enabled(&self) -> bool {
-        self.max_connections > 0 || self.requests_per_second > 0.0
+        self.config().enabled()
+    }
+
+    /// edge-balance's limits and table, `None` when every limit is off.
+    pub fn limits(&self) -> Option<std::sync::Arc<edge_balance::client_limit::ClientLimits>> {
+        let exempt = self.exempt.clone();
+        edge_balance::client_limit::ClientLimits::new(self.config(), move |ip| {
+            IpNet::any_contains(&exempt, ip)
+        })
+    }
+
+    fn config(&self) -> edge_balance::client_limit::ClientLimitConfig {
+        edge_balance::client_limit::ClientLimitConfig {
+            max_connections: self.max_connections,
+            requests_per_second: self.requests_per_second,
+            burst: self.burst,
+            table_size: self.table_size,
+        }
     }
 }
 

@@ -83,7 +83,7 @@ async fn serve_inner(
         rec.request_id = Some(id.clone());
         return respond::error(StatusCode::BAD_REQUEST, &id);
     }
-    if let Some(Err(crate::client_limits::Refused::Requests(wait))) = state
+    if let Some(Err(edge_balance::client_limit::Refused::Requests(wait))) = state
         .client_limits
         .as_ref()
         .map(|l| l.request(conn.client.ip()))

@@ -1,13 +1,63 @@
-//! Per-client limits at run time: connections held at once and a request
-//! rate (a token bucket with a burst) per client address, in one bounded
-//! table. Clients in `exempt` networks are never counted.
+//! Per-client limits, as HAProxy's stick tables and nginx's `limit_conn` /
+//! `limit_req` give: connections held at once and a request rate (a token
+//! bucket with a burst) per client address, in one table bounded in size
+//! (clients holding no connection are forgotten first). Exempt clients
+//! (trusted networks) are never counted. A refusal is logged once per 10 s
+//! at most, whatever the rate.
+//!
+//! ```
+//! use std::net::IpAddr;
+//! use edge_balance::client_limit::{ClientLimitConfig, ClientLimits, Refused};
+//!
+//! let config = ClientLimitConfig { max_connections: 1, ..ClientLimitConfig::default() };
+//! let limits = ClientLimits::new(config, |ip: IpAddr| ip.is_loopback()).unwrap();
+//! let client = IpAddr::from([192, 0, 2, 1]);
+//! let slot = limits.connect(client).unwrap();
+//! assert_eq!(limits.connect(client).unwrap_err(), Refused::Connections);
+//! drop(slot);
+//! assert!(limits.connect(client).is_ok());
+//! ```
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::config::{ClientLimitSettings, IpNet};
+/// The limits (every one off by default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientLimitConfig {
+    /// Connections one client address may hold at once (0: no limit).
+    pub max_connections: u32,
+    /// Requests per second one client address may make, on average (0: no
+    /// limit).
+    pub requests_per_second: f64,
+    /// Requests one client may make at once above the rate.
+    pub burst: u32,
+    /// Client addresses tracked at most (idle ones are forgotten first).
+    pub table_size: usize,
+}
+
+impl Default for ClientLimitConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 0,
+            requests_per_second: 0.0,
+            burst: 1,
+            table_size: 100_000,
+        }
+    }
+}
+
+impl ClientLimitConfig {
+    /// Whether any limit is on.
+    pub fn enabled(&self) -> bool {
+        self.max_connections > 0 || self.requests_per_second > 0.0
+    }
+}
+
+/// Which clients are never limited.
+type Exempt = Box<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
 /// What one client address has in use.
 #[derive(Debug)]
@@ -18,9 +68,9 @@ struct Entry {
 }
 
 /// The limits and the table of clients.
-#[derive(Debug)]
 pub struct ClientLimits {
-    settings: ClientLimitSettings,
+    settings: ClientLimitConfig,
+    exempt: Exempt,
     table: Mutex<HashMap<IpAddr, Entry>>,
     refused: Mutex<Refusals>,
 }
@@ -58,12 +108,26 @@ pub enum Refused {
     Requests(Duration),
 }
 
+impl fmt::Debug for ClientLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientLimits")
+            .field("settings", &self.settings)
+            .field("tracked", &self.tracked())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ClientLimits {
-    /// The limits, or `None` when every limit is off.
-    pub fn new(settings: &ClientLimitSettings) -> Option<Arc<Self>> {
+    /// The limits, with `exempt` saying which clients are never counted;
+    /// `None` when every limit is off.
+    pub fn new(
+        settings: ClientLimitConfig,
+        exempt: impl Fn(IpAddr) -> bool + Send + Sync + 'static,
+    ) -> Option<Arc<Self>> {
         settings.enabled().then(|| {
             Arc::new(Self {
-                settings: settings.clone(),
+                settings,
+                exempt: Box::new(exempt),
                 table: Mutex::new(HashMap::new()),
                 refused: Mutex::new(Refusals {
                     connections: 0,
@@ -79,7 +143,7 @@ impl ClientLimits {
     }
 
     fn exempt(&self, ip: IpAddr) -> bool {
-        IpNet::any_contains(&self.settings.exempt, ip)
+        (self.exempt)(ip)
     }
 
     /// The client's entry, made room for: at `table_size`, clients with no
@@ -157,7 +221,7 @@ impl ClientLimits {
                 connections = r.connections,
                 requests = r.requests,
                 last_client = %ip,
-                "per-client limits refused clients (counted in edge_client_limit_refused_total)"
+                "per-client limits refused clients"
             );
             *r = Refusals {
                 connections: 0,
@@ -178,13 +242,17 @@ mod tests {
     use super::*;
 
     fn limits(conns: u32, rate: f64, burst: u32, table: usize) -> Arc<ClientLimits> {
-        ClientLimits::new(&ClientLimitSettings {
+        let config = ClientLimitConfig {
             max_connections: conns,
             requests_per_second: rate,
             burst,
-            exempt: vec!["10.9.0.0/16".parse().unwrap()],
             table_size: table,
-        })
+        };
+        // 10.9.0.0/16 is trusted.
+        ClientLimits::new(
+            config,
+            |ip| matches!(ip, IpAddr::V4(v4) if v4.octets()[..2] == [10, 9]),
+        )
         .unwrap()
     }
 
@@ -236,15 +304,6 @@ mod tests {
         // The client holding a connection was not forgotten.
         assert_eq!(l.connect(ip(1)).unwrap_err(), Refused::Connections);
         drop(held);
-        assert!(
-            ClientLimits::new(&ClientLimitSettings {
-                max_connections: 0,
-                requests_per_second: 0.0,
-                burst: 0,
-                exempt: vec![],
-                table_size: 1,
-            })
-            .is_none()
-        );
+        assert!(ClientLimits::new(ClientLimitConfig::default(), |_| false).is_none());
     }
 }
