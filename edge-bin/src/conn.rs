@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use edge_sni::h1guard::{Flags, Scanner};
+use edge_sni::meter::Meter;
+
 /// What is known about the client connection.
 #[derive(Debug)]
 pub struct ConnInfo {
@@ -20,6 +23,8 @@ pub struct ConnInfo {
     /// Set by the HTTP/1 framing guard when a request had both
     /// Content-Length and Transfer-Encoding: the index of that request.
     pub smuggle: Flags,
+    /// Bytes moved in either direction (for the idle timeout).
+    pub activity: AtomicU64,
     /// Requests seen so far on this connection (HTTP/1 only, in order).
     pub seq: AtomicUsize,
     /// JA4 fingerprint of the ClientHello (access log).
@@ -37,6 +42,7 @@ impl ConnInfo {
             in_flight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             smuggle: Default::default(),
+            activity: AtomicU64::new(0),
             seq: AtomicUsize::new(0),
             ja4: None,
             tls_cipher: None,
@@ -51,34 +57,40 @@ impl ConnInfo {
     }
 }
 
-/// Per-connection flags shared with the HTTP service.
-#[derive(Debug, Default)]
-pub struct Flags {
-    /// 1 + index of the first request with CL+TE; 0 = none.
-    flagged: AtomicUsize,
-    /// Bytes moved in either direction (for the idle timeout).
-    pub activity: AtomicU64,
+/// The [`Meter`] of a client stream: counts activity, and (for HTTP/1)
+/// scans framing (edge-sni's [`Scanner`]). Wrap the stream with
+/// [`Metered`](edge_sni::meter::Metered).
+#[derive(Debug)]
+pub struct Guard {
+    scanner: Option<Scanner>,
+    conn: Arc<ConnInfo>,
 }
 
-impl Flags {
-    /// Marks request number `seq` (0-based) as having both CL and TE; only
-    /// the first such request is kept.
-    pub fn flag(&self, seq: usize) {
-        let _ = self.flagged.compare_exchange(
-            0,
-            seq.wrapping_add(1),
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+impl Guard {
+    /// `h1`: scan for CL+TE (false for HTTP/2 connections).
+    pub fn new(conn: Arc<ConnInfo>, h1: bool, max_head: usize) -> Self {
+        Self {
+            scanner: h1.then(|| Scanner::new(max_head)),
+            conn,
+        }
     }
+}
 
-    /// The first request (0-based) that had both CL and TE, if any.
-    pub fn first_flagged(&self) -> Option<usize> {
-        self.flagged.load(Ordering::Acquire).checked_sub(1)
+impl Meter for Guard {
+    fn on_read(&mut self, data: &[u8]) {
+        self.conn
+            .activity
+            .fetch_add(data.len() as u64 + 1, Ordering::Relaxed);
+        if let Some(s) = &mut self.scanner {
+            s.feed(data, &self.conn.smuggle);
+            if s.stopped() {
+                self.scanner = None;
+            }
+        }
     }
-
-    /// Whether request number `seq` (0-based) had both CL and TE.
-    pub fn is_flagged(&self, seq: usize) -> bool {
-        self.flagged.load(Ordering::Acquire) == seq.wrapping_add(1)
+    fn on_write(&mut self, n: usize) {
+        self.conn
+            .activity
+            .fetch_add(n as u64 + 1, Ordering::Relaxed);
     }
 }

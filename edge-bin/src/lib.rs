@@ -51,7 +51,6 @@ pub mod confdiff;
 pub mod config;
 pub mod conn;
 pub mod demo;
-pub mod h1guard;
 pub mod health;
 pub mod http;
 pub mod inbound;

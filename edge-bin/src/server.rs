@@ -20,9 +20,9 @@ use tokio::sync::Semaphore;
 use tower_service::Service as _;
 
 use crate::accesslog::AccessRecord;
-use crate::accesslog::conn::{ConnLog, Metered};
+use crate::accesslog::conn::ConnLog;
 use crate::config::IpNet;
-use crate::h1guard::Guard;
+use crate::conn::Guard;
 use crate::http::body::EdgeBody;
 use crate::http::{ConnInfo, respond};
 use crate::inbound::Inbound;
@@ -31,6 +31,7 @@ use crate::sni::SniTarget;
 use crate::state::{SharedState, State};
 use crate::terminate::{Protocol, serve_with_idle_timeout};
 use edge_balance::forwarding::{new_request_id, request_host};
+use edge_sni::meter::Metered;
 
 /// Binds a listening socket (SO_REUSEADDR, backlog 1024).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

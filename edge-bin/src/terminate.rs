@@ -17,14 +17,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::accesslog::conn::{ConnLog, Metered};
+use crate::accesslog::conn::ConnLog;
 use crate::config::Limits;
-use crate::h1guard::Guard;
+use crate::conn::Guard;
 use crate::http::ConnInfo;
 use crate::http::body::EdgeBody;
 use crate::inbound::Inbound;
 use crate::metrics::HandshakeFailure;
 use crate::state::State;
+use edge_sni::meter::Metered;
 
 /// The protocol of a terminated connection, known before the first byte:
 /// ALPN on TLS, HTTP/1 on the plain port. (hyper-util's `auto` builder
@@ -180,7 +181,7 @@ pub async fn serve_with_idle_timeout<I, S>(
             let c = http1_builder(limits)
                 .serve_connection(io, svc)
                 .with_upgrades();
-            drive(c, conn, &conn.smuggle.activity, idle, retired, clog).await;
+            drive(c, conn, &conn.activity, idle, retired, clog).await;
         }
         Protocol::Http2 => {
             let c = http2_builder(limits).serve_connection(io, svc);
@@ -221,7 +222,7 @@ async fn drive<C: Graceful>(
             }
             // A reload replaced this connection's config, or edge stops:
             // finish the request in flight, then close (h2: GOAWAY).
-            () = crate::lifecycle::protocol_started(retired, &conn.smuggle.activity), if !closing => {
+            () = crate::lifecycle::protocol_started(retired, &conn.activity), if !closing => {
                 c.as_mut().close_gracefully();
                 closing = true;
             }

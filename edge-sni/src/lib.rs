@@ -46,10 +46,12 @@
 mod client_hello;
 mod encode;
 mod error;
+pub mod h1guard;
 mod host_name;
 pub mod io;
 mod ja4;
 mod limits;
+pub mod meter;
 pub mod proxy_protocol;
 mod reader;
 mod record;

@@ -5,7 +5,7 @@
 //! whole, byte by byte or in reads of the chosen size; and when the first
 //! request head carries both Content-Length and Transfer-Encoding (by an
 //! independent, whole-buffer reading of that head) it is the one flagged.
-use edge_bin::h1guard::scan;
+use edge_sni::h1guard::scan;
 
 /// Larger than any input libFuzzer makes here, so the head cap (whose
 /// boundary depends on read sizes by design) never decides.

@@ -1,19 +1,49 @@
-//! Request-smuggling guard for HTTP/1: watches the bytes hyper reads and
-//! follows request framing (heads, Content-Length bodies, chunked bodies) so
-//! it can flag a request that carries both `Content-Length` and
-//! `Transfer-Encoding`. hyper alone would let Transfer-Encoding win; edge
-//! answers such a request 400 and closes, as the issue asks.
+//! Request-smuggling guard for HTTP/1: watches the bytes an HTTP server
+//! (hyper) reads from a client and follows request framing (heads,
+//! Content-Length bodies, chunked bodies) so it can flag a request that
+//! carries both `Content-Length` and `Transfer-Encoding`. hyper alone would
+//! let Transfer-Encoding win; a proxy should answer such a request 400 and
+//! close (RFC 9112 §6.3), which [`Flags::is_flagged`] lets the request
+//! service do. Feed it from a [`Meter`](crate::meter::Meter) on the client
+//! stream.
 //!
 //! The scanner is a byte-at-a-time state machine with no allocation beyond
 //! the current head (capped); on anything it does not understand it stops
 //! watching and leaves the verdict to hyper's parser.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::accesslog::conn::Meter;
+/// What the scanner found on one connection, shared with the request
+/// service: the first request that had both `Content-Length` and
+/// `Transfer-Encoding`.
+#[derive(Debug, Default)]
+pub struct Flags {
+    /// 1 + index of the first request with CL+TE; 0 = none.
+    flagged: AtomicUsize,
+}
 
-pub use crate::conn::Flags;
+impl Flags {
+    /// Marks request number `seq` (0-based) as having both CL and TE; only
+    /// the first such request is kept.
+    pub fn flag(&self, seq: usize) {
+        let _ = self.flagged.compare_exchange(
+            0,
+            seq.wrapping_add(1),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The first request (0-based) that had both CL and TE, if any.
+    pub fn first_flagged(&self) -> Option<usize> {
+        self.flagged.load(Ordering::Acquire).checked_sub(1)
+    }
+
+    /// Whether request number `seq` (0-based) had both CL and TE.
+    pub fn is_flagged(&self, seq: usize) -> bool {
+        self.flagged.load(Ordering::Acquire) == seq.wrapping_add(1)
+    }
+}
 
 #[derive(Debug)]
 enum State {
@@ -30,8 +60,9 @@ enum State {
     Stop,
 }
 
+/// The framing scanner of one client stream.
 #[derive(Debug)]
-struct Scanner {
+pub struct Scanner {
     state: State,
     /// The part of a head (or trailer line) that arrived in earlier reads;
     /// a head that arrives in one read is parsed in place, never copied.
@@ -43,7 +74,8 @@ struct Scanner {
 }
 
 impl Scanner {
-    fn new(max_head: usize) -> Self {
+    /// A scanner that gives up on a head longer than `max_head` bytes.
+    pub fn new(max_head: usize) -> Self {
         Self {
             state: State::Head,
             head: Vec::new(),
@@ -70,7 +102,16 @@ impl Scanner {
         None
     }
 
-    fn feed(&mut self, mut data: &[u8], flags: &Flags) {
+    /// Whether it gave up watching (CL+TE, an upgrade, `CONNECT`, an
+    /// oversized head or framing it does not understand): then the stream
+    /// needs no more feeding.
+    pub fn stopped(&self) -> bool {
+        matches!(self.state, State::Stop)
+    }
+
+    /// The next bytes read from the client; a request with both CL and TE
+    /// is marked in `flags`.
+    pub fn feed(&mut self, mut data: &[u8], flags: &Flags) {
         while !data.is_empty() {
             match &mut self.state {
                 State::Stop => return,
@@ -189,7 +230,7 @@ impl Scanner {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
     /// Index (0-based) of the first request carrying both `Content-Length`
-    /// and `Transfer-Encoding`, the one edge answers 400.
+    /// and `Transfer-Encoding`, the one to answer 400.
     pub flagged: Option<usize>,
     /// Request heads seen complete.
     pub requests: usize,
@@ -198,7 +239,7 @@ pub struct Verdict {
     pub stopped: bool,
 }
 
-/// The scanner of [`Guard`] on its own, without I/O (tests, fuzzing):
+/// The scanner on its own, without I/O (tests, fuzzing):
 /// feeds `reads` in order, as successive reads of one client stream, to a
 /// fresh scanner capping heads at `max_head` bytes.
 pub fn scan<'a>(reads: impl IntoIterator<Item = &'a [u8]>, max_head: usize) -> Verdict {
@@ -263,46 +304,6 @@ fn end_of_head(head: &[u8], seq: usize, flags: &Flags) -> State {
             Some(n) if n > 0 => State::Fixed(n),
             _ => State::Head,
         }
-    }
-}
-
-/// The [`Meter`] of a client stream: counts activity, and (for HTTP/1)
-/// scans framing. Wrap the stream with
-/// [`Metered`](crate::accesslog::conn::Metered).
-#[derive(Debug)]
-pub struct Guard {
-    scanner: Option<Scanner>,
-    flags: Arc<crate::conn::ConnInfo>,
-}
-
-impl Guard {
-    /// `h1`: scan for CL+TE (false for HTTP/2 connections).
-    pub fn new(conn: Arc<crate::conn::ConnInfo>, h1: bool, max_head: usize) -> Self {
-        Self {
-            scanner: h1.then(|| Scanner::new(max_head)),
-            flags: conn,
-        }
-    }
-}
-
-impl Meter for Guard {
-    fn on_read(&mut self, data: &[u8]) {
-        self.flags
-            .smuggle
-            .activity
-            .fetch_add(data.len() as u64 + 1, Ordering::Relaxed);
-        if let Some(s) = &mut self.scanner {
-            s.feed(data, &self.flags.smuggle);
-            if matches!(s.state, State::Stop) {
-                self.scanner = None;
-            }
-        }
-    }
-    fn on_write(&mut self, n: usize) {
-        self.flags
-            .smuggle
-            .activity
-            .fetch_add(n as u64 + 1, Ordering::Relaxed);
     }
 }
 
