@@ -111,17 +111,22 @@ pub fn handle(
 fn backends(o: &mut Out, s: &State) {
     let mut pools: Vec<&String> = s.backends.keys().collect();
     pools.sort();
+    // Each family's samples right after its TYPE line, as the format wants.
+    let statuses: Vec<_> = pools
+        .iter()
+        .filter_map(|p| Some((*p, s.health.pool_status(p)?)))
+        .collect();
     o.family("edge_pool_servers", "gauge", "Servers configured per pool.");
+    for (p, st) in &statuses {
+        o.sample("edge_pool_servers", &[("pool", p)], st.total);
+    }
     o.family(
         "edge_pool_healthy_servers",
         "gauge",
         "Servers in rotation per pool (healthy and not ejected).",
     );
-    for p in &pools {
-        if let Some(st) = s.health.pool_status(p) {
-            o.sample("edge_pool_servers", &[("pool", p)], st.total);
-            o.sample("edge_pool_healthy_servers", &[("pool", p)], st.healthy);
-        }
+    for (p, st) in &statuses {
+        o.sample("edge_pool_healthy_servers", &[("pool", p)], st.healthy);
     }
     let mut targets = s.health.targets();
     targets.sort_by(|a, b| (&*a.pool, a.target).cmp(&(&*b.pool, b.target)));
@@ -158,7 +163,7 @@ fn backends(o: &mut Out, s: &State) {
     }
 }
 
-/// Seconds to each served certificate's expiry.
+/// Seconds to each served certificate's expiry; ACME failures.
 fn certificates(o: &mut Out, s: &State) {
     o.family(
         "edge_certificate_expiry_seconds",
@@ -172,6 +177,20 @@ fn certificates(o: &mut Out, s: &State) {
                 "edge_certificate_expiry_seconds",
                 &[("name", &name)],
                 unix(info.not_after).saturating_sub(now),
+            );
+        }
+    }
+    o.family(
+        "edge_acme_consecutive_failures",
+        "gauge",
+        "Failed attempts in a row to obtain or renew each [acme] certificate, by its first name (0 after a success).",
+    );
+    for c in s.acme.iter().flat_map(|a| a.status()) {
+        if let Some(name) = c.names.first() {
+            o.sample(
+                "edge_acme_consecutive_failures",
+                &[("name", name)],
+                c.failures,
             );
         }
     }
