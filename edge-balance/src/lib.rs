@@ -107,6 +107,7 @@
 //! ```
 
 mod balancer;
+pub mod body;
 pub mod client_limit;
 mod dispatch;
 mod error;

@@ -11,11 +11,12 @@ use http_body::Body as _;
 use hyper::body::Incoming;
 use tower_service::Service as _;
 
-use super::body::{EdgeBody, Guarded, ReadTimeout, boxed, empty, is_body_timeout};
+use super::body::{EdgeBody, boxed, empty};
 use super::respond;
 use super::upstream::{SendError, request_body_failed};
 use crate::accesslog::AccessRecord;
 use crate::state::Backend;
+use edge_balance::body::{Guarded, ReadTimeout, is_body_timeout};
 use edge_balance::forwarding::{X_REQUEST_ID, strip_hop_by_hop};
 
 /// Request bodies up to this size are buffered so the request can be retried.
