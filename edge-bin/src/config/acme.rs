@@ -40,15 +40,9 @@ impl Validator<'_> {
         }
         for (i, r) in a.ca_roots.iter().enumerate() {
             let path = self.path(r.get_ref());
-            match std::fs::read(&path).map(|pem| {
-                rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()
-            }) {
-                Ok(Ok(certs)) if !certs.is_empty() => out.ca_roots.extend(certs),
-                _ => self.err(
-                    r,
-                    format!("acme.ca_roots[{i}]"),
-                    format!("cannot read PEM certificates from {}", path.display()),
-                ),
+            match crate::certs::pem_certificates(&path, "CA file") {
+                Ok(certs) => out.ca_roots.extend(certs),
+                Err(e) => self.err(r, format!("acme.ca_roots[{i}]"), e),
             }
         }
         if let Some(p) = &a.peer {
