@@ -126,3 +126,53 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Source, load_str};
+
+    fn load(ca_roots: &Path) -> Result<usize, String> {
+        let text = format!(
+            "[http]\nlisten = [\"127.0.0.1:8080\"]\n[acme]\nstorage = \"/tmp/acme\"\n\
+             ca_roots = [{:?}]\n[[route]]\nrespond = {{ status = 200 }}\n",
+            ca_roots.display().to_string()
+        );
+        load_str(Source::new(Path::new("t.toml"), text), Path::new("/"))
+            .map(|v| v.acme.ca_roots.len())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ca_roots_errors_say_what_is_wrong_with_which_file() {
+        let dir = std::env::temp_dir().join(format!("edge-acme-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let pem = ca.cert.pem();
+        let good = write("ca.pem", &format!("{pem}{pem}"));
+        assert_eq!(load(&good), Ok(2));
+        let cases = [
+            (dir.join("absent.pem"), "cannot read CA file"),
+            (
+                write("key.pem", &ca.signing_key.serialize_pem()),
+                "no CERTIFICATE block in",
+            ),
+            (write("cut.pem", &pem[..pem.len() - 30]), "invalid PEM in"),
+        ];
+        for (path, want) in cases {
+            let e = load(&path).unwrap_err();
+            assert!(e.contains("acme.ca_roots[0]"), "{e}");
+            assert!(
+                e.contains(want) && e.contains(&path.display().to_string()),
+                "{e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
