@@ -75,9 +75,9 @@ enum Command {
     },
     /// Send a command to a running edge's admin socket
     ///
-    /// Sends COMMAND to a running edge's admin socket (default
-    /// /run/edge/admin.sock, else -s SOCKET) and prints the answer; `edge
-    /// admin help` lists the commands.
+    /// Sends COMMAND to a running edge's admin socket (-s SOCKET; default
+    /// /run/edge/admin.sock) and prints the answer; `edge admin help` lists
+    /// the commands.
     #[command(override_usage = "edge admin [-s SOCKET] COMMAND...")]
     Admin {
         /// [-s SOCKET] COMMAND...
@@ -88,7 +88,7 @@ enum Command {
         )]
         args: Vec<String>,
     },
-    /// Print the version.
+    /// Print the version
     Version,
     /// Print a shell completion script
     ///
