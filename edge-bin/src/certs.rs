@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::{self, PemObject as _};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// Why a certificate pair could not be loaded; says which file.
@@ -42,30 +43,50 @@ impl Clone for CertPair {
 
 /// Loads a PEM chain and key, and checks that the key belongs to the leaf.
 pub fn load_pair(cert: &Path, key: &Path) -> Result<CertPair, CertError> {
-    let cert_pem = std::fs::read(cert).map_err(|e| {
-        CertError::Cert(format!(
-            "cannot read certificate file {}: {e}",
-            cert.display()
-        ))
-    })?;
-    let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| CertError::Cert(format!("invalid PEM in {}: {e}", cert.display())))?;
-    if chain.is_empty() {
-        return Err(CertError::Cert(format!(
-            "no CERTIFICATE block in {}",
-            cert.display()
-        )));
-    }
+    let chain = pem_certificates(cert, "certificate file").map_err(CertError::Cert)?;
     let key_pem = std::fs::read(key)
         .map_err(|e| CertError::Key(format!("cannot read key file {}: {e}", key.display())))?;
-    let der = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| CertError::Key(format!("invalid PEM in {}: {e}", key.display())))?
-        .ok_or_else(|| CertError::Key(format!("no PRIVATE KEY block in {}", key.display())))?;
+    let der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        CertError::Key(match e {
+            pem::Error::NoItemsFound => format!("no PRIVATE KEY block in {}", key.display()),
+            e => format!("invalid PEM in {}: {}", key.display(), pem_problem(&e)),
+        })
+    })?;
     certified(chain, der).map_err(|e| match e {
         CertError::Key(m) => CertError::Key(format!("{}: {m}", key.display())),
         other => other,
     })
+}
+
+/// The certificates of a PEM file, in order; an error names the file
+/// (`what`: "certificate file", "CA file") and says what is wrong:
+/// unreadable, invalid PEM, or no CERTIFICATE block.
+pub fn pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text =
+        std::fs::read(path).map_err(|e| format!("cannot read {what} {}: {e}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("invalid PEM in {}: {}", path.display(), pem_problem(&e)))?;
+    if certs.is_empty() {
+        return Err(format!("no CERTIFICATE block in {}", path.display()));
+    }
+    Ok(certs)
+}
+
+/// A PEM parse error in words (the library's own text shows marker lines
+/// as byte arrays).
+fn pem_problem(e: &pem::Error) -> String {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+    match e {
+        // `end_marker` is the block's label.
+        pem::Error::MissingSectionEnd { end_marker } => {
+            format!("no \"-----END {}-----\" line", text(end_marker))
+        }
+        pem::Error::IllegalSectionStart { line } => {
+            format!("malformed BEGIN line {:?}", text(line))
+        }
+        other => other.to_string(),
+    }
 }
 
 fn certified(
@@ -108,6 +129,52 @@ mod tests {
         assert!(e.to_string().contains("does not match"), "{e}");
         let e = load_pair(&dir.join("missing.pem"), &dir.join("k1.pem")).unwrap_err();
         assert!(matches!(e, CertError::Cert(_)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bad_pem_files_are_named_with_the_problem() {
+        let dir = std::env::temp_dir().join(format!("edge-certs-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let one = rcgen::generate_simple_self_signed(vec!["one".into()]).unwrap();
+        let (cert, key) = (one.cert.pem(), one.signing_key.serialize_pem());
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let (c, k) = (write("c.pem", &cert), write("k.pem", &key));
+        let err = |c: &Path, k: &Path| load_pair(c, k).unwrap_err().to_string();
+        // The files swapped: no certificate in the key file and the reverse.
+        let e = err(&k, &k);
+        assert!(
+            e.contains("no CERTIFICATE block in") && e.contains("k.pem"),
+            "{e}"
+        );
+        let e = err(&c, &c);
+        assert!(
+            e.contains("no PRIVATE KEY block in") && e.contains("c.pem"),
+            "{e}"
+        );
+        // Cut short: the END line is missing.
+        let cut = write("cut.pem", &cert[..cert.len() / 2]);
+        let e = err(&cut, &k);
+        assert!(e.contains("invalid PEM in") && e.contains("cut.pem"), "{e}");
+        assert!(e.contains("\"-----END CERTIFICATE-----\""), "{e}");
+        let cut = write("cutkey.pem", &key[..key.len() / 2]);
+        let e = err(&c, &cut);
+        assert!(
+            e.contains("invalid PEM in") && e.contains("cutkey.pem"),
+            "{e}"
+        );
+        // Unreadable: a directory.
+        let e = err(&c, &dir);
+        assert!(e.contains("cannot read key file"), "{e}");
+        // A chain keeps its order.
+        let two = rcgen::generate_simple_self_signed(vec!["two".into()]).unwrap();
+        let chain = write("chain.pem", &format!("{cert}{}", two.cert.pem()));
+        let certs = pem_certificates(&chain, "certificate file").unwrap();
+        assert_eq!(certs, vec![one.cert.der().clone(), two.cert.der().clone()]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

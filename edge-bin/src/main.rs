@@ -6,6 +6,8 @@
 //! edge check -c new.toml --diff-against old.toml | --running [FILE]
 //!                            ... and print what a reload would change
 //! edge admin [-s SOCKET] CMD  send one command to a running edge's admin socket
+//! edge completions bash|zsh|fish
+//!                            print a shell completion script
 //! edge --version
 //! ```
 //!
@@ -20,41 +22,90 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use edge_bin::{admin, confdiff, config, management, notify, reload, telemetry};
 
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage:
-  edge run -c FILE [--running-config COPY]
-                        run the proxy with config FILE; SIGHUP reloads FILE,
-                        SIGTERM/SIGINT stop gracefully. COPY (default
-                        $RUNTIME_DIRECTORY/running.toml, else
-                        /run/edge/running.toml when /run/edge exists) gets
-                        the config as last loaded
-  edge check -c FILE    validate FILE (everything a run would check) and exit
-  edge check -c FILE --diff-against OLD
-                        ... and print what reloading from OLD to FILE changes
-  edge check -c FILE --running [COPY]
-                        ... against the running instance's config copy
-  edge admin [-s SOCKET] COMMAND...
-                        send COMMAND to a running edge's admin socket
-                        (default /run/edge/admin.sock; try: edge admin help)
-  edge --version        print the version
+/// The HA edge proxy.
+#[derive(Debug, Parser)]
+#[command(
+    name = "edge",
+    version,
+    // A repeated option takes its last value (`-c a -c b` checks b).
+    args_override_self = true,
+    after_help = "exit status: 0 ok, 1 invalid config or start failure, 2 usage error"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-exit status: 0 ok, 1 invalid config or start failure, 2 usage error";
-
+#[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the proxy
+    ///
+    /// Runs the proxy with config FILE: SIGHUP reloads FILE, SIGTERM and
+    /// SIGINT stop gracefully (in-flight work finishes).
     Run {
+        /// The configuration file.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
         file: PathBuf,
+        /// Where to keep a copy of the config as last loaded (default
+        /// $RUNTIME_DIRECTORY/running.toml, else /run/edge/running.toml when
+        /// /run/edge exists).
+        #[arg(long = "running-config", value_name = "COPY")]
         running_copy: Option<PathBuf>,
     },
+    /// Validate a config and exit
+    ///
+    /// Validates FILE (everything a run would check) and exits; with
+    /// --diff-against or --running, also prints what a reload would change.
     Check {
+        /// The configuration file.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
         file: PathBuf,
-        against: Option<Against>,
+        /// Print what reloading from OLD to FILE changes.
+        #[arg(long, value_name = "OLD", conflicts_with = "running")]
+        diff_against: Option<PathBuf>,
+        /// Compare with the running instance's config copy (default
+        /// $RUNTIME_DIRECTORY/running.toml, else /run/edge/running.toml).
+        #[arg(long, value_name = "COPY", num_args = 0..=1)]
+        running: Option<Option<PathBuf>>,
     },
-    Admin(Vec<String>),
+    /// Send a command to a running edge's admin socket
+    ///
+    /// Sends COMMAND to a running edge's admin socket (-s SOCKET; default
+    /// /run/edge/admin.sock) and prints the answer; `edge admin help` lists
+    /// the commands.
+    #[command(override_usage = "edge admin [-s SOCKET] COMMAND...")]
+    Admin {
+        /// [-s SOCKET] COMMAND...
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<String>,
+    },
+    /// Print the version
     Version,
-    Help,
+    /// Print a shell completion script
+    ///
+    /// Prints the completion script for SHELL, e.g.
+    /// `edge completions bash > /etc/bash_completion.d/edge`.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// The shells `edge completions` writes scripts for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// What `edge check` compares with.
@@ -63,71 +114,38 @@ enum Against {
     Running(PathBuf),
 }
 
-fn parse_args(args: &[String]) -> Result<Command, String> {
-    let mut it = args.iter().peekable();
-    let cmd = it.next().ok_or("missing command")?;
-    match cmd.as_str() {
-        "--version" | "-V" | "version" => return Ok(Command::Version),
-        "--help" | "-h" | "help" => return Ok(Command::Help),
-        "admin" => return Ok(Command::Admin(it.cloned().collect())),
-        "run" | "check" => {}
-        other => return Err(format!("unknown command {other:?}")),
-    }
-    let run = cmd == "run";
-    let mut file = None;
-    let mut running_copy = None;
-    let mut against = None;
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-c" | "--config" => file = Some(PathBuf::from(it.next().ok_or("-c needs a file")?)),
-            "--running-config" if run => {
-                running_copy = Some(PathBuf::from(
-                    it.next().ok_or("--running-config needs a file")?,
-                ))
-            }
-            "--diff-against" if !run => {
-                against = Some(Against::File(PathBuf::from(
-                    it.next().ok_or("--diff-against needs a file")?,
-                )))
-            }
-            "--running" if !run => {
-                let path = match it.next_if(|p| !p.starts_with('-')) {
-                    Some(p) => PathBuf::from(p),
-                    None => reload::default_running_copy(),
-                };
-                against = Some(Against::Running(path));
-            }
-            other => return Err(format!("unexpected argument {other:?}")),
-        }
-    }
-    let file = file.ok_or("missing -c FILE")?;
-    Ok(if run {
-        Command::Run { file, running_copy }
-    } else {
-        Command::Check { file, against }
-    })
-}
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cmd = match parse_args(&args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("edge: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match cmd {
+    // Usage errors exit 2 (clap's code); --help and --version exit 0.
+    let cli = Cli::parse();
+    match cli.command {
         Command::Version => {
             println!("edge {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Help => {
-            println!("{USAGE}");
+        Command::Completions { shell } => {
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "edge", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Admin(args) => admin::client::main(&args),
-        Command::Check { file, against } => check(&file, against.as_ref()),
+        Command::Admin { args } => admin::client::main(&args),
+        Command::Check {
+            file,
+            diff_against,
+            running,
+        } => {
+            let against = match (diff_against, running) {
+                (Some(old), _) => Some(Against::File(old)),
+                (None, Some(copy)) => Some(Against::Running(
+                    copy.unwrap_or_else(reload::default_running_copy),
+                )),
+                (None, None) => None,
+            };
+            check(&file, against.as_ref())
+        }
         Command::Run { file, running_copy } => {
             let copy = running_copy.or_else(|| {
                 let p = reload::default_running_copy();
@@ -368,4 +386,14 @@ async fn serve(
 /// and counts in the metrics instead).
 fn default_filter(level: &str) -> String {
     format!("{level},h2=error")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -40,15 +40,9 @@ impl Validator<'_> {
         }
         for (i, r) in a.ca_roots.iter().enumerate() {
             let path = self.path(r.get_ref());
-            match std::fs::read(&path).map(|pem| {
-                rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<Vec<_>, _>>()
-            }) {
-                Ok(Ok(certs)) if !certs.is_empty() => out.ca_roots.extend(certs),
-                _ => self.err(
-                    r,
-                    format!("acme.ca_roots[{i}]"),
-                    format!("cannot read PEM certificates from {}", path.display()),
-                ),
+            match crate::certs::pem_certificates(&path, "CA file") {
+                Ok(certs) => out.ca_roots.extend(certs),
+                Err(e) => self.err(r, format!("acme.ca_roots[{i}]"), e),
             }
         }
         if let Some(p) = &a.peer {
@@ -130,5 +124,55 @@ impl Validator<'_> {
                 out.lock_wait = Some(wait);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Source, load_str};
+
+    fn load(ca_roots: &Path) -> Result<usize, String> {
+        let text = format!(
+            "[http]\nlisten = [\"127.0.0.1:8080\"]\n[acme]\nstorage = \"/tmp/acme\"\n\
+             ca_roots = [{:?}]\n[[route]]\nrespond = {{ status = 200 }}\n",
+            ca_roots.display().to_string()
+        );
+        load_str(Source::new(Path::new("t.toml"), text), Path::new("/"))
+            .map(|v| v.acme.ca_roots.len())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn ca_roots_errors_say_what_is_wrong_with_which_file() {
+        let dir = std::env::temp_dir().join(format!("edge-acme-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let pem = ca.cert.pem();
+        let good = write("ca.pem", &format!("{pem}{pem}"));
+        assert_eq!(load(&good), Ok(2));
+        let cases = [
+            (dir.join("absent.pem"), "cannot read CA file"),
+            (
+                write("key.pem", &ca.signing_key.serialize_pem()),
+                "no CERTIFICATE block in",
+            ),
+            (write("cut.pem", &pem[..pem.len() - 30]), "invalid PEM in"),
+        ];
+        for (path, want) in cases {
+            let e = load(&path).unwrap_err();
+            assert!(e.contains("acme.ca_roots[0]"), "{e}");
+            assert!(
+                e.contains(want) && e.contains(&path.display().to_string()),
+                "{e}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
