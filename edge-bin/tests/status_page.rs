@@ -76,6 +76,15 @@ impl Setup {
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
     }
 
+    /// `edge admin` on the admin socket; panics unless it succeeds.
+    fn admin(&self, command: &str) {
+        let socket = self.front.dir.path("admin.sock");
+        let mut args = vec!["admin", "-s", socket.to_str().unwrap()];
+        args.extend(command.split_whitespace());
+        let (code, out) = edge_cmd(&args);
+        assert_eq!(code, 0, "edge admin {command}: {out}");
+    }
+
     /// Kills backend `i` (SIGKILL, reaped); returns when it is gone.
     fn kill(&mut self, i: usize) {
         drop(self.backends[i].2.take());
@@ -221,6 +230,23 @@ fn status_json_follows_a_backend_down_and_up() {
         "{head}"
     );
 
+    // What an operator set on the admin socket comes first.
+    let (web2, api1) = (&keys[1], &keys[2]);
+    s.admin(&format!("maint web {}", &web2[4..]));
+    s.admin(&format!("set server {api1} state drain"));
+    let v = s.status();
+    assert_eq!(state_of(&v, web2), "maintenance");
+    assert_eq!(server(&v, web2)["admin"], "maint");
+    assert_eq!(state_of(&v, api1), "draining");
+    assert_eq!(server(&v, api1)["health"], "up");
+    s.admin(&format!("enable web {}", &web2[4..]));
+    s.admin(&format!("enable api {}", &api1[4..]));
+    let v = s.status();
+    assert_eq!(
+        (state_of(&v, web2), state_of(&v, api1)),
+        ("up".into(), "up".into())
+    );
+
     // web1's backend is killed: down within two seconds, the last check
     // says why and when; the others stay up.
     let before = unix_ms();
@@ -355,6 +381,7 @@ fn status_page_in_chromium() {
         "servers": keys,
         "routes": ["api", "web", "ping"],
         "victim": keys[0],
+        "operated": keys[1],
         "screenshot": screenshot,
         "phone_screenshot": phone,
     });
@@ -388,6 +415,14 @@ fn status_page_in_chromium() {
             "revive" => {
                 s.revive(0);
                 writeln!(stdin, "revived").unwrap();
+            }
+            "maint" => {
+                s.admin(&format!("set server {} state maint", keys[1]));
+                writeln!(stdin, "done").unwrap();
+            }
+            "enable" => {
+                s.admin(&format!("set server {} state ready", keys[1]));
+                writeln!(stdin, "done").unwrap();
             }
             _ => results.push(line),
         }

@@ -2,10 +2,12 @@
 // playwright-core, Debian's /usr/bin/chromium). Run by
 // edge-bin/tests/status_page.rs with one JSON argument:
 //   { url, profile, servers: ["pool/addr", ...], routes: [...],
-//     victim: "pool/addr", screenshot, phone_screenshot }
+//     victim: "pool/addr", operated: "pool/addr", screenshot, phone_screenshot }
 // and a line protocol with the test on stdin/stdout: this script prints
 // `kill` and waits for `killed` (the victim's backend is gone), prints
-// `revive` and waits for `revived` (it serves again). Lines starting with
+// `revive` and waits for `revived` (it serves again), prints `maint` and
+// `enable` and waits for `done` (the `operated` server is set to maint,
+// then back to ready, on the admin socket). Lines starting with
 // `result ` are measurements; any failure exits 1 with the reason.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -121,6 +123,13 @@ try {
   await ask("revive", "revived");
   const up = await timeUntil(page, cfg.victim, "up", UP_LIMIT_MS);
   console.log(`result up_after_ms ${up}`);
+
+  // An operator takes another server out for maintenance and back.
+  await ask("maint", "done");
+  const maint = await timeUntil(page, cfg.operated, "maintenance", DOWN_LIMIT_MS);
+  console.log(`result maintenance_after_ms ${maint}`);
+  await ask("enable", "done");
+  await timeUntil(page, cfg.operated, "up", DOWN_LIMIT_MS);
 
   check(problems.length === 0, problems.join("; "));
   await context.close();
