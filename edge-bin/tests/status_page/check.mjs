@@ -131,6 +131,26 @@ try {
   await ask("enable", "done");
   await timeUntil(page, cfg.operated, "up", DOWN_LIMIT_MS);
 
+  // What this edge cannot produce here (VRRP needs the network lab, ACME a
+  // CA): the page renders it from a document with such entries added.
+  await page.route("**/status.json", async (route) => {
+    const real = await route.fetch();
+    const d = await real.json();
+    d.vrrp = [{ vrid: 51, interface: "eth0", state: "master", transitions: 3 }];
+    d.acme = [
+      { names: ["acme.test"], serial: "0a", not_after_ms: Date.now() + 5 * 86400e3, expires_in_seconds: 5 * 86400,
+        renew_at_ms: Date.now() - 1000, renewal_due: true, ari_window_ms: null, failures: 2,
+        last_error: "order failed: rate limited", orders: 4 },
+      { names: ["new.test"], serial: null, not_after_ms: null, expires_in_seconds: null, renew_at_ms: null,
+        renewal_due: false, ari_window_ms: null, failures: 0, last_error: null, orders: 0 },
+    ];
+    await route.fulfill({ response: real, json: d });
+  });
+  await page.waitForSelector('#vrrp tr[data-vrid="51"] [data-state="master"]', { timeout: 5000 });
+  check((await page.locator("#acme tbody tr").count()) === 2, "ACME entries not listed");
+  check((await page.locator("#acme").innerText()).includes("rate limited"), "ACME error not shown");
+  await page.unroute("**/status.json");
+
   check(problems.length === 0, problems.join("; "));
   await context.close();
   console.log("result ok");
