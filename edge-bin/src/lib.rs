@@ -65,6 +65,7 @@ pub mod reload;
 pub mod server;
 pub mod sni;
 pub mod state;
+pub mod status;
 pub mod telemetry;
 pub mod terminate;
 pub mod tls_tuning;

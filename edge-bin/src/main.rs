@@ -337,7 +337,12 @@ async fn serve(
             .map_err(|e| format!("cannot listen on {} (management): {e}", m.listen))?;
         let bound = l.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(address = %bound, kind = "management", "listening");
-        management::spawn(l, telemetry.metrics.clone(), reloader.shared().clone());
+        management::spawn(
+            l,
+            telemetry.metrics.clone(),
+            reloader.shared().clone(),
+            admin.clone(),
+        );
     }
     // The admin socket's `reload` command runs the same reload as SIGHUP.
     let hook = reloader.clone();

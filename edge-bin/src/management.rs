@@ -12,6 +12,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::admin::Admin;
 use crate::config::ManagementSettings;
 use crate::http::body::{EdgeBody, full};
 use crate::metrics::{Metrics, Out, unix};
@@ -29,7 +30,7 @@ pub async fn bind(s: &ManagementSettings) -> std::io::Result<TcpListener> {
 }
 
 /// Serves the listener until the runtime stops.
-pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>, shared: SharedState) {
+pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>, shared: SharedState, admin: Arc<Admin>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
@@ -44,11 +45,11 @@ pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>, shared: SharedState) 
                     continue;
                 }
             };
-            let (metrics, shared) = (metrics.clone(), shared.clone());
+            let (metrics, shared, admin) = (metrics.clone(), shared.clone(), admin.clone());
             tokio::spawn(async move {
                 let _permit = permit;
                 let svc = service_fn(move |req| {
-                    let r = handle(&metrics, &shared, &req);
+                    let r = handle(&metrics, &shared, &admin, &req);
                     async move { Ok::<_, Infallible>(r) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -75,6 +76,7 @@ fn text(status: StatusCode, body: impl Into<bytes::Bytes>) -> Response<EdgeBody>
 pub fn handle(
     metrics: &Metrics,
     shared: &SharedState,
+    admin: &Admin,
     req: &Request<Incoming>,
 ) -> Response<EdgeBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -99,9 +101,11 @@ pub fn handle(
             );
             r
         }
+        "/status" => crate::status::page(),
+        "/status.json" => crate::status::json_response(metrics, &shared.load_full(), admin),
         "/" => text(
             StatusCode::OK,
-            "edge management\n/metrics  Prometheus metrics\n",
+            "edge management\n/metrics      Prometheus metrics\n/status       live status page\n/status.json  its data\n",
         ),
         _ => text(StatusCode::NOT_FOUND, "404 Not Found\n"),
     }

@@ -297,7 +297,8 @@ impl Ctx {
     }
 }
 
-fn policy_name(p: Policy) -> &'static str {
+/// The policy as the config spells it.
+pub(crate) fn policy_name(p: Policy) -> &'static str {
     match p {
         Policy::RoundRobin => "round_robin",
         Policy::LeastRequest => "least_request",

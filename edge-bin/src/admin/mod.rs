@@ -40,6 +40,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
+pub(crate) use exec::policy_name;
 pub use registry::{Admin, AdminState, Usage};
 
 use crate::config::AdminSettings;

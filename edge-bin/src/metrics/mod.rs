@@ -19,6 +19,7 @@
 
 mod histogram;
 mod render;
+mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
@@ -27,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use histogram::Histogram;
 pub use render::Out;
+pub use snapshot::{SinkSnapshot, VrrpSnapshot};
 
 /// Counters of one route (or of requests that matched none).
 #[derive(Debug, Default)]
