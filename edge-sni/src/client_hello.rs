@@ -14,7 +14,6 @@
 
 use crate::error::{Error, Field};
 use crate::host_name::HostName;
-use crate::ja4::Ja4;
 use crate::limits::Limits;
 use crate::reader::{Reader, is_grease, u16s};
 use crate::record::{HANDSHAKE_CLIENT_HELLO, HANDSHAKE_HEADER_LEN, reassemble_client_hello};
@@ -238,11 +237,6 @@ impl<'a> ClientHello<'a> {
     /// Whether a pre_shared_key extension is present (session resumption).
     pub fn has_psk(&self) -> bool {
         self.f.has_psk
-    }
-
-    /// The JA4 fingerprint (FoxIO) of this hello, for logging.
-    pub fn ja4(&self) -> Ja4 {
-        Ja4::from_client_hello(self)
     }
 
     /// Stream bytes from the start of the input through the ClientHello's

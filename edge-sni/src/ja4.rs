@@ -23,6 +23,13 @@ pub struct Ja4 {
 const EMPTY_HASH: [u8; 12] = *b"000000000000";
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+impl ClientHello<'_> {
+    /// The JA4 fingerprint (FoxIO) of this hello, for logging.
+    pub fn ja4(&self) -> Ja4 {
+        Ja4::from_client_hello(self)
+    }
+}
+
 impl Ja4 {
     pub(crate) fn from_client_hello(hello: &ClientHello<'_>) -> Self {
         let mut a = [0u8; 10];

@@ -76,7 +76,6 @@ pub use crate::packet::{
     Addressing, Advertisement, ChecksumMode, DecodeError, EncodeError, Field, Ipv4Header, Version,
 };
 pub use crate::router::{
-    Action, Discard, MULTICAST_V4, MULTICAST_V6, PacketInfo, State, Transition, Transmit,
-    VirtualRouter,
+    Action, MULTICAST_V4, MULTICAST_V6, PacketInfo, State, Transition, Transmit, VirtualRouter,
 };
-pub use crate::stats::Counters;
+pub use crate::stats::{Counters, Discard};

@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
-use crate::packet::{Addressing, Advertisement, DecodeError, Version};
-use crate::stats::Counters;
+use crate::packet::{Addressing, Advertisement, Version};
+use crate::stats::{Counters, Discard};
 
 /// IPv4 multicast group of VRRP.
 pub const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
@@ -133,78 +133,6 @@ pub struct PacketInfo {
 
 /// VRRPv2 Auth Type of a simple text password.
 const AUTH_TYPE_PASSWORD: u8 = 1;
-
-/// Why a received packet was discarded (RFC 9568 section 7.1 checks).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Discard {
-    /// Not a well-formed advertisement.
-    #[error("malformed: {0}")]
-    Malformed(#[from] DecodeError),
-    /// TTL / hop limit not 255 (multicast mode).
-    #[error("TTL/hop limit {0}, expected 255")]
-    HopLimit(u8),
-    /// A VRID this router does not run.
-    #[error("VRID {0} is not ours")]
-    Vrid(u8),
-    /// A different VRRP version.
-    #[error("version {0} advertisement, we run version {1}")]
-    Version(Version, Version),
-    /// VRRPv2: the advertisement interval differs from ours (RFC 3768 7.1).
-    #[error("advertisement interval {got}s differs from our {ours}s")]
-    Interval {
-        /// Theirs.
-        got: u16,
-        /// Ours.
-        ours: u16,
-    },
-    /// The address list differs from ours and the sender is not the owner.
-    #[error("virtual address list differs from ours")]
-    Addresses,
-    /// VRRPv2: the auth type differs from ours (0 without a password, 1
-    /// with one).
-    #[error("auth type {0} differs from ours")]
-    AuthType(u8),
-    /// VRRPv2: the simple text password differs from ours.
-    #[error("wrong authentication password")]
-    AuthPassword,
-    /// Unicast mode: the sender is not a configured peer.
-    #[error("sender is not a configured unicast peer")]
-    NotAPeer,
-    /// Our own advertisement looped back.
-    #[error("our own advertisement")]
-    OwnPacket,
-    /// Not running (Initialize or Fault).
-    #[error("not running")]
-    NotRunning,
-}
-
-impl Discard {
-    /// A stable label for counters and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Discard::Malformed(_) => "malformed",
-            Discard::HopLimit(_) => "ttl",
-            Discard::Vrid(_) => "vrid",
-            Discard::Version(..) => "version",
-            Discard::Interval { .. } => "interval",
-            Discard::Addresses => "addresses",
-            Discard::AuthType(_) | Discard::AuthPassword => "auth",
-            Discard::NotAPeer => "peer",
-            Discard::OwnPacket => "own",
-            Discard::NotRunning => "not-running",
-        }
-    }
-
-    /// Whether this is worth a warning (a misconfigured or broken peer) as
-    /// opposed to normal traffic (other groups, our own packets).
-    fn is_complaint(&self) -> bool {
-        !matches!(
-            self,
-            Discard::Vrid(_) | Discard::OwnPacket | Discard::NotRunning
-        )
-    }
-}
 
 /// Which announcement burst comes next while master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
