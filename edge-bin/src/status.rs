@@ -265,10 +265,41 @@ fn names_of(der: &[u8]) -> Option<(String, String)> {
     Some((c.issuer().to_string(), c.subject().to_string()))
 }
 
-/// Served certificates, one entry per certificate with the names it serves.
-fn certificates(state: &State, now: SystemTime) -> Vec<Value> {
-    // serial -> (served names, info, issuer, subject)
-    let mut by_serial: BTreeMap<String, (Vec<String>, Value)> = BTreeMap::new();
+/// One certificate in service, with the names it is served for.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedCert {
+    pub(crate) info: edge_acme::CertInfo,
+    pub(crate) issuer: Option<String>,
+    pub(crate) subject: Option<String>,
+    /// The names it is served for (SNI), sorted.
+    pub(crate) served: Vec<String>,
+    /// Managed by ACME (its serial is one the ACME manager serves).
+    pub(crate) acme: bool,
+}
+
+impl ServedCert {
+    /// Where it comes from: `acme`, `self-signed` (issuer is subject) or
+    /// `file`.
+    pub(crate) fn source(&self) -> &'static str {
+        if self.acme {
+            "acme"
+        } else if self.issuer.is_some() && self.issuer == self.subject {
+            "self-signed"
+        } else {
+            "file"
+        }
+    }
+}
+
+/// Served certificates, one per certificate (by serial), soonest expiry
+/// first. Shared by the status page and the admin socket's `show certs`.
+pub(crate) fn served_certificates(state: &State) -> Vec<ServedCert> {
+    let acme_serials: Vec<String> = state
+        .acme
+        .as_ref()
+        .map(|h| h.status().into_iter().filter_map(|s| s.serial).collect())
+        .unwrap_or_default();
+    let mut by_serial: BTreeMap<String, ServedCert> = BTreeMap::new();
     for name in state.certs.names() {
         let Some(info) = state.certs.info(&name) else {
             continue;
@@ -279,28 +310,39 @@ fn certificates(state: &State, now: SystemTime) -> Vec<Value> {
                 .lookup(&name)
                 .and_then(|k| k.cert.first().and_then(|d| names_of(d)));
             let (issuer, subject) = parsed.unzip();
-            let detail = json!({
-                "serial": info.serial,
-                "issuer": issuer,
-                "subject": subject,
-                "names": info.names,
-                "not_before_ms": unix_ms(info.not_before),
-                "not_after_ms": unix_ms(info.not_after),
-                "expires_in_seconds": info.seconds_until_expiry(now),
-            });
-            (Vec::new(), detail)
+            ServedCert {
+                acme: acme_serials.contains(&info.serial),
+                info,
+                issuer,
+                subject,
+                served: Vec::new(),
+            }
         });
-        entry.0.push(name);
+        entry.served.push(name);
     }
-    let mut out: Vec<Value> = by_serial
-        .into_values()
-        .map(|(served, mut detail)| {
-            detail["served_names"] = json!(served);
-            detail
-        })
-        .collect();
-    out.sort_by_key(|v| v["not_after_ms"].as_u64());
+    let mut out: Vec<ServedCert> = by_serial.into_values().collect();
+    out.sort_by_key(|c| c.info.not_after);
     out
+}
+
+/// Served certificates, one entry per certificate with the names it serves.
+fn certificates(state: &State, now: SystemTime) -> Vec<Value> {
+    served_certificates(state)
+        .into_iter()
+        .map(|c| {
+            json!({
+                "serial": c.info.serial,
+                "issuer": c.issuer,
+                "subject": c.subject,
+                "names": c.info.names,
+                "not_before_ms": unix_ms(c.info.not_before),
+                "not_after_ms": unix_ms(c.info.not_after),
+                "expires_in_seconds": c.info.seconds_until_expiry(now),
+                "source": c.source(),
+                "served_names": c.served,
+            })
+        })
+        .collect()
 }
 
 /// The ACME manager's view of each managed certificate.
