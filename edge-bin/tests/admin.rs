@@ -98,19 +98,7 @@ async fn tcp_backend(index: usize, conns: Arc<AtomicUsize>) -> SocketAddr {
 
 /// Runs `edge admin -s SOCKET ARGS...`: (exit code, stdout, stderr).
 async fn admin(socket: &std::path::Path, args: &str) -> (i32, String, String) {
-    let out = tokio::process::Command::new(EDGE)
-        .arg("admin")
-        .arg("-s")
-        .arg(socket)
-        .args(args.split_whitespace())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    edge_admin(socket, args).await
 }
 
 /// `admin` that must succeed; returns stdout.
