@@ -275,18 +275,19 @@ pub(crate) struct ServedCert {
     pub(crate) served: Vec<String>,
     /// Managed by ACME (its serial is one the ACME manager serves).
     pub(crate) acme: bool,
+    /// The `[[certificate]]` it comes from, if any.
+    pub(crate) config: Option<crate::state::ConfiguredCert>,
 }
 
 impl ServedCert {
-    /// Where it comes from: `acme`, `self-signed` (issuer is subject) or
-    /// `file`.
+    /// Where it comes from: `acme`, `self-signed` or `file`.
     pub(crate) fn source(&self) -> &'static str {
-        if self.acme {
-            "acme"
-        } else if self.issuer.is_some() && self.issuer == self.subject {
-            "self-signed"
-        } else {
-            "file"
+        match &self.config {
+            _ if self.acme => "acme",
+            Some(c) if c.files.is_none() => "self-signed",
+            Some(_) => "file",
+            None if self.issuer.is_some() && self.issuer == self.subject => "self-signed",
+            None => "file",
         }
     }
 }
@@ -305,12 +306,17 @@ pub(crate) fn served_certificates(state: &State) -> Vec<ServedCert> {
             continue;
         };
         let entry = by_serial.entry(info.serial.clone()).or_insert_with(|| {
-            let parsed = state
+            let leaf = state
                 .certs
                 .lookup(&name)
-                .and_then(|k| k.cert.first().and_then(|d| names_of(d)));
-            let (issuer, subject) = parsed.unzip();
+                .and_then(|k| k.cert.first().cloned());
+            let (issuer, subject) = leaf.as_deref().and_then(names_of).unzip();
             ServedCert {
+                config: state
+                    .cert_configs
+                    .iter()
+                    .find(|c| Some(&c.leaf) == leaf.as_ref())
+                    .cloned(),
                 acme: acme_serials.contains(&info.serial),
                 info,
                 issuer,
@@ -339,6 +345,7 @@ fn certificates(state: &State, now: SystemTime) -> Vec<Value> {
                 "not_after_ms": unix_ms(c.info.not_after),
                 "expires_in_seconds": c.info.seconds_until_expiry(now),
                 "source": c.source(),
+                "config_name": c.config.as_ref().map(|c| c.name.clone()),
                 "served_names": c.served,
             })
         })

@@ -593,11 +593,12 @@ async fn show_certs_and_certificate_errors() {
         .collect();
     assert_eq!(
         lines[0].join(" "),
-        "# names served_for source issuer not_before not_after days_left serial",
+        "# name names served_for source issuer not_before not_after days_left serial files",
         "{show}"
     );
     assert_eq!(lines.len(), 2, "one certificate:\n{show}");
-    let row = &lines[1];
+    assert_eq!(lines[1][0], "app", "the config's name: {show}");
+    let row = &lines[1][1..];
     assert_eq!(row[0], "app.test", "{show}");
     assert_eq!(row[1], "app.test", "{show}");
     assert_eq!(row[2], "file", "{show}");
@@ -612,6 +613,12 @@ async fn show_certs_and_certificate_errors() {
         leaf.raw_serial_as_string().replace(':', ""),
         "{show}"
     );
+    let files = format!(
+        "{},{}",
+        s._dir.path("app.pem").display(),
+        s._dir.path("app.key").display()
+    );
+    assert_eq!(row[8], files, "{show}");
 
     for (args, want) in [
         ("acme status", "error: no ACME certificates are configured"),

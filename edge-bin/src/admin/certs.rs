@@ -48,10 +48,19 @@ fn dn(s: Option<&str>) -> String {
 pub(super) fn show_certs(state: &State) -> Answer {
     let now = SystemTime::now();
     let mut t = Table::new(&columns(
-        "names served_for source issuer not_before not_after days_left serial",
+        "name names served_for source issuer not_before not_after days_left serial files",
     ));
     for c in served_certificates(state) {
+        let name = match &c.config {
+            Some(conf) => conf.name.clone(),
+            None => c.info.names.first().cloned().unwrap_or_else(|| "-".into()),
+        };
+        let files = match c.config.as_ref().and_then(|conf| conf.files.as_ref()) {
+            Some((cert, key)) => format!("{},{}", cert.display(), key.display()),
+            None => "-".into(),
+        };
         t.row(vec![
+            name,
             list(&c.info.names),
             list(&c.served),
             c.source().into(),
@@ -60,6 +69,7 @@ pub(super) fn show_certs(state: &State) -> Answer {
             utc(c.info.not_after),
             days_left(c.info.not_after, now).to_string(),
             c.info.serial.clone(),
+            files,
         ]);
     }
     Answer::ok(t.render())
