@@ -725,3 +725,37 @@ impl CertTask {
         Ok(Outcome::Ordered)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::DirStorage;
+
+    /// `renew_now` finds a certificate by any of its names (as the config
+    /// spells them, or not), answers at once, and refuses other names.
+    #[tokio::test]
+    async fn renew_now_takes_any_name_of_a_managed_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = AcmeConfig::default();
+        // Nothing listens there: orders fail, which does not matter here.
+        config.directory_url("https://127.0.0.1:9/dir");
+        config.certificate(["example.com", "www.example.com"]);
+        config.certificate(["api.example.com"]);
+        let handle = AcmeManager::spawn(
+            config,
+            Arc::new(DirStorage::new(dir.path())),
+            CertResolver::new(),
+        )
+        .unwrap();
+        let both = vec!["example.com".to_string(), "www.example.com".to_string()];
+        assert_eq!(handle.renew_now("www.example.com"), Some(both.clone()));
+        assert_eq!(handle.renew_now("WWW.Example.COM."), Some(both));
+        assert_eq!(
+            handle.renew_now("api.example.com"),
+            Some(vec!["api.example.com".to_string()])
+        );
+        assert_eq!(handle.renew_now("other.example.com"), None);
+        assert_eq!(handle.renew_now(""), None);
+        handle.shutdown().await;
+    }
+}
