@@ -90,6 +90,7 @@ mod cert;
 mod client;
 mod config;
 mod error;
+mod event;
 mod manager;
 mod redirect;
 mod resolver;
@@ -97,6 +98,7 @@ mod responder;
 mod schedule;
 mod stop;
 mod storage;
+mod wake;
 
 pub use cert::{CertError, CertInfo};
 pub use config::{

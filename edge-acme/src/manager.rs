@@ -14,102 +14,12 @@ use crate::cert::{self, LoadedCert};
 use crate::client;
 use crate::config::{AcmeConfig, CertificateConfig};
 use crate::error::Error;
+pub use crate::event::{AcmeEvent, CertificateStatus};
 use crate::resolver::CertResolver;
 use crate::schedule::{Backoff, RateLimiter, pick_in_window, renew_at};
 use crate::stop::Stop;
 use crate::storage::{Storage, StorageError, keys};
-
-/// Something that happened to a managed certificate, for logs and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum AcmeEvent {
-    /// This node obtained a certificate for names that had none.
-    Issued {
-        /// The certificate's names.
-        names: Vec<String>,
-        /// Serial (hex) of the new certificate.
-        serial: String,
-        /// End of validity.
-        not_after: SystemTime,
-    },
-    /// This node replaced a certificate with a new one.
-    Renewed {
-        /// The certificate's names.
-        names: Vec<String>,
-        /// Serial (hex) of the new certificate.
-        serial: String,
-        /// End of validity.
-        not_after: SystemTime,
-        /// Serial of the certificate it replaces.
-        previous_serial: String,
-    },
-    /// A certificate was taken from storage (at start, or because another
-    /// node sharing the storage obtained it).
-    Loaded {
-        /// The certificate's names.
-        names: Vec<String>,
-        /// Serial (hex).
-        serial: String,
-        /// End of validity.
-        not_after: SystemTime,
-    },
-    /// An attempt failed; the certificate in service (if any) keeps serving.
-    Failed {
-        /// The certificate's names.
-        names: Vec<String>,
-        /// What went wrong, including the CA's problem document.
-        error: String,
-        /// The CA's problem type, e.g. `urn:ietf:params:acme:error:rateLimited`.
-        ca_problem: Option<String>,
-        /// Consecutive failures.
-        attempt: u32,
-        /// The nominal (un-jittered) backoff for this attempt.
-        backoff: Duration,
-        /// How long until the next attempt.
-        retry_in: Duration,
-    },
-    /// A stored certificate or key could not be used; it is left in place
-    /// (the next successful order overwrites it).
-    StorageCorrupt {
-        /// The certificate's names.
-        names: Vec<String>,
-        /// What is wrong.
-        error: String,
-    },
-}
-
-/// The state of one managed certificate, for metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CertificateStatus {
-    /// The names configured.
-    pub names: Vec<String>,
-    /// Serial of the certificate in service.
-    pub serial: Option<String>,
-    /// End of validity of the certificate in service.
-    pub not_after: Option<SystemTime>,
-    /// When it is due for renewal (own threshold or ARI, the earlier).
-    pub renew_at: Option<SystemTime>,
-    /// The CA's suggested renewal window (RFC 9773), if it gave one.
-    pub ari_window: Option<(SystemTime, SystemTime)>,
-    /// Consecutive failed attempts.
-    pub failures: u32,
-    /// The last error, until the next success.
-    pub last_error: Option<String>,
-    /// Orders this node completed for it.
-    pub orders: u64,
-}
-
-impl CertificateStatus {
-    /// Seconds until the certificate in service expires (negative once
-    /// expired), `None` when there is none.
-    pub fn seconds_until_expiry(&self) -> Option<i64> {
-        let not_after = self.not_after?;
-        Some(match not_after.duration_since(SystemTime::now()) {
-            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
-        })
-    }
-}
+use crate::wake::RenewRequests;
 
 /// Extra facts stored beside a certificate.
 #[derive(Serialize, Deserialize)]
@@ -134,6 +44,8 @@ struct Shared {
     stop: Stop,
     /// How many certificate tasks have ended.
     exited: tokio::sync::watch::Sender<usize>,
+    /// Renewals asked for with [`AcmeHandle::renew_now`].
+    requests: RenewRequests,
 }
 
 impl Shared {
@@ -246,6 +158,7 @@ impl AcmeManager {
             synced: tokio::sync::watch::Sender::new(0),
             stop,
             exited: tokio::sync::watch::Sender::new(0),
+            requests: RenewRequests::new(config.certificates.iter().map(CertificateConfig::id)),
             config,
         });
         let tasks = shared
@@ -317,7 +230,32 @@ impl AcmeHandle {
             .status
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        status.values().cloned().collect()
+        status
+            .iter()
+            .map(|(id, s)| CertificateStatus {
+                renewal_requested: self.shared.requests.is_asked(id),
+                ..s.clone()
+            })
+            .collect()
+    }
+
+    /// Asks for the certificate named `name` (any of its configured names)
+    /// to be renewed now, even though it is not due: its task stops waiting
+    /// and orders under the storage lock the nodes of a pair share (so it
+    /// waits while the other node orders it), within the rate limit.
+    /// Returns at once with the certificate's names, or `None` when no
+    /// managed certificate has that name.
+    pub fn renew_now(&self, name: &str) -> Option<Vec<String>> {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let cert = self
+            .shared
+            .config
+            .certificates
+            .iter()
+            .find(|c| c.names.contains(&name) || c.id() == name)?;
+        self.shared.requests.ask(&cert.id());
+        tracing::info!(names = ?cert.names, "renewal asked for");
+        Some(cert.names.clone())
     }
 
     /// Graceful stop: every task gives up what it is doing (an order in
@@ -423,10 +361,14 @@ impl CertTask {
             self.shared.update(&self.id, |s| s.renew_at = Some(due));
             if let Ok(wait) = due.duration_since(now)
                 && !wait.is_zero()
+                && !self.shared.requests.is_asked(&self.id)
             {
                 let wait = wait.min(self.shared.config.renewal.storage_poll);
                 tokio::select! {
                     () = tokio::time::sleep(wait) => continue,
+                    // Asked (or a permit left from a request already
+                    // served): looked at again above.
+                    () = self.shared.requests.woken(&self.id) => continue,
                     () = stop.wait() => break,
                 }
             }
@@ -441,6 +383,7 @@ impl CertTask {
                     let wait = self.failed(&e);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
+                        () = self.shared.requests.woken(&self.id) => {}
                         () = stop.wait() => break,
                     }
                 }
@@ -685,9 +628,11 @@ impl CertTask {
     }
 
     async fn renew_locked(&mut self) -> Result<Outcome, Error> {
-        // Re-check under the lock: another node may have done the work.
+        // Re-check under the lock: another node may have done the work
+        // (unless a renewal was asked for).
         let before = self.current.as_ref().map(|c| c.info.serial.clone());
         if self.sync_from_storage().await
+            && !self.shared.requests.is_asked(&self.id)
             && let Some(current) = &self.current
             && self.own_due(current) > SystemTime::now()
         {
@@ -703,6 +648,7 @@ impl CertTask {
             rate.try_acquire(std::time::Instant::now())
                 .map_err(|retry_in| Error::RateLimited { retry_in })?;
         }
+        self.shared.requests.take(&self.id);
         let account = self.shared.account().await?;
         let config = &self.shared.config;
         // `replaces` only to a CA that answered renewal information.
@@ -733,7 +679,10 @@ impl CertTask {
         };
         // At a stop the order is given up (the caller releases the lock);
         // once issued, the certificate is stored whatever happens.
-        let issued = self.shared.stop.until(order).await?;
+        self.shared.update(&self.id, |s| s.ordering = true);
+        let issued = self.shared.stop.until(order).await;
+        self.shared.update(&self.id, |s| s.ordering = false);
+        let issued = issued?;
         // Key first: a reader that sees the new chain finds its key.
         let storage = &self.shared.storage;
         storage
@@ -774,5 +723,39 @@ impl CertTask {
             },
         });
         Ok(Outcome::Ordered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::DirStorage;
+
+    /// `renew_now` finds a certificate by any of its names (as the config
+    /// spells them, or not), answers at once, and refuses other names.
+    #[tokio::test]
+    async fn renew_now_takes_any_name_of_a_managed_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = AcmeConfig::default();
+        // Nothing listens there: orders fail, which does not matter here.
+        config.directory_url("https://127.0.0.1:9/dir");
+        config.certificate(["example.com", "www.example.com"]);
+        config.certificate(["api.example.com"]);
+        let handle = AcmeManager::spawn(
+            config,
+            Arc::new(DirStorage::new(dir.path())),
+            CertResolver::new(),
+        )
+        .unwrap();
+        let both = vec!["example.com".to_string(), "www.example.com".to_string()];
+        assert_eq!(handle.renew_now("www.example.com"), Some(both.clone()));
+        assert_eq!(handle.renew_now("WWW.Example.COM."), Some(both));
+        assert_eq!(
+            handle.renew_now("api.example.com"),
+            Some(vec!["api.example.com".to_string()])
+        );
+        assert_eq!(handle.renew_now("other.example.com"), None);
+        assert_eq!(handle.renew_now(""), None);
+        handle.shutdown().await;
     }
 }

@@ -65,6 +65,17 @@ impl Backend {
     }
 }
 
+/// A `[[certificate]]` as configured.
+#[derive(Debug, Clone)]
+pub struct ConfiguredCert {
+    /// Its `name`.
+    pub name: String,
+    /// The leaf certificate.
+    pub leaf: rustls_pki_types::CertificateDer<'static>,
+    /// The certificate and key files; `None` for a self-signed one.
+    pub files: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
 /// Everything a connection needs, compiled once per config load.
 #[derive(Debug)]
 pub struct State {
@@ -84,6 +95,8 @@ pub struct State {
     /// The `[acme]` this state was built with (a reload that keeps it keeps
     /// the ACME manager, so an order in progress goes on).
     pub acme_settings: crate::config::AcmeSettings,
+    /// The `[[certificate]]`s: name, leaf and files (for `show certs`).
+    pub cert_configs: Vec<ConfiguredCert>,
     pub passthrough: Vec<PassthroughRule>,
     /// The TLS port's SNI routes (edge-sni): passthrough, or terminate.
     pub sni: edge_sni::RouteBySni<crate::sni::SniTarget>,
@@ -172,6 +185,17 @@ impl State {
             challenges,
             acme,
             acme_settings: v.acme.clone(),
+            cert_configs: v
+                .certificates
+                .iter()
+                .filter_map(|c| {
+                    Some(ConfiguredCert {
+                        name: c.name.clone(),
+                        leaf: c.pair.chain.first()?.clone(),
+                        files: c.files.clone(),
+                    })
+                })
+                .collect(),
             passthrough: v.passthrough.clone(),
             sni: crate::sni::routes(&v.passthrough).map_err(BuildError::Sni)?,
             routes: v.routes.clone(),

@@ -265,42 +265,91 @@ fn names_of(der: &[u8]) -> Option<(String, String)> {
     Some((c.issuer().to_string(), c.subject().to_string()))
 }
 
-/// Served certificates, one entry per certificate with the names it serves.
-fn certificates(state: &State, now: SystemTime) -> Vec<Value> {
-    // serial -> (served names, info, issuer, subject)
-    let mut by_serial: BTreeMap<String, (Vec<String>, Value)> = BTreeMap::new();
+/// One certificate in service, with the names it is served for.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedCert {
+    pub(crate) info: edge_acme::CertInfo,
+    pub(crate) issuer: Option<String>,
+    pub(crate) subject: Option<String>,
+    /// The names it is served for (SNI), sorted.
+    pub(crate) served: Vec<String>,
+    /// Managed by ACME (its serial is one the ACME manager serves).
+    pub(crate) acme: bool,
+    /// The `[[certificate]]` it comes from, if any.
+    pub(crate) config: Option<crate::state::ConfiguredCert>,
+}
+
+impl ServedCert {
+    /// Where it comes from: `acme`, `self-signed` or `file`.
+    pub(crate) fn source(&self) -> &'static str {
+        match &self.config {
+            _ if self.acme => "acme",
+            Some(c) if c.files.is_none() => "self-signed",
+            Some(_) => "file",
+            None if self.issuer.is_some() && self.issuer == self.subject => "self-signed",
+            None => "file",
+        }
+    }
+}
+
+/// Served certificates, one per certificate (by serial), soonest expiry
+/// first. Shared by the status page and the admin socket's `show certs`.
+pub(crate) fn served_certificates(state: &State) -> Vec<ServedCert> {
+    let acme_serials: Vec<String> = state
+        .acme
+        .as_ref()
+        .map(|h| h.status().into_iter().filter_map(|s| s.serial).collect())
+        .unwrap_or_default();
+    let mut by_serial: BTreeMap<String, ServedCert> = BTreeMap::new();
     for name in state.certs.names() {
         let Some(info) = state.certs.info(&name) else {
             continue;
         };
         let entry = by_serial.entry(info.serial.clone()).or_insert_with(|| {
-            let parsed = state
+            let leaf = state
                 .certs
                 .lookup(&name)
-                .and_then(|k| k.cert.first().and_then(|d| names_of(d)));
-            let (issuer, subject) = parsed.unzip();
-            let detail = json!({
-                "serial": info.serial,
-                "issuer": issuer,
-                "subject": subject,
-                "names": info.names,
-                "not_before_ms": unix_ms(info.not_before),
-                "not_after_ms": unix_ms(info.not_after),
-                "expires_in_seconds": info.seconds_until_expiry(now),
-            });
-            (Vec::new(), detail)
+                .and_then(|k| k.cert.first().cloned());
+            let (issuer, subject) = leaf.as_deref().and_then(names_of).unzip();
+            ServedCert {
+                config: state
+                    .cert_configs
+                    .iter()
+                    .find(|c| Some(&c.leaf) == leaf.as_ref())
+                    .cloned(),
+                acme: acme_serials.contains(&info.serial),
+                info,
+                issuer,
+                subject,
+                served: Vec::new(),
+            }
         });
-        entry.0.push(name);
+        entry.served.push(name);
     }
-    let mut out: Vec<Value> = by_serial
-        .into_values()
-        .map(|(served, mut detail)| {
-            detail["served_names"] = json!(served);
-            detail
-        })
-        .collect();
-    out.sort_by_key(|v| v["not_after_ms"].as_u64());
+    let mut out: Vec<ServedCert> = by_serial.into_values().collect();
+    out.sort_by_key(|c| c.info.not_after);
     out
+}
+
+/// Served certificates, one entry per certificate with the names it serves.
+fn certificates(state: &State, now: SystemTime) -> Vec<Value> {
+    served_certificates(state)
+        .into_iter()
+        .map(|c| {
+            json!({
+                "serial": c.info.serial,
+                "issuer": c.issuer,
+                "subject": c.subject,
+                "names": c.info.names,
+                "not_before_ms": unix_ms(c.info.not_before),
+                "not_after_ms": unix_ms(c.info.not_after),
+                "expires_in_seconds": c.info.seconds_until_expiry(now),
+                "source": c.source(),
+                "config_name": c.config.as_ref().map(|c| c.name.clone()),
+                "served_names": c.served,
+            })
+        })
+        .collect()
 }
 
 /// The ACME manager's view of each managed certificate.

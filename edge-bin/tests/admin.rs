@@ -98,19 +98,7 @@ async fn tcp_backend(index: usize, conns: Arc<AtomicUsize>) -> SocketAddr {
 
 /// Runs `edge admin -s SOCKET ARGS...`: (exit code, stdout, stderr).
 async fn admin(socket: &std::path::Path, args: &str) -> (i32, String, String) {
-    let out = tokio::process::Command::new(EDGE)
-        .arg("admin")
-        .arg("-s")
-        .arg(socket)
-        .args(args.split_whitespace())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    edge_admin(socket, args).await
 }
 
 /// `admin` that must succeed; returns stdout.
@@ -573,4 +561,82 @@ async fn drain_under_load() {
     assert!(out.starts_with("drained:"), "{out}");
     assert!(asked.elapsed() < Duration::from_secs(5));
     closer.await.unwrap();
+}
+
+/// `show certs` lists the file certificate with its names, issuer,
+/// validity and serial; `acme` commands without ACME and unknown
+/// subcommands answer clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_certs_and_certificate_errors() {
+    let s = setup("admin-certs", 1, "").await;
+    let sock = &s.socket;
+    let pem = std::fs::read(s._dir.path("app.pem")).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let leaf = pem.parse_x509().unwrap();
+    let date = |t: x509_parser::time::ASN1Time| {
+        let d = t.to_datetime();
+        format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            d.year(),
+            u8::from(d.month()),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second()
+        )
+    };
+
+    let show = admin_ok(sock, "show certs").await;
+    let lines: Vec<Vec<&str>> = show
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines[0].join(" "),
+        "# name names served_for source issuer not_before not_after days_left serial files",
+        "{show}"
+    );
+    assert_eq!(lines.len(), 2, "one certificate:\n{show}");
+    assert_eq!(lines[1][0], "app", "the config's name: {show}");
+    let row = &lines[1][1..];
+    assert_eq!(row[0], "app.test", "{show}");
+    assert_eq!(row[1], "app.test", "{show}");
+    assert_eq!(row[2], "file", "{show}");
+    assert_eq!(row[3], "CN=front_test_CA", "{show}");
+    assert_eq!(row[4], date(leaf.validity().not_before), "{show}");
+    assert_eq!(row[5], date(leaf.validity().not_after), "{show}");
+    let days = leaf.validity().time_to_expiration().unwrap().whole_days();
+    let shown: i64 = row[6].parse().unwrap();
+    assert!((shown - days).abs() <= 1, "{shown} vs {days}: {show}");
+    assert_eq!(
+        row[7],
+        leaf.raw_serial_as_string().replace(':', ""),
+        "{show}"
+    );
+    let files = format!(
+        "{},{}",
+        s._dir.path("app.pem").display(),
+        s._dir.path("app.key").display()
+    );
+    assert_eq!(row[8], files, "{show}");
+
+    for (args, want) in [
+        ("acme status", "error: no ACME certificates are configured"),
+        (
+            "acme renew app.test",
+            "error: no ACME certificates are configured",
+        ),
+        ("acme frob", "error: usage: acme status | acme renew NAME"),
+        ("acme renew", "error: usage: acme status | acme renew NAME"),
+        ("show cert", "error: usage: show info | show pools"),
+        ("show certs now", "error: usage: show info"),
+    ] {
+        let (code, out, err) = admin(sock, args).await;
+        assert_eq!(code, 1, "{args}: {out}{err}");
+        assert!(err.starts_with(want), "{args}: {out}{err}");
+    }
+    let help = admin_ok(sock, "help").await;
+    for c in ["show certs", "acme status", "acme renew NAME"] {
+        assert!(help.contains(c), "{c}: {help}");
+    }
 }

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -81,54 +80,12 @@ async fn a_reload_replacing_the_acme_manager_mid_order_orders_again_at_once() {
 /// test controls holds the CA's HTTP-01 validation for 3 s, and the reload
 /// (changing `[acme]` when `change_acme`) lands in between.
 async fn acme_order_across_a_reload(change_acme: bool) {
-    assert!(
-        Path::new("/usr/bin/pebble").exists(),
-        "Debian package pebble is needed (.ci/test installs it)"
-    );
     let dir = TempDir::new("reload-acme");
     let pki = Pki::new(&dir, "r");
     let leaf = pki.leaf(&dir, "t", &["t.test"]);
-    // Pebble's own HTTPS certificate, from the test CA edge is told to trust.
-    let pebble_tls = pki.leaf(&dir, "pebble", &["localhost", "127.0.0.1"]);
-    let (dns, listen, mgmt, relay_port) = (free_port(), free_port(), free_port(), free_port());
-    let http = free_port();
-    let pebble_config = dir.write(
-        "pebble.json",
-        format!(
-            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{mgmt}",
-  "certificate": "{c}", "privateKey": "{k}", "httpPort": {relay_port}, "tlsPort": {tls},
-  "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
-            c = pebble_tls.cert.display(),
-            k = pebble_tls.key.display(),
-            tls = free_port(),
-        ),
-    );
-    let spawn = |cmd: &mut Command, name: &str| {
-        let cmd = std::mem::replace(cmd, Command::new("true"));
-        Proc::spawn(cmd, name, dir.path(&format!("{name}.log")))
-    };
-    let _chall = spawn(
-        Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{}", free_port())]),
-        "challtestsrv",
-    );
-    let _pebble = spawn(
-        Command::new("pebble")
-            .arg("-config")
-            .arg(&pebble_config)
-            .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0")
-            .env("PEBBLE_AUTHZREUSE", "0"),
-        "pebble",
-    );
-    assert!(
-        wait_port(listen, Duration::from_secs(20)),
-        "Pebble did not start"
-    );
+    let (http, relay_port) = (free_port(), free_port());
+    let pebble = LocalPebble::start(&dir, &pki, relay_port);
+    let (listen, mgmt) = (pebble.listen, pebble.mgmt);
 
     // The relay in front of edge's port 80: each validation waits 3 s.
     let validations = Arc::new(AtomicUsize::new(0));

@@ -40,6 +40,12 @@ pub enum Command {
     },
     /// `reload`: re-read the config file.
     Reload,
+    /// `show certs`: the certificates in service.
+    ShowCerts,
+    /// `acme status`: the ACME-managed certificates.
+    AcmeStatus,
+    /// `acme renew NAME`: renew that ACME certificate now.
+    AcmeRenew(String),
 }
 
 /// A server of a pool.
@@ -86,6 +92,12 @@ commands:
   set server POOL/SERVER state ready|drain|maint
   set server POOL/SERVER weight N[%]  (HAProxy's spellings; drain does not wait)
   reload                              re-read and apply the config file
+  show certs                          certificates in service: names, served for, source
+                                      (file, self-signed, acme), issuer, validity, serial
+  acme status                         per ACME certificate: expiry, renewal due, order in
+                                      progress, consecutive failures, last error
+  acme renew NAME                     renew the ACME certificate with that name now
+                                      (answers at once; follow it with acme status)
 ";
 
 /// Parses one command line (trailing `\r\n` allowed). The error is the
@@ -104,7 +116,11 @@ pub fn parse(line: &str) -> Result<Command, String> {
         ["show", "pools"] => Ok(Command::ShowPools),
         ["show", "servers"] => Ok(Command::ShowServers(None)),
         ["show", "servers", pool] => Ok(Command::ShowServers(Some(pool.to_string()))),
-        ["show", ..] => usage("show info | show pools | show servers [POOL]"),
+        ["show", "certs"] => Ok(Command::ShowCerts),
+        ["show", ..] => usage("show info | show pools | show servers [POOL] | show certs"),
+        ["acme", "status"] => Ok(Command::AcmeStatus),
+        ["acme", "renew", name] => Ok(Command::AcmeRenew(name.to_string())),
+        ["acme", ..] => usage("acme status | acme renew NAME"),
         ["drain", pool, server, rest @ ..] => {
             let server = server_ref(pool, server)?;
             let timeout = match rest {
@@ -282,6 +298,12 @@ mod tests {
             })
         );
         assert_eq!(parse("reload"), Ok(Command::Reload));
+        assert_eq!(parse("show certs"), Ok(Command::ShowCerts));
+        assert_eq!(parse("acme status\r\n"), Ok(Command::AcmeStatus));
+        assert_eq!(
+            parse("acme renew example.com"),
+            Ok(Command::AcmeRenew("example.com".into()))
+        );
     }
 
     #[test]
@@ -308,6 +330,12 @@ mod tests {
             ("set server app state ready", "usage: set server"),
             ("set server app/127.0.0.1:81 state up", "unknown state"),
             ("reload now", "usage: reload"),
+            ("show cert", "usage: show"),
+            ("show certs x", "usage: show"),
+            ("acme", "usage: acme status | acme renew NAME"),
+            ("acme renew", "usage: acme"),
+            ("acme renew a b", "usage: acme"),
+            ("acme frob", "usage: acme"),
         ] {
             let e = parse(line).unwrap_err();
             assert!(e.contains(want), "{line:?}: {e}");

@@ -47,6 +47,9 @@ impl Ctx {
             Command::Maint(server) => self.maint(&server),
             Command::Enable(server) => self.enable(&server),
             Command::SetWeight { server, weight } => self.set_weight(&server, weight),
+            Command::ShowCerts => super::certs::show_certs(&self.shared.load()),
+            Command::AcmeStatus => super::certs::acme_status(&self.shared.load()),
+            Command::AcmeRenew(name) => super::certs::acme_renew(&self.shared.load(), &name),
             Command::Reload => match (self.reload)().await {
                 Ok(msg) => Answer::ok(msg),
                 Err(e) => Answer::err(format!("reload failed: {e}")),
@@ -324,12 +327,12 @@ fn check_result(r: &Reason) -> String {
 
 /// Columns padded to their widest cell; the header starts with `#`, so
 /// the output is both readable and `awk`-able.
-struct Table {
+pub(super) struct Table {
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(header: &[&str]) -> Self {
+    pub(super) fn new(header: &[&str]) -> Self {
         let mut h: Vec<String> = header.iter().map(|s| s.to_string()).collect();
         if let Some(first) = h.first_mut() {
             first.insert_str(0, "# ");
@@ -337,11 +340,11 @@ impl Table {
         Self { rows: vec![h] }
     }
 
-    fn row(&mut self, r: Vec<String>) {
+    pub(super) fn row(&mut self, r: Vec<String>) {
         self.rows.push(r);
     }
 
-    fn render(&self) -> String {
+    pub(super) fn render(&self) -> String {
         let cols = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let width: Vec<usize> = (0..cols)
             .map(|i| {

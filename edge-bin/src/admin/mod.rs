@@ -26,6 +26,7 @@
 //! from; health is tracked apart, so an enabled server goes back in
 //! rotation only while its checks pass.
 
+mod certs;
 pub mod client;
 pub mod command;
 mod exec;

@@ -14,6 +14,8 @@ pub struct LoadedCert {
     /// Host names and patterns, and IP addresses (SANs of a self-signed one).
     pub names: Vec<HostMatch>,
     pub pair: CertPair,
+    /// The certificate and key files; `None` for a self-signed one.
+    pub files: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl Validator<'_> {
@@ -56,7 +58,7 @@ impl Validator<'_> {
                     None
                 } else {
                     match certs::self_signed(names.iter().map(ToString::to_string).collect()) {
-                        Ok(k) => Some(k),
+                        Ok(k) => Some((k, None)),
                         Err(e) => {
                             self.err(&c.name, key.clone(), e.to_string());
                             None
@@ -76,7 +78,7 @@ impl Validator<'_> {
                         let cp = self.path(cert.get_ref());
                         let kp = self.path(k.get_ref());
                         match certs::load_pair(&cp, &kp) {
-                            Ok(k) => Some(k),
+                            Ok(k) => Some((k, Some((cp, kp)))),
                             Err(CertError::Cert(m)) => {
                                 self.err(cert, format!("{key}.cert"), m);
                                 None
@@ -97,11 +99,12 @@ impl Validator<'_> {
                     }
                 }
             };
-            if let Some(k) = loaded {
+            if let Some((k, files)) = loaded {
                 certificates.push(LoadedCert {
                     name: c.name.get_ref().clone(),
                     names,
                     pair: k,
+                    files,
                 });
             }
         }

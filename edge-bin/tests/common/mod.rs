@@ -84,3 +84,21 @@ pub fn certificate(name: &str, names: &[&str], leaf: &Leaf) -> String {
         .path("key", &leaf.key)
         .render()
 }
+
+/// `edge admin -s SOCKET ARGS...` (`args` split on spaces): exit code,
+/// stdout, stderr.
+pub async fn edge_admin(socket: &Path, args: &str) -> (i32, String, String) {
+    let out = tokio::process::Command::new(EDGE)
+        .arg("admin")
+        .arg("-s")
+        .arg(socket)
+        .args(args.split_whitespace())
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,7 +1,11 @@
 //! What the reload and lifecycle tests share: edge started with
 //! `fixtures/reload.toml` on loopback.
 
-use super::{EDGE, Edge, Leaf, TempDir, fixture};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::{EDGE, Edge, Leaf, Pki, Proc, TempDir, fixture, free_port, wait_port};
 
 /// Starts edge with `DIR/edge.toml` (`args` after `run -c FILE`), access
 /// records quiet unless `$EDGE_TEST_LOG` says otherwise; ready on return.
@@ -39,4 +43,69 @@ pub fn config(https: &[u16], leaf: &Leaf, hello: &str, servers: &[u16], extra: &
         .set("hello", hello)
         .set("servers", servers)
         .render()
+}
+
+/// Pebble (+ pebble-challtestsrv for DNS) on loopback, serving HTTPS with
+/// a leaf of `pki` and validating HTTP-01 challenges on `http_port`.
+pub struct LocalPebble {
+    _procs: Vec<Proc>,
+    /// The ACME directory's port (`https://127.0.0.1:PORT/dir`).
+    pub listen: u16,
+    /// The management port (`/roots/0`: the root of what it issues).
+    pub mgmt: u16,
+}
+
+impl LocalPebble {
+    /// Starts both and waits until Pebble listens.
+    pub fn start(dir: &TempDir, pki: &Pki, http_port: u16) -> Self {
+        assert!(
+            Path::new("/usr/bin/pebble").exists(),
+            "Debian package pebble is needed (.ci/test installs it)"
+        );
+        // Pebble's own HTTPS certificate, from the test CA edge is told to trust.
+        let pebble_tls = pki.leaf(dir, "pebble", &["localhost", "127.0.0.1"]);
+        let (dns, listen, mgmt) = (free_port(), free_port(), free_port());
+        let pebble_config = dir.write(
+            "pebble.json",
+            format!(
+                r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{mgmt}",
+  "certificate": "{c}", "privateKey": "{k}", "httpPort": {http_port}, "tlsPort": {tls},
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
+                c = pebble_tls.cert.display(),
+                k = pebble_tls.key.display(),
+                tls = free_port(),
+            ),
+        );
+        let spawn = |cmd: &mut Command, name: &str| {
+            let cmd = std::mem::replace(cmd, Command::new("true"));
+            Proc::spawn(cmd, name, dir.path(&format!("{name}.log")))
+        };
+        let chall = spawn(
+            Command::new("pebble-challtestsrv")
+                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                .args(["-dns01", &format!("127.0.0.1:{dns}")])
+                .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                .args(["-management", &format!("127.0.0.1:{}", free_port())]),
+            "challtestsrv",
+        );
+        let pebble = spawn(
+            Command::new("pebble")
+                .arg("-config")
+                .arg(&pebble_config)
+                .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .env("PEBBLE_WFE_NONCEREJECT", "0")
+                .env("PEBBLE_AUTHZREUSE", "0"),
+            "pebble",
+        );
+        assert!(
+            wait_port(listen, Duration::from_secs(20)),
+            "Pebble did not start"
+        );
+        Self {
+            _procs: vec![chall, pebble],
+            listen,
+            mgmt,
+        }
+    }
 }
