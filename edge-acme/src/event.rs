@@ -82,7 +82,7 @@ pub struct CertificateStatus {
     pub orders: u64,
     /// An order of this node is in progress (under the storage lock).
     pub ordering: bool,
-    /// A renewal asked for with [`AcmeHandle::renew_now`] has not started yet.
+    /// A renewal asked for with [`AcmeHandle::renew_now`](crate::AcmeHandle::renew_now) has not started yet.
     pub renewal_requested: bool,
 }
 
