@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends `raw` over a fresh TLS connection, optionally half-closes, and
 /// returns what came back (up to 5 s; empty when the connection closed).
@@ -18,26 +17,15 @@ async fn exchange(
     raw: &[u8],
     close: bool,
 ) -> String {
-    let mut s = edge_testkit::client::tls(cfg, port, Some("app.test"))
+    raw_exchange(cfg, port, "app.test", raw, close, Duration::from_secs(5))
         .await
-        .unwrap();
-    s.write_all(raw).await.unwrap();
-    if close {
-        s.shutdown().await.unwrap();
-    }
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
+        .unwrap()
+        .text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aborted_stalled_and_malformed_uploads_do_not_eject_the_server() {
-    let backend_dir = TempDir::new("client-faults-backend");
-    let backend_port = free_port();
-    let backend = fixture("demo_backend.toml").set("port", backend_port);
-    let _backend = start_edge(&backend_dir, "backend", &backend.render());
-    let extra = [("backend_port", backend_port)];
-    let f = front("client-faults", "client_faults.toml", &["app.test"], &extra);
+    let (f, _backend) = front_of_demo_backend("client-faults", "client_faults.toml", &["app.test"]);
     let (port, cfg) = (f.port, f.pki.client_config(&[b"http/1.1"]));
 
     let head = "POST /upload HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";

@@ -75,7 +75,7 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Writes `raw` on a fresh TLS connection (optionally half-closing) and
-/// reads the answer for up to `wait`.
+/// reads the answer for up to `wait`; what went wrong, as text, otherwise.
 async fn exchange(cfg: Cfg, port: u16, raw: &[u8], close: bool, wait: Duration) -> String {
     timed_exchange(cfg, port, raw, close, wait).await.0
 }
@@ -88,19 +88,10 @@ async fn timed_exchange(
     close: bool,
     wait: Duration,
 ) -> (String, Duration) {
-    let Ok(mut s) = edge_testkit::client::tls(cfg, port, Some("app.test")).await else {
-        return ("TLS failed".into(), Duration::ZERO);
-    };
-    if s.write_all(raw).await.is_err() {
-        return ("write failed".into(), Duration::ZERO);
+    match raw_exchange(cfg, port, "app.test", raw, close, wait).await {
+        Ok(a) => (a.text, a.took),
+        Err(e) => (e, Duration::ZERO),
     }
-    let sent = Instant::now();
-    if close {
-        let _ = s.shutdown().await;
-    }
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
-    (String::from_utf8_lossy(&out).into_owned(), sent.elapsed())
 }
 
 /// Keep-alive connections of 20 requests each, GETs and small POSTs; every
@@ -360,16 +351,7 @@ async fn burst(cfg: Cfg, port: u16, t: Arc<Tally>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn normal_clients_are_served_beside_hostile_ones_and_memory_comes_back() {
-    let backend_dir = TempDir::new("soak-backend");
-    let backend_port = free_port();
-    let backend = fixture("demo_backend.toml").set("port", backend_port);
-    let _backend = start_edge(&backend_dir, "backend", &backend.render());
-    let f = front(
-        "soak",
-        "soak.toml",
-        &["app.test"],
-        &[("backend_port", backend_port)],
-    );
+    let (f, _backend) = front_of_demo_backend("soak", "soak.toml", &["app.test"]);
     let pid = f.edge.pid().unwrap();
     let h1 = f.pki.client_config(&[b"http/1.1"]);
     let h2 = f.pki.client_config(&[b"h2"]);

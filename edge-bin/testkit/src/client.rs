@@ -104,3 +104,39 @@ pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, timeout: 
         }
     }
 }
+
+/// What [`raw_exchange`] got back.
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// The bytes the peer sent until it closed (or `wait` ran out), as text.
+    pub text: String,
+    /// How long after the request was written.
+    pub took: Duration,
+}
+
+/// Writes `raw` on a fresh TLS connection to 127.0.0.1:`port` with `sni`,
+/// half-closes when `close`, and reads the answer for up to `wait`.
+pub async fn raw_exchange(
+    cfg: Arc<rustls::ClientConfig>,
+    port: u16,
+    sni: &str,
+    raw: &[u8],
+    close: bool,
+    wait: Duration,
+) -> Result<RawAnswer, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tls(cfg, port, Some(sni))
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    s.write_all(raw).await.map_err(|e| format!("write: {e}"))?;
+    let sent = tokio::time::Instant::now();
+    if close {
+        let _ = s.shutdown().await;
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
+    Ok(RawAnswer {
+        text: String::from_utf8_lossy(&out).into_owned(),
+        took: sent.elapsed(),
+    })
+}

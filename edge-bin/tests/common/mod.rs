@@ -56,6 +56,29 @@ pub fn front(test: &str, fixture_name: &str, names: &[&str], extra: &[(&str, u16
     }
 }
 
+/// A demo backend (an edge serving only `[[demo_backend]]`) with its
+/// directory; dropping it stops the backend.
+pub struct DemoBackend {
+    pub port: u16,
+    pub edge: Edge,
+    pub dir: TempDir,
+}
+
+/// Starts a demo backend on a free port, then [`front`] with
+/// `{{backend_port}}` set to it.
+pub fn front_of_demo_backend(
+    test: &str,
+    fixture_name: &str,
+    names: &[&str],
+) -> (Front, DemoBackend) {
+    let dir = TempDir::new(&format!("{test}-backend"));
+    let port = free_port();
+    let config = fixture("demo_backend.toml").set("port", port).render();
+    let edge = start_edge(&dir, "backend", &config);
+    let f = front(test, fixture_name, names, &[("backend_port", port)]);
+    (f, DemoBackend { port, edge, dir })
+}
+
 /// Runs `edge ARGS`: (exit code, stdout + stderr).
 pub fn edge_cmd(args: &[&str]) -> (i32, String) {
     let out = Command::new(EDGE).args(args).output().unwrap();
