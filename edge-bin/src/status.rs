@@ -16,6 +16,7 @@ use edge_health::{HealthEvent, TargetState};
 use http::{Response, StatusCode, header};
 use serde_json::{Value, json};
 
+use crate::admin::certs::served_certificates;
 use crate::admin::{Admin, AdminState, policy_name};
 use crate::config::RouteAction;
 use crate::http::body::{EdgeBody, full};
@@ -256,79 +257,6 @@ fn pools(state: &State, admin: &Admin) -> Vec<Value> {
             }))
         })
         .collect()
-}
-
-/// The issuer and subject of a DER certificate, as `CN=..., O=...`.
-fn names_of(der: &[u8]) -> Option<(String, String)> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let (_, c) = X509Certificate::from_der(der).ok()?;
-    Some((c.issuer().to_string(), c.subject().to_string()))
-}
-
-/// One certificate in service, with the names it is served for.
-#[derive(Debug, Clone)]
-pub(crate) struct ServedCert {
-    pub(crate) info: edge_acme::CertInfo,
-    pub(crate) issuer: Option<String>,
-    pub(crate) subject: Option<String>,
-    /// The names it is served for (SNI), sorted.
-    pub(crate) served: Vec<String>,
-    /// Managed by ACME (its serial is one the ACME manager serves).
-    pub(crate) acme: bool,
-    /// The `[[certificate]]` it comes from, if any.
-    pub(crate) config: Option<crate::state::ConfiguredCert>,
-}
-
-impl ServedCert {
-    /// Where it comes from: `acme`, `self-signed` or `file`.
-    pub(crate) fn source(&self) -> &'static str {
-        match &self.config {
-            _ if self.acme => "acme",
-            Some(c) if c.files.is_none() => "self-signed",
-            Some(_) => "file",
-            None if self.issuer.is_some() && self.issuer == self.subject => "self-signed",
-            None => "file",
-        }
-    }
-}
-
-/// Served certificates, one per certificate (by serial), soonest expiry
-/// first. Shared by the status page and the admin socket's `show certs`.
-pub(crate) fn served_certificates(state: &State) -> Vec<ServedCert> {
-    let acme_serials: Vec<String> = state
-        .acme
-        .as_ref()
-        .map(|h| h.status().into_iter().filter_map(|s| s.serial).collect())
-        .unwrap_or_default();
-    let mut by_serial: BTreeMap<String, ServedCert> = BTreeMap::new();
-    for name in state.certs.names() {
-        let Some(info) = state.certs.info(&name) else {
-            continue;
-        };
-        let entry = by_serial.entry(info.serial.clone()).or_insert_with(|| {
-            let leaf = state
-                .certs
-                .lookup(&name)
-                .and_then(|k| k.cert.first().cloned());
-            let (issuer, subject) = leaf.as_deref().and_then(names_of).unzip();
-            ServedCert {
-                config: state
-                    .cert_configs
-                    .iter()
-                    .find(|c| Some(&c.leaf) == leaf.as_ref())
-                    .cloned(),
-                acme: acme_serials.contains(&info.serial),
-                info,
-                issuer,
-                subject,
-                served: Vec::new(),
-            }
-        });
-        entry.served.push(name);
-    }
-    let mut out: Vec<ServedCert> = by_serial.into_values().collect();
-    out.sort_by_key(|c| c.info.not_after);
-    out
 }
 
 /// Served certificates, one entry per certificate with the names it serves.

@@ -1,12 +1,12 @@
 //! `show certs`, `acme status` and `acme renew NAME`: the certificates in
 //! service and what the ACME manager does with the managed ones.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::Answer;
-use super::exec::Table;
+use super::table::Table;
 use crate::state::State;
-use crate::status::served_certificates;
 
 /// `t` as RFC 3339 UTC to the second: `2026-11-25T11:08:27Z`.
 fn utc(t: SystemTime) -> String {
@@ -141,6 +141,79 @@ pub(super) fn acme_renew(state: &State, name: &str) -> Answer {
             ))
         }
     }
+}
+
+/// The issuer and subject of a DER certificate, as `CN=..., O=...`.
+fn names_of(der: &[u8]) -> Option<(String, String)> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, c) = X509Certificate::from_der(der).ok()?;
+    Some((c.issuer().to_string(), c.subject().to_string()))
+}
+
+/// One certificate in service, with the names it is served for.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedCert {
+    pub(crate) info: edge_acme::CertInfo,
+    pub(crate) issuer: Option<String>,
+    pub(crate) subject: Option<String>,
+    /// The names it is served for (SNI), sorted.
+    pub(crate) served: Vec<String>,
+    /// Managed by ACME (its serial is one the ACME manager serves).
+    pub(crate) acme: bool,
+    /// The `[[certificate]]` it comes from, if any.
+    pub(crate) config: Option<crate::state::ConfiguredCert>,
+}
+
+impl ServedCert {
+    /// Where it comes from: `acme`, `self-signed` or `file`.
+    pub(crate) fn source(&self) -> &'static str {
+        match &self.config {
+            _ if self.acme => "acme",
+            Some(c) if c.files.is_none() => "self-signed",
+            Some(_) => "file",
+            None if self.issuer.is_some() && self.issuer == self.subject => "self-signed",
+            None => "file",
+        }
+    }
+}
+
+/// Served certificates, one per certificate (by serial), soonest expiry
+/// first. Shared by the status page and the admin socket's `show certs`.
+pub(crate) fn served_certificates(state: &State) -> Vec<ServedCert> {
+    let acme_serials: Vec<String> = state
+        .acme
+        .as_ref()
+        .map(|h| h.status().into_iter().filter_map(|s| s.serial).collect())
+        .unwrap_or_default();
+    let mut by_serial: BTreeMap<String, ServedCert> = BTreeMap::new();
+    for name in state.certs.names() {
+        let Some(info) = state.certs.info(&name) else {
+            continue;
+        };
+        let entry = by_serial.entry(info.serial.clone()).or_insert_with(|| {
+            let leaf = state
+                .certs
+                .lookup(&name)
+                .and_then(|k| k.cert.first().cloned());
+            let (issuer, subject) = leaf.as_deref().and_then(names_of).unzip();
+            ServedCert {
+                config: state
+                    .cert_configs
+                    .iter()
+                    .find(|c| Some(&c.leaf) == leaf.as_ref())
+                    .cloned(),
+                acme: acme_serials.contains(&info.serial),
+                info,
+                issuer,
+                subject,
+                served: Vec::new(),
+            }
+        });
+        entry.served.push(name);
+    }
+    let mut out: Vec<ServedCert> = by_serial.into_values().collect();
+    out.sort_by_key(|c| c.info.not_after);
+    out
 }
 
 #[cfg(test)]

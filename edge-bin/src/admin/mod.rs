@@ -26,11 +26,12 @@
 //! from; health is tracked apart, so an enabled server goes back in
 //! rotation only while its checks pass.
 
-mod certs;
+pub(crate) mod certs;
 pub mod client;
 pub mod command;
 mod exec;
 pub mod registry;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
