@@ -1,7 +1,7 @@
 //! Wires pools to `edge-health`: one checker for every pool (the configured
 //! probe, or a TCP connect probe when a pool has no `[pool.health]`), its
-//! events applied to the pools' endpoint sets, and its outlier detector fed
-//! by live traffic.
+//! events applied to the pools' endpoint sets, its outlier detector fed
+//! by live traffic, and each probe's duration counted per server.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -27,6 +27,24 @@ pub fn start(
         .map(|e| ((&*e.pool, e.target), e.healthy))
         .collect();
     let mut checker = HealthChecker::new(SchedulerConfig::default())?;
+    // Probe durations, by server (`edge_health_check_duration_seconds`).
+    let stats: HashMap<String, HashMap<std::net::SocketAddr, _>> = pools
+        .iter()
+        .map(|(name, p)| {
+            let by_addr = p
+                .settings
+                .servers
+                .iter()
+                .filter_map(|(a, _)| Some((*a, p.server_stats(a)?.clone())))
+                .collect();
+            (name.clone(), by_addr)
+        })
+        .collect();
+    checker.on_probe(move |r| {
+        if let Some(s) = stats.get(&*r.pool).and_then(|m| m.get(&r.target)) {
+            s.health_check(r.result.is_ok(), r.duration);
+        }
+    });
     for p in pools.values() {
         let mut cfg = p.settings.health_config();
         for (addr, _) in &p.settings.servers {

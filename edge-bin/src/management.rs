@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::config::ManagementSettings;
 use crate::http::body::{EdgeBody, full};
-use crate::metrics::{Metrics, Out, unix};
+use crate::metrics::{ConfigGauges, Metrics, unix};
 use crate::state::{SharedState, State};
 
 /// Scrapes served at once; more wait in the kernel backlog.
@@ -90,9 +90,9 @@ pub fn handle(
             let state = shared.load_full();
             let mut r = text(
                 StatusCode::OK,
-                metrics.render_with(|o| {
-                    backends(o, &state);
-                    certificates(o, &state);
+                metrics.render_with(|g| {
+                    backends(g, &state);
+                    certificates(g, &state);
                 }),
             );
             r.headers_mut().insert(
@@ -111,91 +111,35 @@ pub fn handle(
     }
 }
 
-/// Gauges of the running config: pool sizes, server health, in-flight work.
-fn backends(o: &mut Out, s: &State) {
-    let mut pools: Vec<&String> = s.backends.keys().collect();
-    pools.sort();
-    // Each family's samples right after its TYPE line, as the format wants.
-    let statuses: Vec<_> = pools
-        .iter()
-        .filter_map(|p| Some((*p, s.health.pool_status(p)?)))
-        .collect();
-    o.family("edge_pool_servers", "gauge", "Servers configured per pool.");
-    for (p, st) in &statuses {
-        o.sample("edge_pool_servers", &[("pool", p)], st.total);
-    }
-    o.family(
-        "edge_pool_healthy_servers",
-        "gauge",
-        "Servers in rotation per pool (healthy and not ejected).",
-    );
-    for (p, st) in &statuses {
-        o.sample("edge_pool_healthy_servers", &[("pool", p)], st.healthy);
-    }
-    let mut targets = s.health.targets();
-    targets.sort_by(|a, b| (&*a.pool, a.target).cmp(&(&*b.pool, b.target)));
-    o.family(
-        "edge_backend_up",
-        "gauge",
-        "1 when the server is in rotation (health checks and outlier detection), else 0.",
-    );
-    for t in &targets {
-        o.sample(
-            "edge_backend_up",
-            &[("pool", &t.pool), ("server", &t.target.to_string())],
-            u8::from(t.healthy),
-        );
-    }
-    o.family(
-        "edge_backend_in_flight",
-        "gauge",
-        "Requests (until the response body ends), tunnels and passthrough connections on each server.",
-    );
-    for p in &pools {
-        let Some(b) = s.backends.get(*p) else {
-            continue;
-        };
+/// Gauges of the running config: pool sizes and capacity, server health,
+/// in-flight work.
+fn backends(g: &ConfigGauges<'_>, s: &State) {
+    for (name, b) in &s.backends {
+        if let Some(st) = s.health.pool_status(name) {
+            g.pool(name, st.total, st.healthy, st.low);
+        }
         for (addr, _) in &b.pool.settings.servers {
             if let Some(n) = b.pool.in_flight(addr) {
-                o.sample(
-                    "edge_backend_in_flight",
-                    &[("pool", p), ("server", &addr.to_string())],
-                    n,
-                );
+                g.server_in_flight(name, *addr, n);
             }
         }
+    }
+    for t in s.health.targets() {
+        g.server_up(&t.pool, t.target, t.healthy);
     }
 }
 
 /// Seconds to each served certificate's expiry; ACME failures.
-fn certificates(o: &mut Out, s: &State) {
-    o.family(
-        "edge_certificate_expiry_seconds",
-        "gauge",
-        "Seconds until the certificate served for each name expires (negative: expired).",
-    );
+fn certificates(g: &ConfigGauges<'_>, s: &State) {
     let now = unix(SystemTime::now());
     for name in s.certs.names() {
         if let Some(info) = s.certs.info(&name) {
-            o.sample(
-                "edge_certificate_expiry_seconds",
-                &[("name", &name)],
-                unix(info.not_after).saturating_sub(now),
-            );
+            g.certificate_expiry(&name, unix(info.not_after).saturating_sub(now));
         }
     }
-    o.family(
-        "edge_acme_consecutive_failures",
-        "gauge",
-        "Failed attempts in a row to obtain or renew each [acme] certificate, by its first name (0 after a success).",
-    );
     for c in s.acme.iter().flat_map(|a| a.status()) {
         if let Some(name) = c.names.first() {
-            o.sample(
-                "edge_acme_consecutive_failures",
-                &[("name", name)],
-                c.failures,
-            );
+            g.acme_failures(name, c.failures);
         }
     }
 }

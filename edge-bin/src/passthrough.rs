@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use edge_balance::{Classify, Connect, Dispatch, Outcome};
@@ -74,7 +73,7 @@ pub async fn relay(conn: TlsConnection<Inbound>, pool_name: &str, pp: ProxyProto
     };
     let stats = state.obs.passthrough(pool_name);
     if let Some(s) = stats {
-        s.connections.fetch_add(1, Ordering::Relaxed);
+        s.connections.inc();
     }
     let pool = &backend.pool;
     let timeout = pool.settings.connect_timeout;
@@ -88,7 +87,7 @@ pub async fn relay(conn: TlsConnection<Inbound>, pool_name: &str, pp: ProxyProto
             rec.duration = start.elapsed();
             rec.status = 503;
             if let Some(s) = stats {
-                s.failed.fetch_add(1, Ordering::Relaxed);
+                s.failed.inc();
             }
             state.obs.log(rec);
             return;
@@ -113,8 +112,8 @@ pub async fn relay(conn: TlsConnection<Inbound>, pool_name: &str, pp: ProxyProto
     drop(lease);
     rec.duration = start.elapsed();
     if let Some(s) = stats {
-        s.bytes_in.fetch_add(rec.bytes_in, Ordering::Relaxed);
-        s.bytes_out.fetch_add(rec.bytes_out, Ordering::Relaxed);
+        s.bytes_in.inc_by(rec.bytes_in);
+        s.bytes_out.inc_by(rec.bytes_out);
     }
     state.obs.log(rec);
 }

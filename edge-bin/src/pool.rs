@@ -4,6 +4,7 @@
 //! outcome of every attempt through the dispatcher's outcome callback; see
 //! [`crate::health`]). This module only configures them.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -14,6 +15,10 @@ use edge_balance::{
 use edge_health::OutlierDetector;
 
 use crate::config::{Policy, PoolSettings};
+use crate::metrics::{BackendError, Metrics, ServerStats};
+
+/// Each server's counters, by address.
+type StatsByServer = HashMap<SocketAddr, Arc<ServerStats>>;
 
 /// Retries always allowed in reserve, on top of the percentage.
 const RETRY_RESERVE: u32 = 10;
@@ -26,6 +31,7 @@ pub struct Pool {
     pub settings: PoolSettings,
     dispatcher: Dispatcher<SocketAddr, SocketAddr>,
     outlier: Arc<OnceLock<OutlierDetector>>,
+    stats: Arc<OnceLock<StatsByServer>>,
 }
 
 fn policy(p: Policy) -> edge_balance::Policy {
@@ -52,6 +58,18 @@ fn health_outcome(o: Outcome) -> Option<edge_health::Outcome> {
     })
 }
 
+/// The `edge_backend_errors_total` kind of a failed attempt; `None` for a
+/// success and for the client's own fault.
+fn error_kind(o: Outcome) -> Option<BackendError> {
+    Some(match o {
+        Outcome::ConnectFailure => BackendError::Connect,
+        Outcome::Timeout => BackendError::Timeout,
+        Outcome::Status5xx => BackendError::Status5xx,
+        Outcome::Success | Outcome::RequestFault => return None,
+        _ => BackendError::Response,
+    })
+}
+
 impl Pool {
     pub fn new(settings: PoolSettings) -> Arc<Self> {
         let outlier: Arc<OnceLock<OutlierDetector>> = Arc::default();
@@ -62,6 +80,8 @@ impl Pool {
             .queue_timeout(settings.queue_timeout)
             .attempt_timeout(Some(settings.response_timeout));
         let od = outlier.clone();
+        let stats: Arc<OnceLock<StatsByServer>> = Arc::default();
+        let by_server = stats.clone();
         let dispatcher = Dispatcher::new(
             EndpointSet::new(),
             policy(settings.policy),
@@ -77,6 +97,12 @@ impl Pool {
             if let (Some(d), Some(o)) = (od.get(), health_outcome(outcome)) {
                 d.record(*addr, o);
             }
+            if let (Some(s), Some(kind)) = (
+                by_server.get().and_then(|m| m.get(addr)),
+                error_kind(outcome),
+            ) {
+                s.error(kind);
+            }
         });
         for &(addr, weight) in &settings.servers {
             // In rotation from the start; health checks take servers out.
@@ -86,7 +112,25 @@ impl Pool {
             settings,
             dispatcher,
             outlier,
+            stats,
         })
+    }
+
+    /// Connects every server to its counters in `metrics` (the same ones
+    /// across reloads).
+    pub fn set_metrics(&self, metrics: &Metrics) {
+        let m = self
+            .settings
+            .servers
+            .iter()
+            .map(|(addr, _)| (*addr, metrics.server(&self.settings.name, *addr)))
+            .collect();
+        let _ = self.stats.set(m);
+    }
+
+    /// A server's counters, once [`set_metrics`](Self::set_metrics) ran.
+    pub fn server_stats(&self, addr: &SocketAddr) -> Option<&Arc<ServerStats>> {
+        self.stats.get()?.get(addr)
     }
 
     /// The dispatcher that runs requests and connections to this pool.

@@ -169,6 +169,9 @@ impl State {
             .iter()
             .map(|p| (p.name.clone(), Arc::new(Backend::new(p.clone()))))
             .collect();
+        for b in backends.values() {
+            b.pool.set_metrics(&obs.metrics);
+        }
         let pools = backends
             .iter()
             .map(|(k, b)| (k.clone(), b.pool.clone()))

@@ -9,10 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use edge_health::{HealthEvent, TargetState};
+use edge_health::{HealthEvent, ProbeReport, TargetState};
 use http::{Response, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -95,7 +94,7 @@ pub fn snapshot(metrics: &Metrics, state: &State, admin: &Admin) -> Value {
         },
         "routes": routes(metrics, state),
         "passthrough": passthrough(metrics, state),
-        "pools": pools(state, admin),
+        "pools": pools(state, admin, now),
         "vrrp": metrics.vrrp_snapshot().iter().map(|v| json!({
             "vrid": v.vrid,
             "interface": v.interface,
@@ -167,8 +166,8 @@ fn passthrough(metrics: &Metrics, state: &State) -> Vec<Value> {
             json!({
                 "sni": p.sni.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "pool": p.pool,
-                "connections": stats.connections.load(Ordering::Relaxed),
-                "failed": stats.failed.load(Ordering::Relaxed),
+                "connections": stats.connections.get(),
+                "failed": stats.failed.get(),
             })
         })
         .collect()
@@ -203,10 +202,13 @@ fn health_name(s: TargetState) -> &'static str {
 }
 
 /// Pools by name, each server with its state, weight, use and last check.
-fn pools(state: &State, admin: &Admin) -> Vec<Value> {
+fn pools(state: &State, admin: &Admin, now: SystemTime) -> Vec<Value> {
     let events = state.health.targets();
     let health: HashMap<(&str, SocketAddr), &HealthEvent> =
         events.iter().map(|e| ((&*e.pool, e.target), e)).collect();
+    let probes = state.health.last_probes();
+    let last_probe: HashMap<(&str, SocketAddr), &ProbeReport> =
+        probes.iter().map(|r| ((&*r.pool, r.target), r)).collect();
     let mut names: Vec<&String> = state.backends.keys().collect();
     names.sort();
     names
@@ -221,8 +223,8 @@ fn pools(state: &State, admin: &Admin) -> Vec<Value> {
                     let h = health.get(&(name.as_str(), s.addr)).copied();
                     let adm = admin.state_of(name, s.addr);
                     let usage = admin.usage(name, s.addr);
-                    // edge-health publishes changes, not each probe: the
-                    // check result that last changed the state, and when.
+                    // The check result that last changed the state, and
+                    // when; the last check itself is `last_check`.
                     let last_change = h.map(|e| {
                         json!({
                             "result": e.reason.code(),
@@ -231,6 +233,28 @@ fn pools(state: &State, admin: &Admin) -> Vec<Value> {
                             "seconds_ago": e.since.elapsed().as_secs(),
                         })
                     });
+                    let last_check = last_probe.get(&(name.as_str(), s.addr)).map(|r| {
+                        json!({
+                            "passed": r.result.is_ok(),
+                            "reason": r.result.as_ref().err().map_or_else(|| "passed".to_string(), ToString::to_string),
+                            "at_ms": unix_ms(r.started),
+                            "seconds_ago": now.duration_since(r.started).map_or(0, |d| d.as_secs()),
+                            "duration_ms": r.duration.as_secs_f64() * 1e3,
+                        })
+                    });
+                    let stats = b.pool.server_stats(&s.addr);
+                    let latency = stats.and_then(|st| st.latency()).map(|p| {
+                        json!({
+                            "p50": p.p50 * 1e3,
+                            "p90": p.p90 * 1e3,
+                            "p99": p.p99 * 1e3,
+                            "count": p.count,
+                        })
+                    });
+                    let responses: BTreeMap<&str, u64> =
+                        stats.map(|st| st.responses().collect()).unwrap_or_default();
+                    let errors_by_kind: BTreeMap<&str, u64> =
+                        stats.map(|st| st.errors().collect()).unwrap_or_default();
                     json!({
                         "address": s.addr.to_string(),
                         "state": server_state(adm, h.map(|e| e.state), s.healthy),
@@ -243,6 +267,10 @@ fn pools(state: &State, admin: &Admin) -> Vec<Value> {
                         "requests": s.requests,
                         "errors": s.failures,
                         "last_change": last_change,
+                        "last_check": last_check,
+                        "latency_ms": latency,
+                        "responses": responses,
+                        "errors_by_kind": errors_by_kind,
                     })
                 })
                 .collect();

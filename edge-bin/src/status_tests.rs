@@ -32,10 +32,7 @@ async fn snapshot_lists_routes_pools_and_operator_states() {
     let metrics = st.obs.metrics.clone();
     metrics.route("api").observe(200, std::time::Duration::ZERO);
     metrics.route("api").observe(502, std::time::Duration::ZERO);
-    metrics
-        .sink("udp")
-        .dropped_oversize
-        .fetch_add(4, Ordering::Relaxed);
+    metrics.sink("udp").dropped_oversize.inc_by(4);
     let v = snapshot(&metrics, &st, &admin);
 
     let routes = v["routes"].as_array().unwrap();

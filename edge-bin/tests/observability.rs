@@ -194,7 +194,9 @@ async fn records_reach_rsyslog_and_metrics_count_them() {
         );
     }
 
-    // Metrics: every family, with what the traffic did.
+    // Metrics: every family this config and traffic give samples (a family
+    // without any, like VRRP's here, is left out of the exposition;
+    // `vrrp_state_is_exported` has them), with what the traffic did.
     let (text, s) = scrape(m);
     for family in [
         "edge_http_requests_total",
@@ -208,8 +210,10 @@ async fn records_reach_rsyslog_and_metrics_count_them() {
         "edge_tls_handshakes_total",
         "edge_tls_handshake_failures_total",
         "edge_certificate_expiry_seconds",
-        "edge_vrrp_state",
-        "edge_vrrp_transitions_total",
+        "edge_backend_responses_total",
+        "edge_backend_errors_total",
+        "edge_backend_response_duration_seconds",
+        "edge_health_check_duration_seconds",
         "edge_access_log_dropped_total",
         "edge_config_reloads_total",
         "edge_config_last_reload_successful",
@@ -221,15 +225,15 @@ async fn records_reach_rsyslog_and_metrics_count_them() {
         );
     }
     assert_eq!(
-        metric(&s, r#"edge_http_requests_total{route="api",class="2xx"}"#),
+        metric(&s, r#"edge_http_requests_total{class="2xx",route="api"}"#),
         1.0
     );
     assert_eq!(
-        metric(&s, r#"edge_http_requests_total{route="hello",class="2xx"}"#),
+        metric(&s, r#"edge_http_requests_total{class="2xx",route="hello"}"#),
         1.0
     );
     assert_eq!(
-        metric(&s, r#"edge_http_requests_total{route="-",class="4xx"}"#),
+        metric(&s, r#"edge_http_requests_total{class="4xx",route="-"}"#),
         1.0
     );
     assert_eq!(
@@ -262,6 +266,36 @@ async fn records_reach_rsyslog_and_metrics_count_them() {
         ),
         0.0
     );
+    // Per server: the one request the api route sent it, answered 2xx.
+    let srv = format!(r#"pool="app",server="{server}""#);
+    assert_eq!(
+        metric(
+            &s,
+            &format!(r#"edge_backend_responses_total{{class="2xx",{srv}}}"#)
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &s,
+            &format!(r#"edge_backend_errors_total{{kind="connect",{srv}}}"#)
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &s,
+            &format!(r#"edge_backend_response_duration_seconds_count{{{srv}}}"#)
+        ),
+        1.0
+    );
+    // Its health checks (TCP, at the default interval) are timed.
+    let checks = format!(
+        r#"edge_health_check_duration_seconds_count{{pool="app",result="pass",server="{server}"}}"#
+    );
+    wait_for("a timed health check", Duration::from_secs(10), || {
+        (metric(&scrape(m).1, &checks) >= 1.0).then_some(())
+    });
     assert_eq!(metric(&s, r#"edge_pool_healthy_servers{pool="app"}"#), 1.0);
     assert_eq!(metric(&s, r#"edge_pool_servers{pool="relay"}"#), 1.0);
     assert_eq!(
@@ -293,7 +327,7 @@ async fn records_reach_rsyslog_and_metrics_count_them() {
         assert_eq!(
             metric(
                 &s,
-                &format!(r#"edge_access_log_dropped_total{{sink="{sink}",reason="queue_full"}}"#)
+                &format!(r#"edge_access_log_dropped_total{{reason="queue_full",sink="{sink}"}}"#)
             ),
             0.0
         );
@@ -325,10 +359,10 @@ async fn records_reach_rsyslog_and_metrics_count_them() {
     assert_eq!(code, 0);
     let s2 = wait_for("the second hello to be counted", LIMIT, || {
         let (_, s) = scrape(m);
-        (metric(&s, r#"edge_http_requests_total{route="hello",class="2xx"}"#) == 2.0).then_some(s)
+        (metric(&s, r#"edge_http_requests_total{class="2xx",route="hello"}"#) == 2.0).then_some(s)
     });
     assert_eq!(
-        metric(&s2, r#"edge_http_requests_total{route="-",class="3xx"}"#),
+        metric(&s2, r#"edge_http_requests_total{class="3xx",route="-"}"#),
         1.0
     );
 }
@@ -357,13 +391,13 @@ fn vrrp_state_is_exported() {
     };
     let text = wait_for("the instance to become master", LIMIT, || {
         let t = scrape_ns();
-        t.contains(r#"edge_vrrp_state{vrid="51",interface="eth0",state="master"} 1"#)
+        t.contains(r#"edge_vrrp_state{interface="eth0",state="master",vrid="51"} 1"#)
             .then_some(t)
     });
-    assert!(text.contains(r#"edge_vrrp_state{vrid="51",interface="eth0",state="backup"} 0"#));
+    assert!(text.contains(r#"edge_vrrp_state{interface="eth0",state="backup",vrid="51"} 0"#));
     let transitions: f64 = text
         .lines()
-        .find_map(|l| l.strip_prefix(r#"edge_vrrp_transitions_total{vrid="51",interface="eth0"} "#))
+        .find_map(|l| l.strip_prefix(r#"edge_vrrp_transitions_total{interface="eth0",vrid="51"} "#))
         .unwrap()
         .parse()
         .unwrap();

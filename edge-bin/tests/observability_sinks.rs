@@ -145,7 +145,7 @@ async fn dead_collector_drops_records_not_requests() {
         let (_, s) = scrape(m);
         let dropped = metric(
             &s,
-            r#"edge_access_log_dropped_total{sink="dead",reason="queue_full"}"#,
+            r#"edge_access_log_dropped_total{reason="queue_full",sink="dead"}"#,
         );
         // The writer keeps what it took from the queue (4) at each of its
         // reconnect attempts (backoff 100 ms doubling), so a slow run keeps
@@ -155,7 +155,7 @@ async fn dead_collector_drops_records_not_requests() {
     let written = metric(&s, r#"edge_access_log_records_total{sink="stalled"}"#);
     let dropped = metric(
         &s,
-        r#"edge_access_log_dropped_total{sink="stalled",reason="queue_full"}"#,
+        r#"edge_access_log_dropped_total{reason="queue_full",sink="stalled"}"#,
     );
     eprintln!("stalled collector: {written} records written, {dropped} dropped of {n}");
     assert!(
@@ -169,7 +169,7 @@ async fn dead_collector_drops_records_not_requests() {
     assert_eq!(
         metric(
             &s,
-            r#"edge_http_requests_total{route="route0",class="2xx"}"#
+            r#"edge_http_requests_total{class="2xx",route="route0"}"#
         ),
         f64::from(n)
     );

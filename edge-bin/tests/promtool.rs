@@ -206,9 +206,9 @@ fn live_exposition() -> String {
     wait_for("every family with the traffic's samples", LIMIT, || {
         let t = lab.curl("r", &["--max-time", "5", "http://127.0.0.1:9900/metrics"])?;
         let ready = [
-            r#"edge_vrrp_state{vrid="52",interface="eth0",state="master"} 1"#,
+            r#"edge_vrrp_state{interface="eth0",state="master",vrid="52"} 1"#,
             r#"edge_backend_up{pool="app",server="127.0.0.1:9"} 0"#,
-            r#"edge_http_requests_total{route="hello",class="2xx"} 1"#,
+            r#"edge_http_requests_total{class="2xx",route="hello"} 1"#,
             r#"edge_passthrough_connections_total{pool="relay"} 1"#,
             r#"edge_tls_handshake_failures_total{reason="client_hello"} 1"#,
         ]

@@ -191,6 +191,28 @@ fn status_json_follows_a_backend_down_and_up() {
         .map(|k| server(&v, k)["requests"].as_u64().unwrap())
         .sum();
     assert_eq!(sent, 2, "{}", v["pools"]);
+    // Each answer is counted for the server that gave it, with its latency.
+    let answered: u64 = keys[..2]
+        .iter()
+        .map(|k| server(&v, k)["responses"]["2xx"].as_u64().unwrap())
+        .sum();
+    assert_eq!(answered, 2, "{}", v["pools"]);
+    let api = server(&v, &keys[2]);
+    assert_eq!(api["latency_ms"]["count"], 1, "{api}");
+    let p50 = api["latency_ms"]["p50"].as_f64().unwrap();
+    assert!(p50 > 0.0 && p50 < 1000.0, "{api}");
+    assert_eq!(api["errors_by_kind"]["connect"], 0, "{api}");
+    // Every check is shown, not only those that changed the state.
+    let lc = &api["last_check"];
+    assert_eq!(
+        (lc["passed"].as_bool(), lc["reason"].as_str()),
+        (Some(true), Some("passed")),
+        "{lc}"
+    );
+    assert!(
+        lc["seconds_ago"].as_u64().unwrap() <= 2,
+        "checks every 200 ms: {lc}"
+    );
     assert_eq!(server(&v, &keys[1])["weight"], 2);
     // Up from the start: no check has changed the state yet.
     let first = &server(&v, &keys[0])["last_change"];
@@ -255,6 +277,9 @@ fn status_json_follows_a_backend_down_and_up() {
     let v = s.status();
     let check = &server(&v, &keys[0])["last_change"];
     assert_eq!(check["result"], "refused", "{check}");
+    let last = &server(&v, &keys[0])["last_check"];
+    assert_eq!(last["passed"], false, "{last}");
+    assert_eq!(last["reason"], "connection refused", "{last}");
     let since = check["since_ms"].as_u64().unwrap();
     assert!(since + 50 >= before && since <= unix_ms(), "{check}");
     for k in &keys[1..] {

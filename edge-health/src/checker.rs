@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::FutureExt;
 use rand::SeedableRng;
@@ -17,7 +17,7 @@ use tracing::Instrument;
 use crate::capacity::{CapacityChange, CapacityTracker, run_hook};
 use crate::config::{CapacityConfig, CheckConfig, InitialState, OutlierConfig, SchedulerConfig};
 use crate::error::ConfigError;
-use crate::event::{HealthEvent, HealthStream, PoolStatus};
+use crate::event::{HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport};
 use crate::machine::{HealthMachine, TargetState, Transition};
 use crate::outlier::{
     FailureCounter, OutlierDetector, ejection_time, max_ejected, next_multiplier,
@@ -132,10 +132,20 @@ impl PoolConfig {
 /// health.shutdown().await;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct HealthChecker {
     sched: SchedulerConfig,
     pools: Vec<(PoolConfig, CompiledProbe)>,
+    observer: Option<ProbeObserver>,
+}
+
+impl std::fmt::Debug for HealthChecker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthChecker")
+            .field("sched", &self.sched)
+            .field("pools", &self.pools)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 impl HealthChecker {
@@ -145,7 +155,15 @@ impl HealthChecker {
         Ok(Self {
             sched,
             pools: Vec::new(),
+            observer: None,
         })
+    }
+
+    /// Calls `f` with the report of every probe as it ends (passed or
+    /// failed, state change or not), e.g. to count probe durations.
+    pub fn on_probe(&mut self, f: impl Fn(&ProbeReport) + Send + Sync + 'static) -> &mut Self {
+        self.observer = Some(Arc::new(f));
+        self
     }
 
     /// Adds a pool after validating it.
@@ -215,6 +233,7 @@ impl HealthChecker {
             by_name.insert(Arc::clone(&name), pi);
             shared_pools.push(PoolShared {
                 status: watch::channel(pool.status()).0,
+                last_probes: Mutex::new(vec![None; pool.targets.len()]),
                 targets: Mutex::new(snapshot),
             });
             pools.push(pool);
@@ -234,6 +253,7 @@ impl HealthChecker {
             events: events_tx,
             shared: Arc::clone(&shared),
             rng: SmallRng::from_rng(&mut rand::rng()),
+            observer: self.observer,
         };
         let task = tokio::spawn(driver.run().instrument(tracing::info_span!("edge_health")));
         HealthHandle {
@@ -274,6 +294,17 @@ impl HealthHandle {
     /// Every target's current state.
     pub fn targets(&self) -> Vec<HealthEvent> {
         self.shared.snapshot()
+    }
+
+    /// The last probe of every target probed at least once.
+    pub fn last_probes(&self) -> Vec<ProbeReport> {
+        let mut out = Vec::new();
+        for p in &self.shared.pools {
+            if let Ok(l) = p.last_probes.lock() {
+                out.extend(l.iter().flatten().cloned());
+            }
+        }
+        out
     }
 
     /// `(healthy, total)` of a pool, `None` for an unknown pool.
@@ -341,6 +372,8 @@ pub(crate) struct Shared {
 struct PoolShared {
     status: watch::Sender<PoolStatus>,
     targets: Mutex<Vec<HealthEvent>>,
+    /// Each target's last probe, in target order.
+    last_probes: Mutex<Vec<Option<ProbeReport>>>,
 }
 
 impl Shared {
@@ -398,13 +431,17 @@ struct Driver {
     queue: ProbeQueue,
     jitter_percent: u8,
     pools: Vec<PoolRuntime>,
-    probes: JoinSet<(Key, Result<(), Reason>)>,
+    probes: JoinSet<(Key, Probed)>,
     hooks: JoinSet<()>,
     cmd_rx: mpsc::UnboundedReceiver<Command>,
     events: broadcast::Sender<HealthEvent>,
     shared: Arc<Shared>,
     rng: SmallRng,
+    observer: Option<ProbeObserver>,
 }
+
+/// A probe's result, its start and its duration.
+type Probed = (Result<(), Reason>, SystemTime, Duration);
 
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
@@ -443,7 +480,7 @@ impl Driver {
                 Some(done) = self.probes.join_next(), if !self.probes.is_empty() => {
                     self.queue.finish();
                     match done {
-                        Ok((key, result)) => self.on_result(key, result),
+                        Ok((key, probed)) => self.on_result(key, probed),
                         Err(e) => tracing::error!(error = %e, "probe task failed"),
                     }
                 }
@@ -471,15 +508,16 @@ impl Driver {
         let timeout = pool.cfg.check.timeout;
         let addr = t.addr;
         self.probes.spawn(async move {
+            let (started, clock) = (SystemTime::now(), Instant::now());
             let r = AssertUnwindSafe(probe.run(addr, timeout))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| Err(Reason::Custom("probe panicked".into())));
-            (key, r)
+            (key, (r, started, clock.elapsed()))
         });
     }
 
-    fn on_result(&mut self, key: Key, result: Result<(), Reason>) {
+    fn on_result(&mut self, key: Key, (result, started, duration): Probed) {
         let now = now();
         let Some(pool) = self.pools.get_mut(key.0) else {
             return;
@@ -489,6 +527,22 @@ impl Driver {
         };
         if let Err(r) = &result {
             tracing::debug!(pool = %pool.name, target = %t.addr, reason = %r, "probe failed");
+        }
+        let report = ProbeReport {
+            target: t.addr,
+            pool: Arc::clone(&pool.name),
+            started,
+            duration,
+            result: result.clone(),
+        };
+        if let Some(f) = &self.observer {
+            f(&report);
+        }
+        if let Some(ps) = self.shared.pools.get(key.0)
+            && let Ok(mut last) = ps.last_probes.lock()
+            && let Some(slot) = last.get_mut(key.1)
+        {
+            *slot = Some(report);
         }
         let transition = t.machine.on_probe_result(now, result);
         let next = jitter(

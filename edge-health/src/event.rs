@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::Stream;
 use tokio::sync::broadcast;
@@ -28,6 +28,26 @@ pub struct HealthEvent {
     /// Since when.
     pub since: Instant,
 }
+
+/// One active probe, as it ended: every probe, not only those that change
+/// a target's state (for status pages and probe-duration metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// The target.
+    pub target: SocketAddr,
+    /// Its pool.
+    pub pool: Arc<str>,
+    /// When the probe started (wall clock).
+    pub started: SystemTime,
+    /// How long it took (up to the check's timeout).
+    pub duration: Duration,
+    /// Passed, or why it failed.
+    pub result: Result<(), Reason>,
+}
+
+/// Called with every [`ProbeReport`], on the checker's task: keep it short
+/// (update counters, no I/O).
+pub type ProbeObserver = Arc<dyn Fn(&ProbeReport) + Send + Sync>;
 
 /// A pool's capacity, for metrics and VRRP priority tracking.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -66,7 +66,7 @@ pub use crate::config::{
     AlertHook, CapacityConfig, CheckConfig, InitialState, OutlierConfig, SchedulerConfig,
 };
 pub use crate::error::ConfigError;
-pub use crate::event::{HealthEvent, HealthStream, PoolStatus};
+pub use crate::event::{HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport};
 pub use crate::machine::{HealthMachine, TargetState, Transition};
 pub use crate::outlier::{Outcome, OutlierDetector, max_ejected};
 pub use crate::probe::{

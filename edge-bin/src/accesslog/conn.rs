@@ -270,6 +270,7 @@ impl ConnLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -281,7 +282,7 @@ mod tests {
         Fut: Future<Output = Vec<u8>>,
     {
         let (c, s) = tokio::io::duplex(1 << 20);
-        let clog = ConnLog::with(Default::default(), Default::default(), false);
+        let clog = ConnLog::with(Default::default(), Metrics::new().unrouted(), false);
         let svc_log = clog.clone();
         let svc = hyper::service::service_fn(move |_req| {
             svc_log.track(async {
@@ -416,7 +417,7 @@ mod tests {
             ([PREFACE, SETTINGS].concat(), false),
         ] {
             let (c, s) = tokio::io::duplex(1 << 16);
-            let clog = ConnLog::with(Default::default(), Default::default(), true);
+            let clog = ConnLog::with(Default::default(), Metrics::new().unrouted(), true);
             let svc = hyper::service::service_fn(|_req| async {
                 Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
                     bytes::Bytes,

@@ -104,9 +104,7 @@ impl Sink {
     /// Queues a record; a full queue drops it (counted).
     pub(crate) fn send(&self, rec: Arc<AccessRecord>) {
         if self.tx.try_send(Msg::Record(rec)).is_err() {
-            self.stats
-                .dropped_queue_full
-                .fetch_add(1, Ordering::Relaxed);
+            self.stats.dropped_queue_full.inc();
         }
     }
 
@@ -181,7 +179,7 @@ impl Lines {
         } else {
             &self.stats.dropped_error
         };
-        counter.fetch_add(self.pending, Ordering::Relaxed);
+        counter.inc_by(self.pending);
         if let Err(e) = r {
             tracing::warn!(error = %e, records = self.pending, "access log write failed");
         }
@@ -240,7 +238,7 @@ fn run_udp(
     while let Some(msg) = rx.blocking_recv() {
         let Msg::Record(r) = msg else { continue };
         if !format::syslog_datagram(&header, &r, max, &mut buf) {
-            stats.dropped_oversize.fetch_add(1, Ordering::Relaxed);
+            stats.dropped_oversize.inc();
             continue;
         }
         // A refused datagram (ICMP unreachable reported on a connected
@@ -249,7 +247,7 @@ fn run_udp(
             Ok(_) => &stats.written,
             Err(_) => &stats.dropped_error,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
     }
 }
 
@@ -293,9 +291,7 @@ fn run_tcp(addr: SocketAddr, header: SyslogHeader, mut rx: mpsc::Receiver<Msg>, 
                 Err(e) => {
                     if rx.is_closed() {
                         // The sink was removed and nobody listens: give up.
-                        stats
-                            .dropped_error
-                            .fetch_add(pending + rx.len() as u64, Ordering::Relaxed);
+                        stats.dropped_error.inc_by(pending + rx.len() as u64);
                         return;
                     }
                     tracing::warn!(collector = %addr, error = %e, retry_in = ?backoff, "access log: cannot connect to the syslog collector");
@@ -307,7 +303,7 @@ fn run_tcp(addr: SocketAddr, header: SyslogHeader, mut rx: mpsc::Receiver<Msg>, 
         };
         match stream.write_all(&frames) {
             Ok(()) => {
-                stats.written.fetch_add(pending, Ordering::Relaxed);
+                stats.written.inc_by(pending);
                 frames.clear();
                 pending = 0;
             }

@@ -109,6 +109,9 @@ pub async fn forward(
     rec.backend = Some(*lease.key());
     rec.backend_time = Some(served.elapsed);
     let mut resp = served.response;
+    if let Some(s) = backend.pool.server_stats(lease.key()) {
+        s.response(resp.status().as_u16(), served.elapsed);
+    }
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let Some(cu) = client_upgrade else {
             return respond::error(StatusCode::BAD_GATEWAY, request_id);

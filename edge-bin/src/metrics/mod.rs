@@ -1,13 +1,14 @@
-//! Process-wide metrics, rendered in the Prometheus text format (0.0.4) by
-//! the management listener.
+//! Process-wide metrics, kept in a `prometheus` crate [`Registry`] and
+//! exposed in the Prometheus text format (0.0.4) by the management
+//! listener.
 //!
 //! One [`Metrics`] is made in `serve()` and outlives every config: the
-//! per-route and per-pool counters are looked up by name when a
+//! per-route, per-pool and per-server counters are looked up by name when a
 //! config's state is built (a lock taken only then) and handed to the data
 //! path as `Arc`s, so a request touches a few atomics and nothing else, and
 //! counters continue across reloads. Gauges that describe the current
-//! config (backend health, in-flight requests, certificates) are written by
-//! the management listener from the current state when scraped
+//! config (backend health, in-flight requests, certificates) are set by the
+//! management listener from the current state when scraped
 //! ([`Metrics::render_with`]).
 //!
 //! ```
@@ -17,42 +18,61 @@
 //! assert!(text.contains("edge_config_reloads_total{result=\"success\"} 1"));
 //! ```
 
-mod histogram;
-mod render;
+mod families;
+mod quantile;
+mod server;
 mod snapshot;
+mod tls;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use histogram::Histogram;
-pub use render::Out;
+use prometheus::{Encoder as _, Histogram, IntCounter, Registry, TextEncoder};
+
+use families::Families;
+pub use quantile::Percentiles;
+pub use server::{BackendError, ServerStats};
 pub use snapshot::{SinkSnapshot, VrrpSnapshot};
+pub use tls::HandshakeFailure;
+
+/// Status class labels, in counter order.
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// The index of `status`'s class in [`CLASSES`].
+fn class_of(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100 - 1),
+        _ => 5,
+    }
+}
+
+/// The six status-class counters of one family and label set.
+fn class_counters(v: &prometheus::IntCounterVec, labels: &[&str]) -> [IntCounter; 6] {
+    CLASSES.map(|c| {
+        let mut l = labels.to_vec();
+        l.push(c);
+        v.with_label_values(&l)
+    })
+}
 
 /// Counters of one route (or of requests that matched none).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RouteStats {
     /// Requests by status class: 1xx, 2xx, 3xx, 4xx, 5xx, other.
-    requests: [AtomicU64; 6],
+    requests: [IntCounter; 6],
     /// Seconds from request headers to the end of the response body.
     latency: Histogram,
 }
 
-/// Status class labels, in [`RouteStats`] order.
-const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
-
 impl RouteStats {
     /// Counts one finished request.
     pub fn observe(&self, status: u16, duration: Duration) {
-        let class = match status {
-            100..=599 => usize::from(status / 100 - 1),
-            _ => 5,
-        };
-        if let Some(c) = self.requests.get(class) {
-            c.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.requests.get(class_of(status)) {
+            c.inc();
         }
-        self.latency.observe(duration);
+        self.latency.observe(duration.as_secs_f64());
     }
 
     /// Requests counted with a status class (`"2xx"`, ...).
@@ -61,150 +81,66 @@ impl RouteStats {
             .iter()
             .position(|c| *c == class)
             .and_then(|i| self.requests.get(i))
-            .map_or(0, |c| c.load(Ordering::Relaxed))
+            .map_or(0, IntCounter::get)
     }
 }
 
 /// Counters of the passthrough connections to one pool.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PassthroughStats {
-    pub connections: AtomicU64,
+    pub connections: IntCounter,
     /// Connections for which no server could be reached.
-    pub failed: AtomicU64,
+    pub failed: IntCounter,
     /// Client to server.
-    pub bytes_in: AtomicU64,
+    pub bytes_in: IntCounter,
     /// Server to client.
-    pub bytes_out: AtomicU64,
-}
-
-/// Why a TLS handshake on the public port failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HandshakeFailure {
-    /// No usable ClientHello (not TLS, malformed, or too slow).
-    ClientHello,
-    /// The handshake did not finish in `tls_handshake_timeout`.
-    Timeout,
-    /// No common version, cipher suite or ALPN protocol.
-    Incompatible,
-    /// No certificate for the requested name.
-    NoCertificate,
-    /// The client sent an alert (for example it rejected the certificate).
-    Alert,
-    /// Malformed or unexpected messages.
-    Protocol,
-    /// The connection failed or closed during the handshake.
-    Io,
-    /// Anything else.
-    Other,
-}
-
-impl HandshakeFailure {
-    const ALL: [HandshakeFailure; 8] = [
-        Self::ClientHello,
-        Self::Timeout,
-        Self::Incompatible,
-        Self::NoCertificate,
-        Self::Alert,
-        Self::Protocol,
-        Self::Io,
-        Self::Other,
-    ];
-
-    /// The `reason` label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ClientHello => "client_hello",
-            Self::Timeout => "timeout",
-            Self::Incompatible => "incompatible",
-            Self::NoCertificate => "no_certificate",
-            Self::Alert => "alert",
-            Self::Protocol => "protocol",
-            Self::Io => "io",
-            Self::Other => "other",
-        }
-    }
-
-    /// Classifies the error tokio-rustls returned from `accept`.
-    pub fn classify(e: &std::io::Error) -> Self {
-        let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
-            return Self::Io;
-        };
-        match tls {
-            rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
-                Self::Incompatible
-            }
-            rustls::Error::AlertReceived(_) => Self::Alert,
-            rustls::Error::InvalidMessage(_)
-            | rustls::Error::PeerMisbehaved(_)
-            | rustls::Error::InappropriateMessage { .. }
-            | rustls::Error::InappropriateHandshakeMessage { .. }
-            | rustls::Error::DecryptError => Self::Protocol,
-            rustls::Error::NoCertificatesPresented => Self::NoCertificate,
-            rustls::Error::General(m) if m.contains("certificate") => Self::NoCertificate,
-            _ => Self::Other,
-        }
-    }
-}
-
-/// TLS handshakes on the public port.
-#[derive(Debug, Default)]
-pub struct TlsStats {
-    handshakes: AtomicU64,
-    failures: [AtomicU64; 8],
-    sni_ip_literal: AtomicU64,
-    /// Refused by `[client_limits]`: connections, requests.
-    client_refused: [AtomicU64; 2],
+    pub bytes_out: IntCounter,
 }
 
 /// Counters of one access-log sink.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SinkStats {
     /// Records handed to the destination.
-    pub written: AtomicU64,
+    pub written: IntCounter,
     /// Records dropped because the queue was full.
-    pub dropped_queue_full: AtomicU64,
+    pub dropped_queue_full: IntCounter,
     /// Records dropped because they did not fit one UDP datagram.
-    pub dropped_oversize: AtomicU64,
+    pub dropped_oversize: IntCounter,
     /// Records the destination refused (write or send failed).
-    pub dropped_error: AtomicU64,
+    pub dropped_error: IntCounter,
 }
 
 impl SinkStats {
     /// All records dropped, whatever the reason.
     pub fn dropped(&self) -> u64 {
-        self.dropped_queue_full.load(Ordering::Relaxed)
-            + self.dropped_oversize.load(Ordering::Relaxed)
-            + self.dropped_error.load(Ordering::Relaxed)
+        self.dropped_queue_full.get() + self.dropped_oversize.get() + self.dropped_error.get()
     }
 }
 
-/// One VRRP instance.
-#[derive(Debug, Default)]
-struct VrrpStats {
-    /// 0 initialize, 1 backup, 2 master, 3 fault.
-    state: AtomicU8,
-    transitions: AtomicU64,
-}
-
+/// VRRP state names, in `edge_vrrp::State` order.
 const VRRP_STATES: [&str; 4] = ["initialize", "backup", "master", "fault"];
+
+/// One VRRP instance as last reported (for the status page).
+#[derive(Debug, Default, Clone, Copy)]
+struct VrrpEntry {
+    /// An index into [`VRRP_STATES`].
+    state: usize,
+    transitions: u64,
+}
 
 /// The process-wide registry. Cheap to share (`Arc<Metrics>`).
 #[derive(Debug)]
 pub struct Metrics {
+    registry: Registry,
+    f: Families,
     routes: Mutex<BTreeMap<String, Arc<RouteStats>>>,
     unrouted: Arc<RouteStats>,
     passthrough: Mutex<BTreeMap<String, Arc<PassthroughStats>>>,
-    tls: TlsStats,
     sinks: Mutex<BTreeMap<String, Arc<SinkStats>>>,
-    vrrp: Mutex<BTreeMap<(u8, String), Arc<VrrpStats>>>,
-    reloads_ok: AtomicU64,
-    reloads_failed: AtomicU64,
-    /// 1 or 0.
-    last_reload_ok: AtomicU8,
-    /// Unix seconds of the last successful config load (start counts).
-    last_success: AtomicI64,
-    started: SystemTime,
+    servers: Mutex<BTreeMap<(String, SocketAddr), Arc<ServerStats>>>,
+    vrrp: Mutex<BTreeMap<(u8, String), VrrpEntry>>,
+    /// One scrape at a time: each resets and sets the config gauges.
+    scrape: Mutex<()>,
 }
 
 /// Seconds since the Unix epoch (negative before it).
@@ -213,44 +149,65 @@ pub fn unix(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn get_or_insert<K: Ord, V: Default>(m: &Mutex<BTreeMap<K, Arc<V>>>, k: K) -> Arc<V> {
-    m.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(k)
-        .or_default()
-        .clone()
+/// The value for `key`, made by `make` on first use.
+fn get_or_make<K: Ord, V>(
+    m: &Mutex<BTreeMap<K, Arc<V>>>,
+    key: K,
+    make: impl FnOnce(&K) -> V,
+) -> Arc<V> {
+    let mut m = m.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(v) = m.get(&key) {
+        return v.clone();
+    }
+    let v = Arc::new(make(&key));
+    m.insert(key, v.clone());
+    v
 }
 
 impl Metrics {
     /// An empty registry; the config loaded at start counts as a successful load.
     pub fn new() -> Arc<Self> {
-        let now = SystemTime::now();
+        let registry = Registry::new();
+        let f = Families::new(&registry);
+        #[cfg(target_os = "linux")]
+        if let Err(e) = registry.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        )) {
+            tracing::warn!(error = %e, "process metrics not registered");
+        }
+        f.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let now = unix(SystemTime::now());
+        f.start_time.set(now);
+        f.last_success.set(now);
+        f.last_reload_ok.set(1);
+        for result in ["success", "failure"] {
+            f.reloads.with_label_values(&[result]);
+        }
+        for kind in ["connections", "requests"] {
+            f.client_refused.with_label_values(&[kind]);
+        }
+        for h in HandshakeFailure::ALL {
+            f.tls_failures.with_label_values(&[h.as_str()]);
+        }
+        let unrouted = Arc::new(route_stats(&f, "-"));
         Arc::new(Self {
+            registry,
+            f,
             routes: Mutex::default(),
-            unrouted: Arc::default(),
+            unrouted,
             passthrough: Mutex::default(),
-            tls: TlsStats::default(),
             sinks: Mutex::default(),
+            servers: Mutex::default(),
             vrrp: Mutex::default(),
-            reloads_ok: AtomicU64::new(0),
-            reloads_failed: AtomicU64::new(0),
-            last_reload_ok: AtomicU8::new(1),
-            last_success: AtomicI64::new(unix(now)),
-            started: now,
+            scrape: Mutex::default(),
         })
     }
 
     /// The counters of the route named `name` (made on first use).
     pub fn route(&self, name: &str) -> Arc<RouteStats> {
-        if let Some(r) = self
-            .routes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-        {
-            return r.clone();
-        }
-        get_or_insert(&self.routes, name.to_owned())
+        get_or_make(&self.routes, name.to_owned(), |n| route_stats(&self.f, n))
     }
 
     /// Requests that matched no route (and the plain-HTTP port's).
@@ -260,129 +217,177 @@ impl Metrics {
 
     /// The passthrough counters of pool `name`.
     pub fn passthrough(&self, pool: &str) -> Arc<PassthroughStats> {
-        get_or_insert(&self.passthrough, pool.to_owned())
+        get_or_make(&self.passthrough, pool.to_owned(), |p| {
+            let l = [p.as_str()];
+            PassthroughStats {
+                connections: self.f.passthrough_connections.with_label_values(&l),
+                failed: self.f.passthrough_failed.with_label_values(&l),
+                bytes_in: self.f.passthrough_received.with_label_values(&l),
+                bytes_out: self.f.passthrough_sent.with_label_values(&l),
+            }
+        })
     }
 
     /// The counters of access-log sink `name`.
     pub fn sink(&self, name: &str) -> Arc<SinkStats> {
-        get_or_insert(&self.sinks, name.to_owned())
+        get_or_make(&self.sinks, name.to_owned(), |n| {
+            let d = |reason: &str| self.f.sink_dropped.with_label_values(&[n.as_str(), reason]);
+            SinkStats {
+                written: self.f.sink_records.with_label_values(&[n.as_str()]),
+                dropped_queue_full: d("queue_full"),
+                dropped_oversize: d("oversize"),
+                dropped_error: d("error"),
+            }
+        })
+    }
+
+    /// The counters of server `addr` of pool `pool` (made on first use;
+    /// the same across reloads).
+    pub fn server(&self, pool: &str, addr: SocketAddr) -> Arc<ServerStats> {
+        get_or_make(&self.servers, (pool.to_owned(), addr), |(p, a)| {
+            ServerStats::new(&self.f, p, &a.to_string())
+        })
     }
 
     /// A TLS handshake completed.
     pub fn tls_handshake(&self) {
-        self.tls.handshakes.fetch_add(1, Ordering::Relaxed);
+        self.f.tls_handshakes.inc();
     }
 
     /// `[client_limits]` refused a connection (`requests`: false) or a
     /// request (true).
     pub fn client_refused(&self, requests: bool) {
-        if let Some(c) = self.tls.client_refused.get(usize::from(requests)) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        let kind = if requests { "requests" } else { "connections" };
+        self.f.client_refused.with_label_values(&[kind]).inc();
     }
 
     /// A ClientHello named an IP address as SNI (served as no SNI).
     pub fn sni_ip_literal(&self) {
-        self.tls.sni_ip_literal.fetch_add(1, Ordering::Relaxed);
+        self.f.tls_sni_ip_literal.inc();
     }
 
     /// A TLS handshake failed.
     pub fn tls_failure(&self, why: HandshakeFailure) {
-        let i = HandshakeFailure::ALL
-            .iter()
-            .position(|h| *h == why)
-            .unwrap_or(7);
-        if let Some(c) = self.tls.failures.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
+        self.f.tls_failures.with_label_values(&[why.as_str()]).inc();
     }
 
     /// A VRRP instance changed state (`transition`: a real change, not the
     /// initial report).
     pub fn vrrp_state(&self, vrid: u8, interface: &str, state: edge_vrrp::State, transition: bool) {
-        let s = get_or_insert(&self.vrrp, (vrid, interface.to_owned()));
-        let v = match state {
+        let cur = match state {
             edge_vrrp::State::Initialize => 0,
             edge_vrrp::State::Backup => 1,
             edge_vrrp::State::Master => 2,
             edge_vrrp::State::Fault => 3,
         };
-        s.state.store(v, Ordering::Relaxed);
+        let vrid_s = vrid.to_string();
+        let mut map = self.vrrp.lock().unwrap_or_else(PoisonError::into_inner);
+        let e = map.entry((vrid, interface.to_owned())).or_default();
+        e.state = cur;
+        for (i, name) in VRRP_STATES.iter().enumerate() {
+            self.f
+                .vrrp_state
+                .with_label_values(&[vrid_s.as_str(), interface, name])
+                .set(i64::from(i == cur));
+        }
+        let transitions = self
+            .f
+            .vrrp_transitions
+            .with_label_values(&[vrid_s.as_str(), interface]);
         if transition {
-            s.transitions.fetch_add(1, Ordering::Relaxed);
+            e.transitions += 1;
+            transitions.inc();
         }
     }
 
     /// Records the outcome of a config reload (SIGHUP or admin command).
     pub fn reload_result(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.f.reloads.with_label_values(&[result]).inc();
         if ok {
-            self.reloads_ok.fetch_add(1, Ordering::Relaxed);
-            self.last_success
-                .store(unix(SystemTime::now()), Ordering::Relaxed);
-        } else {
-            self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            self.f.last_success.set(unix(SystemTime::now()));
         }
-        self.last_reload_ok.store(u8::from(ok), Ordering::Relaxed);
+        self.f.last_reload_ok.set(i64::from(ok));
     }
 
     /// The exposition text.
     pub fn render(&self) -> String {
-        render::render(self, |_| ())
+        self.render_with(|_| ())
     }
 
-    /// The exposition text, with `extra` families (e.g. the gauges of the
-    /// running config) written after the process's own.
-    pub fn render_with(&self, extra: impl FnOnce(&mut Out)) -> String {
-        render::render(self, extra)
+    /// The exposition text, with the gauges of the running config set by
+    /// `set` first (those of an earlier scrape are cleared).
+    pub fn render_with(&self, set: impl FnOnce(&ConfigGauges<'_>)) -> String {
+        let _one = self.scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        self.f.reset_config_gauges();
+        set(&ConfigGauges(&self.f));
+        let mut out = Vec::with_capacity(32 * 1024);
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "metrics not encoded");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+fn route_stats(f: &Families, name: &str) -> RouteStats {
+    RouteStats {
+        requests: class_counters(&f.http_requests, &[name]),
+        latency: f.http_duration.with_label_values(&[name]),
+    }
+}
+
+/// The gauges that describe the running config, set on each scrape.
+#[derive(Debug)]
+pub struct ConfigGauges<'a>(&'a Families);
+
+impl ConfigGauges<'_> {
+    /// A pool: servers configured, in rotation, and its capacity alert.
+    pub fn pool(&self, pool: &str, servers: usize, healthy: usize, capacity_low: bool) {
+        let l = [pool];
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        self.0.pool_servers.with_label_values(&l).set(n(servers));
+        self.0.pool_healthy.with_label_values(&l).set(n(healthy));
+        self.0
+            .pool_capacity_low
+            .with_label_values(&l)
+            .set(i64::from(capacity_low));
+    }
+
+    /// Whether a server is in rotation.
+    pub fn server_up(&self, pool: &str, server: SocketAddr, up: bool) {
+        let s = server.to_string();
+        self.0
+            .backend_up
+            .with_label_values(&[pool, s.as_str()])
+            .set(i64::from(up));
+    }
+
+    /// Requests, tunnels and connections on a server now.
+    pub fn server_in_flight(&self, pool: &str, server: SocketAddr, n: u64) {
+        let s = server.to_string();
+        self.0
+            .backend_in_flight
+            .with_label_values(&[pool, s.as_str()])
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Seconds until the certificate served for `name` expires.
+    pub fn certificate_expiry(&self, name: &str, seconds: i64) {
+        self.0
+            .certificate_expiry
+            .with_label_values(&[name])
+            .set(seconds);
+    }
+
+    /// Failed ACME attempts in a row for a managed certificate.
+    pub fn acme_failures(&self, name: &str, failures: u32) {
+        self.0
+            .acme_failures
+            .with_label_values(&[name])
+            .set(i64::from(failures));
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_survive_and_render() {
-        let m = Metrics::new();
-        let a = m.route("api");
-        a.observe(204, Duration::from_millis(3));
-        a.observe(503, Duration::from_millis(300));
-        a.observe(42, Duration::ZERO);
-        // A reload looks the route up again: the same counters.
-        assert!(Arc::ptr_eq(&a, &m.route("api")));
-        assert_eq!(
-            (a.requests("2xx"), a.requests("5xx"), a.requests("other")),
-            (1, 1, 1)
-        );
-        m.vrrp_state(7, "eth0", edge_vrrp::State::Initialize, false);
-        m.vrrp_state(7, "eth0", edge_vrrp::State::Backup, true);
-        m.vrrp_state(7, "eth0", edge_vrrp::State::Master, true);
-        m.tls_failure(HandshakeFailure::Timeout);
-        m.reload_result(false);
-        m.sink("c\"q")
-            .dropped_queue_full
-            .fetch_add(3, Ordering::Relaxed);
-        let t = m.render();
-        for line in [
-            "edge_http_requests_total{route=\"api\",class=\"5xx\"} 1",
-            "edge_http_request_duration_seconds_bucket{route=\"api\",le=\"0.005\"} 2",
-            "edge_http_request_duration_seconds_bucket{route=\"api\",le=\"0.25\"} 2",
-            "edge_http_request_duration_seconds_bucket{route=\"api\",le=\"0.5\"} 3",
-            "edge_http_request_duration_seconds_count{route=\"api\"} 3",
-            "edge_vrrp_state{vrid=\"7\",interface=\"eth0\",state=\"master\"} 1",
-            "edge_vrrp_state{vrid=\"7\",interface=\"eth0\",state=\"backup\"} 0",
-            "edge_vrrp_transitions_total{vrid=\"7\",interface=\"eth0\"} 2",
-            "edge_tls_handshake_failures_total{reason=\"timeout\"} 1",
-            "edge_config_reloads_total{result=\"failure\"} 1",
-            "edge_config_last_reload_successful 0",
-            "edge_access_log_dropped_total{sink=\"c\\\"q\",reason=\"queue_full\"} 3",
-        ] {
-            assert!(t.lines().any(|l| l == line), "{line} not in\n{t}");
-        }
-        m.reload_result(true);
-        assert!(
-            m.render()
-                .contains("edge_config_last_reload_successful 1\n")
-        );
-    }
-}
+#[path = "tests.rs"]
+mod tests;

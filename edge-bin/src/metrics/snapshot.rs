@@ -3,7 +3,6 @@
 //! access-log sinks.
 
 use std::sync::PoisonError;
-use std::sync::atomic::Ordering;
 
 use super::{Metrics, VRRP_STATES};
 
@@ -35,11 +34,8 @@ impl Metrics {
             .map(|((vrid, interface), s)| VrrpSnapshot {
                 vrid: *vrid,
                 interface: interface.clone(),
-                state: VRRP_STATES
-                    .get(usize::from(s.state.load(Ordering::Relaxed)))
-                    .copied()
-                    .unwrap_or("initialize"),
-                transitions: s.transitions.load(Ordering::Relaxed),
+                state: VRRP_STATES.get(s.state).copied().unwrap_or("initialize"),
+                transitions: s.transitions,
             })
             .collect()
     }
@@ -50,10 +46,10 @@ impl Metrics {
         map.iter()
             .map(|(name, s)| SinkSnapshot {
                 name: name.clone(),
-                written: s.written.load(Ordering::Relaxed),
-                dropped_queue_full: s.dropped_queue_full.load(Ordering::Relaxed),
-                dropped_oversize: s.dropped_oversize.load(Ordering::Relaxed),
-                dropped_error: s.dropped_error.load(Ordering::Relaxed),
+                written: s.written.get(),
+                dropped_queue_full: s.dropped_queue_full.get(),
+                dropped_oversize: s.dropped_oversize.get(),
+                dropped_error: s.dropped_error.get(),
             })
             .collect()
     }
@@ -68,8 +64,8 @@ mod tests {
         let m = Metrics::new();
         m.vrrp_state(7, "eth0", edge_vrrp::State::Backup, false);
         m.vrrp_state(7, "eth0", edge_vrrp::State::Master, true);
-        m.sink("udp").dropped_error.fetch_add(2, Ordering::Relaxed);
-        m.sink("udp").written.fetch_add(5, Ordering::Relaxed);
+        m.sink("udp").dropped_error.inc_by(2);
+        m.sink("udp").written.inc_by(5);
         assert_eq!(
             m.vrrp_snapshot(),
             [VrrpSnapshot {

@@ -102,7 +102,13 @@ try {
   const down = await timeUntil(page, cfg.victim, "down", DOWN_LIMIT_MS);
   console.log(`result down_after_ms ${down}`);
   const reason = await page.locator(`tr[data-server="${cfg.victim}"] td:last-child`).innerText();
-  check(/refused|reset|timeout|closed/.test(reason), `last check of the victim: ${reason}`);
+  check(/refused|reset|timeout|closed/.test(reason), `state change of the victim: ${reason}`);
+  const last = await page.locator(`tr[data-server="${cfg.victim}"] td.check`).innerText();
+  check(/refused|reset|timeout|closed/.test(last) && / ms /.test(last), `last check of the victim: ${last}`);
+  for (const s of cfg.servers.filter((s) => s !== cfg.victim)) {
+    const ok = await page.locator(`tr[data-server="${s}"] td.check`).innerText();
+    check(/^passed · /.test(ok), `last check of ${s}: ${ok}`);
+  }
   for (const s of cfg.servers.filter((s) => s !== cfg.victim)) {
     const st = await page.locator(`tr[data-server="${s}"] [data-state]`).getAttribute("data-state");
     check(st === "up", `${s} shows ${st} while only ${cfg.victim} is down`);

@@ -1,0 +1,73 @@
+//! Why a TLS handshake on the public port failed: the `reason` label of
+//! `edge_tls_handshake_failures_total`.
+
+/// Why a TLS handshake on the public port failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// No usable ClientHello (not TLS, malformed, or too slow).
+    ClientHello,
+    /// The handshake did not finish in `tls_handshake_timeout`.
+    Timeout,
+    /// No common version, cipher suite or ALPN protocol.
+    Incompatible,
+    /// No certificate for the requested name.
+    NoCertificate,
+    /// The client sent an alert (for example it rejected the certificate).
+    Alert,
+    /// Malformed or unexpected messages.
+    Protocol,
+    /// The connection failed or closed during the handshake.
+    Io,
+    /// Anything else.
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Every reason, so each has a series from the start.
+    pub const ALL: [HandshakeFailure; 8] = [
+        Self::ClientHello,
+        Self::Timeout,
+        Self::Incompatible,
+        Self::NoCertificate,
+        Self::Alert,
+        Self::Protocol,
+        Self::Io,
+        Self::Other,
+    ];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientHello => "client_hello",
+            Self::Timeout => "timeout",
+            Self::Incompatible => "incompatible",
+            Self::NoCertificate => "no_certificate",
+            Self::Alert => "alert",
+            Self::Protocol => "protocol",
+            Self::Io => "io",
+            Self::Other => "other",
+        }
+    }
+
+    /// Classifies the error tokio-rustls returned from `accept`.
+    pub fn classify(e: &std::io::Error) -> Self {
+        let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) else {
+            return Self::Io;
+        };
+        match tls {
+            rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
+                Self::Incompatible
+            }
+            rustls::Error::AlertReceived(_) => Self::Alert,
+            rustls::Error::InvalidMessage(_)
+            | rustls::Error::PeerMisbehaved(_)
+            | rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. }
+            | rustls::Error::DecryptError => Self::Protocol,
+            rustls::Error::NoCertificatesPresented => Self::NoCertificate,
+            rustls::Error::General(m) if m.contains("certificate") => Self::NoCertificate,
+            _ => Self::Other,
+        }
+    }
+}
