@@ -109,6 +109,7 @@
 mod balancer;
 pub mod body;
 pub mod client_limit;
+pub mod discovery;
 mod dispatch;
 mod error;
 pub mod forwarding;

@@ -39,6 +39,7 @@ mod root;
 
 pub mod backend;
 pub mod client;
+pub mod dns;
 pub mod lab;
 pub mod load;
 pub mod pebble;
