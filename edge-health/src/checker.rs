@@ -613,10 +613,10 @@ impl Driver {
                     alert = "capacity", state = "recovered", "pool capacity recovered"
                 ),
             }
-            if let Some(hook) = pool.cfg.capacity.hook.clone() {
-                let limit = pool.cfg.capacity.hook_timeout;
+            let limit = pool.cfg.capacity.hook_timeout;
+            for hook in &pool.cfg.capacity.hooks {
                 self.hooks
-                    .spawn(run_hook(hook, limit, change, status.clone()));
+                    .spawn(run_hook(hook.clone(), limit, change, status.clone()));
             }
         }
         if let Some(ps) = self.shared.pools.get(key.0) {

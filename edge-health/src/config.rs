@@ -245,8 +245,9 @@ pub struct CapacityConfig {
     /// [`PoolConfig::weight`](crate::PoolConfig::weight), 1 when unset).
     /// Default 0 (off).
     pub min_healthy_weight_percent: u8,
-    /// Called on every low and recovered event. Default none.
-    pub hook: Option<AlertHook>,
+    /// Called on every low and recovered event, each on its own (one
+    /// failing or slow hook does not hold up another). Default none.
+    pub hooks: Vec<AlertHook>,
     /// How long a hook may run before it is killed or given up. Default 10 s.
     pub hook_timeout: Duration,
 }
@@ -257,7 +258,7 @@ impl Default for CapacityConfig {
             min_healthy: 1,
             min_healthy_percent: 50,
             min_healthy_weight_percent: 0,
-            hook: None,
+            hooks: Vec::new(),
             hook_timeout: Duration::from_secs(10),
         }
     }
@@ -283,13 +284,20 @@ impl CapacityConfig {
             }
         }
         nonzero("capacity.hook_timeout", self.hook_timeout)?;
-        match &self.hook {
-            Some(AlertHook::Command { program, .. }) if program.as_os_str().is_empty() => {
+        self.hooks.iter().try_for_each(AlertHook::validate)
+    }
+}
+
+impl AlertHook {
+    /// Refuses an empty program and a URL that is not absolute http(s).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            AlertHook::Command { program, .. } if program.as_os_str().is_empty() => {
                 Err(ConfigError::Empty {
                     field: "capacity.hook.program",
                 })
             }
-            Some(AlertHook::Webhook { url }) => {
+            AlertHook::Webhook { url } => {
                 let ok_scheme = matches!(url.scheme_str(), Some("http") | Some("https"));
                 if !ok_scheme || url.host().is_none() {
                     return Err(ConfigError::Invalid {
@@ -426,9 +434,9 @@ mod tests {
     #[test]
     fn webhook_needs_http_url() {
         let c = CapacityConfig {
-            hook: Some(AlertHook::Webhook {
+            hooks: vec![AlertHook::Webhook {
                 url: "ftp://x/".parse().unwrap(),
-            }),
+            }],
             ..Default::default()
         };
         assert!(

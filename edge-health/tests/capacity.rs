@@ -75,7 +75,7 @@ async fn command_hook_runs_on_low_and_recovered() {
         CapacityConfig {
             min_healthy: 1,
             min_healthy_percent: 75,
-            hook: Some(hook),
+            hooks: vec![hook],
             ..Default::default()
         },
     );
@@ -148,7 +148,7 @@ async fn webhook_receives_low_and_recovered() {
         CapacityConfig {
             min_healthy: 2,
             min_healthy_percent: 0,
-            hook: Some(AlertHook::Webhook { url }),
+            hooks: vec![AlertHook::Webhook { url }],
             ..Default::default()
         },
     );
@@ -203,7 +203,7 @@ async fn weight_share_raises_the_alert_and_a_slow_hook_is_killed_at_its_timeout(
                 min_healthy: 1,
                 min_healthy_percent: 0,
                 min_healthy_weight_percent: 50,
-                hook: Some(hook),
+                hooks: vec![hook],
                 hook_timeout: 300 * MS,
             }),
     )
