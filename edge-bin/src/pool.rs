@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use edge_balance::{
-    BalancerConfig, DispatchConfig, Dispatcher, EndpointSet, Outcome, PickContext, Picked,
-    RetryBudget, Target,
+    BalancerConfig, DispatchConfig, Dispatcher, EndpointSet, MaglevConfig, Outcome, PeakEwmaConfig,
+    PickContext, Picked, RetryBudget, Target,
 };
 use edge_health::OutlierDetector;
 
@@ -28,13 +28,18 @@ pub struct Pool {
     outlier: Arc<OnceLock<OutlierDetector>>,
 }
 
-fn policy(p: Policy) -> edge_balance::Policy {
-    match p {
+fn policy(s: &PoolSettings) -> edge_balance::Policy {
+    match s.policy {
         Policy::RoundRobin => edge_balance::Policy::RoundRobin,
         Policy::LeastRequest => edge_balance::Policy::LeastRequest,
         Policy::Random => edge_balance::Policy::Random,
         Policy::P2c => edge_balance::Policy::P2c,
-        Policy::PeakEwma => edge_balance::Policy::default(),
+        Policy::PeakEwma => edge_balance::Policy::PeakEwma(PeakEwmaConfig::default()),
+        Policy::Maglev | Policy::Hash => edge_balance::Policy::Maglev(
+            MaglevConfig::default()
+                .hash(s.options.hash.clone())
+                .bounded_load(s.options.bounded_load),
+        ),
     }
 }
 
@@ -64,8 +69,11 @@ impl Pool {
         let od = outlier.clone();
         let dispatcher = Dispatcher::new(
             EndpointSet::new(),
-            policy(settings.policy),
-            BalancerConfig::default().name(settings.name.clone()),
+            policy(&settings),
+            BalancerConfig::default()
+                .name(settings.name.clone())
+                .slow_start(settings.options.slow_start)
+                .fail_open(settings.options.fail_open),
             config,
         )
         .with_budget(RetryBudget::new(
@@ -253,6 +261,7 @@ mod tests {
             outlier_ejection_time: Duration::from_secs(60),
             outlier_max_ejection_percent: 10,
             retry_budget_percent: 20,
+            options: Default::default(),
         }
     }
 

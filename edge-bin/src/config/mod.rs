@@ -19,6 +19,7 @@ mod listeners;
 pub mod model;
 pub mod net;
 pub mod observability;
+mod pool_options;
 mod pools;
 mod routes;
 mod vrrp;
@@ -39,6 +40,7 @@ pub use listeners::{HttpSettings, HttpsSettings};
 pub use model::{BackendProtocol, HealthKind, Limits, Policy, ProxyProtocolOut};
 pub use net::{HostMatch, IpNet};
 pub use observability::{AccessLogSettings, ManagementSettings};
+pub use pool_options::{HealthOptions, PoolOptions};
 pub use pools::{HealthSettings, PoolSettings};
 pub use routes::{PassthroughRule, RouteAction, RouteRule};
 pub use vrrp::VrrpSettings;
@@ -287,3 +289,5 @@ fn host_error(name: &str, e: edge_sni::HostPatternError) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_pool_options;

@@ -167,6 +167,9 @@ async fn serve_inner(
                 }
             }
             let upgrade = upgrade_protocol(&req);
+            // The key of `hash_key = "source"`.
+            req.extensions_mut()
+                .insert(edge_balance::ClientAddr(conn.client));
             forward::forward(backend, req, upgrade, &id, rec, &state.limits).await
         }
     }
