@@ -291,3 +291,5 @@ fn host_error(name: &str, e: edge_sni::HostPatternError) -> String {
 mod tests;
 #[cfg(test)]
 mod tests_pool_options;
+#[cfg(test)]
+mod tests_vrrp_timing;

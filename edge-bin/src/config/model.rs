@@ -92,6 +92,16 @@ pub struct Vrrp {
     pub min_healthy_share: Option<Spanned<f64>>,
     /// Default `priority - 1`.
     pub weight: Option<Spanned<i64>>,
+    /// keepalived's `preempt_delay`; default edge-vrrp's (0s).
+    pub preempt_delay: Option<Spanned<ConfigDuration>>,
+    /// keepalived's `garp_master_delay`; default edge-vrrp's (5s).
+    pub garp_master_delay: Option<Spanned<ConfigDuration>>,
+    /// keepalived's `garp_master_repeat`; default edge-vrrp's (5).
+    pub garp_master_repeat: Option<Spanned<i64>>,
+    /// keepalived's `garp_master_refresh`; default off.
+    pub garp_master_refresh: Option<Spanned<ConfigDuration>>,
+    /// keepalived's `garp_master_refresh_repeat`; default edge-vrrp's (1).
+    pub garp_master_refresh_repeat: Option<Spanned<i64>>,
 }
 
 /// `[acme]`: HTTP-01 challenges on the plain port and automatic certificates.
