@@ -127,11 +127,13 @@ pub use dispatch::{
     ReplayRequest, RetryBudget, Served, Target,
 };
 pub use error::{Error, NoEndpoint};
-pub use hash::{HashKey, hash_bytes, hash_ip};
+pub use hash::{HashKey, Prefer, endpoint_id, hash_bytes, hash_ip};
 pub use policy::{
     DEFAULT_TABLE_SIZE, HashSource, MaglevConfig, MaglevTable, PeakEwmaConfig, Policy,
     UnknownPolicy,
 };
-pub use service::{Balance, BalanceKey, BalanceLayer, BalanceTo, ClientAddr, ResponseFuture};
+pub use service::{
+    Balance, BalanceKey, BalanceLayer, BalanceTo, ClientAddr, ResponseFuture, cookie_value,
+};
 pub use set::{Endpoint, EndpointSet, Snapshot};
 pub use stats::{EndpointStats, StatsSnapshot};
