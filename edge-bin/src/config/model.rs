@@ -407,6 +407,8 @@ pub struct Pool {
     pub fail_open: bool,
     /// `[pool.capacity]`: capacity alert thresholds and hooks.
     pub capacity: Option<Spanned<super::pool_options::Capacity>>,
+    /// Sticky sessions by a cookie of this name that edge sets; default off.
+    pub sticky_cookie: Option<Spanned<String>>,
 }
 
 fn d_connect_timeout() -> ConfigDuration {

@@ -73,6 +73,8 @@ pub struct PoolOptions {
     pub fail_open: bool,
     /// The capacity alert (thresholds and hooks).
     pub capacity: CapacityConfig,
+    /// The name of the sticky-session cookie edge sets.
+    pub sticky_cookie: Option<String>,
 }
 
 impl Default for PoolOptions {
@@ -83,6 +85,7 @@ impl Default for PoolOptions {
             slow_start: Duration::ZERO,
             fail_open: false,
             capacity: CapacityConfig::default(),
+            sticky_cookie: None,
         }
     }
 }
@@ -180,6 +183,12 @@ impl Validator<'_> {
             o.slow_start = d;
         }
         o.fail_open = p.fail_open;
+        if let Some(c) = &p.sticky_cookie {
+            match cookie_name(c.get_ref()) {
+                Ok(name) => o.sticky_cookie = Some(name),
+                Err(e) => self.err(c, format!("{key}.sticky_cookie"), e),
+            }
+        }
         if let Some(c) = &p.capacity {
             o.capacity = self.capacity(c.get_ref(), &format!("{key}.capacity"));
         }
@@ -194,15 +203,7 @@ impl Validator<'_> {
             Some(("header", name)) => http::HeaderName::from_bytes(name.trim().as_bytes())
                 .map(HashSource::Header)
                 .map_err(|_| format!("invalid header name {:?}", name.trim())),
-            Some(("cookie", name)) => {
-                let name = name.trim();
-                let token = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
-                if !name.is_empty() && name.chars().all(token) {
-                    Ok(HashSource::Cookie(name.to_owned()))
-                } else {
-                    Err(format!("invalid cookie name {name:?}"))
-                }
-            }
+            Some(("cookie", name)) => cookie_name(name).map(HashSource::Cookie),
             _ => Err(format!(
                 "unknown hash_key {v:?} (expected \"source\", \"header:NAME\" or \"cookie:NAME\")"
             )),
@@ -345,5 +346,16 @@ impl Validator<'_> {
             InitialStateFile::Down => InitialState::DownUntilFirstPass,
         };
         o
+    }
+}
+
+/// A cookie name (an RFC 6265 token), trimmed.
+fn cookie_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    let token = |c: char| c.is_ascii_graphic() && !"()<>@,;:\\\"/[]?={}".contains(c);
+    if !name.is_empty() && name.chars().all(token) {
+        Ok(name.to_owned())
+    } else {
+        Err(format!("invalid cookie name {name:?}"))
     }
 }

@@ -258,3 +258,15 @@ fn capacity_errors_carry_their_line() {
     let e = errors(&table("min_servers = 1"));
     assert!(e.contains("unknown field"), "{e}");
 }
+
+#[test]
+fn sticky_cookie() {
+    assert_eq!(pool(BASE).options.sticky_cookie, None);
+    let p = pool(&with("sticky_cookie = \"SRV\"", ""));
+    assert_eq!(p.options.sticky_cookie.as_deref(), Some("SRV"));
+    let e = errors(&with("sticky_cookie = \"a b\"", ""));
+    assert!(e.starts_with("t.toml:6:"), "{e}");
+    assert!(e.contains("pool[0].sticky_cookie"), "{e}");
+    assert!(e.contains("invalid cookie name"), "{e}");
+    assert!(errors(&with("sticky_cookie = \"\"", "")).contains("invalid cookie name"));
+}

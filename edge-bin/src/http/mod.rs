@@ -4,6 +4,7 @@
 pub mod body;
 pub mod forward;
 pub mod respond;
+mod sticky;
 pub mod upstream;
 
 use std::convert::Infallible;
