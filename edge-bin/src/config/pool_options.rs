@@ -258,15 +258,18 @@ impl Validator<'_> {
             let hook = w
                 .get_ref()
                 .parse::<http::Uri>()
-                .map_err(|e| e.to_string())
+                .ok()
                 .map(|url| AlertHook::Webhook { url })
-                .and_then(|h| h.validate().map(|()| h).map_err(|e| e.to_string()));
+                .filter(|h| h.validate().is_ok());
             match hook {
-                Ok(h) => out.hooks.push(h),
-                Err(e) => self.err(
+                Some(h) => out.hooks.push(h),
+                None => self.err(
                     w,
                     format!("{key}.webhook"),
-                    format!("webhook must be an absolute http:// or https:// URL ({e})"),
+                    format!(
+                        "webhook must be an absolute http:// or https:// URL, got {:?}",
+                        w.get_ref()
+                    ),
                 ),
             }
         }
