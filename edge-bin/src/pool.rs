@@ -328,4 +328,34 @@ mod tests {
         assert!(p.has_server(a0) && !p.has_server(SocketAddr::from(([127, 0, 0, 1], 9))));
         assert!(!p.set_draining(SocketAddr::from(([127, 0, 0, 1], 9)), true));
     }
+
+    #[test]
+    fn pool_options_reach_the_balancer() {
+        let mut s = settings(&[1, 1], Policy::RoundRobin);
+        s.options.slow_start = Duration::from_secs(30);
+        s.options.fail_open = true;
+        let p = Pool::new(s);
+        let b = p.dispatcher().balancer();
+        assert_eq!(b.config().slow_start, Duration::from_secs(30));
+        assert!(b.config().fail_open);
+        assert_eq!(b.policy(), &edge_balance::Policy::RoundRobin);
+        // fail_open: with every server down a pick still succeeds.
+        p.set_healthy(SocketAddr::from(([127, 0, 0, 1], 1000)), false);
+        p.set_healthy(SocketAddr::from(([127, 0, 0, 1], 1001)), false);
+        assert!(p.pick(&[]).is_some());
+
+        let mut s = settings(&[1, 1], Policy::Hash);
+        s.options.hash = edge_balance::HashSource::Cookie("sid".into());
+        s.options.bounded_load = Some(1.5);
+        let p = Pool::new(s);
+        let want = MaglevConfig::default()
+            .hash(edge_balance::HashSource::Cookie("sid".into()))
+            .bounded_load(Some(1.5));
+        assert_eq!(
+            p.dispatcher().balancer().policy(),
+            &edge_balance::Policy::Maglev(want)
+        );
+        let p = Pool::new(settings(&[1], Policy::PeakEwma));
+        assert_eq!(p.dispatcher().balancer().policy().name(), "peak_ewma");
+    }
 }
