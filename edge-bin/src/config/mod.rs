@@ -251,6 +251,8 @@ impl Validator<'_> {
             warnings: Vec::new(),
         };
         v.warnings = self.uncovered_route_hosts(&f.routes, &v);
+        v.warnings
+            .extend(self.passthrough_pool_warnings(&f.pools, &f.passthrough));
         v
     }
 

@@ -195,6 +195,41 @@ impl Validator<'_> {
         o
     }
 
+    /// Warnings for pools of `[[passthrough]]` rules with options that
+    /// need an HTTP request: a header or cookie `hash_key` (a passthrough
+    /// connection gets a random server) and `sticky_cookie` (ignored).
+    pub(super) fn passthrough_pool_warnings(
+        &self,
+        pools: &[model::Pool],
+        rules: &[model::Passthrough],
+    ) -> Vec<super::ConfigError> {
+        let mut out = Vec::new();
+        for (i, p) in pools.iter().enumerate() {
+            if !rules.iter().any(|r| r.pool.get_ref() == p.name.get_ref()) {
+                continue;
+            }
+            if let Some(k) = p
+                .hash_key
+                .as_ref()
+                .filter(|k| k.get_ref().trim() != "source")
+            {
+                out.push(self.src.error(
+                    k.span(),
+                    format!("pool[{i}].hash_key"),
+                    "this pool serves [[passthrough]] too, whose connections carry no header or cookie: they get a random server",
+                ));
+            }
+            if let Some(c) = &p.sticky_cookie {
+                out.push(self.src.error(
+                    c.span(),
+                    format!("pool[{i}].sticky_cookie"),
+                    "this pool serves [[passthrough]] too, whose connections ignore sticky_cookie",
+                ));
+            }
+        }
+        out
+    }
+
     /// `"source"`, `"header:NAME"` or `"cookie:NAME"`.
     fn hash_source(&mut self, s: &Spanned<String>, key: &str) -> Option<HashSource> {
         let v = s.get_ref().trim();

@@ -270,3 +270,25 @@ fn sticky_cookie() {
     assert!(e.contains("invalid cookie name"), "{e}");
     assert!(errors(&with("sticky_cookie = \"\"", "")).contains("invalid cookie name"));
 }
+
+#[test]
+fn passthrough_pools_warn_about_http_only_options() {
+    let pt = "[[passthrough]]\nsni = [\"db.test\"]\npool = \"app\"\n";
+    let text = |keys: &str| format!("{pt}{}", with(keys, ""));
+    let v = check(&text("policy = \"hash\"\nhash_key = \"header:X-User\"")).unwrap();
+    assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    let w = v.warnings[0].to_string();
+    assert!(w.starts_with("t.toml:10:"), "{w}");
+    assert!(
+        w.contains("pool[0].hash_key") && w.contains("random server"),
+        "{w}"
+    );
+    let v = check(&text("sticky_cookie = \"SRV\"")).unwrap();
+    assert!(v.warnings[0].to_string().contains("pool[0].sticky_cookie"));
+    // Hashing the source works for passthrough: no warning.
+    let v = check(&text("policy = \"hash\"\nhash_key = \"source\"")).unwrap();
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    // Not a passthrough pool: no warning.
+    let v = check(&with("sticky_cookie = \"SRV\"", "")).unwrap();
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+}
