@@ -118,7 +118,10 @@ fn bench_by_size(c: &mut Criterion) {
         }
         for (name, policy) in [
             ("edge_p2c_service", Policy::P2c),
-            ("edge_peak_ewma_service", Policy::default()),
+            (
+                "edge_peak_ewma_service",
+                Policy::PeakEwma(PeakEwmaConfig::default()),
+            ),
         ] {
             let mut ours =
                 Balance::new(Balancer::new(set_of(n), policy, BalancerConfig::default()));

@@ -66,6 +66,10 @@ pub struct PickContext<'a, K> {
     pub hash_key: Option<u64>,
     /// Endpoints not to pick (already tried by a retry).
     pub exclude: &'a [K],
+    /// The [`endpoint_id`](crate::endpoint_id) of the endpoint to pick
+    /// when it is available and not excluded, whatever the policy (sticky
+    /// sessions, [`Prefer`](crate::Prefer)).
+    pub prefer: Option<u64>,
 }
 
 impl<K> Default for PickContext<'_, K> {
@@ -73,6 +77,7 @@ impl<K> Default for PickContext<'_, K> {
         Self {
             hash_key: None,
             exclude: &[],
+            prefer: None,
         }
     }
 }
@@ -94,6 +99,12 @@ impl<'a, K> PickContext<'a, K> {
     /// Sets [`hash_key`](Self::hash_key).
     pub fn hash_key(mut self, key: Option<u64>) -> Self {
         self.hash_key = key;
+        self
+    }
+
+    /// Sets [`prefer`](Self::prefer).
+    pub fn prefer(mut self, id: Option<u64>) -> Self {
+        self.prefer = id;
         self
     }
 
@@ -392,9 +403,18 @@ where
             }
             Cands::List(&list)
         };
-        let idx = self
-            .pick_index(&view, &cands, ctx.hash_key)
-            .ok_or(NoEndpoint::AllExcluded { excluded: n })?;
+        let preferred = ctx.prefer.and_then(|id| {
+            (0..n).find(|&i| {
+                let key = view.avail[i].key();
+                crate::hash::endpoint_id(key) == id && !ctx.exclude.contains(key)
+            })
+        });
+        let idx = match preferred {
+            Some(i) => i,
+            None => self
+                .pick_index(&view, &cands, ctx.hash_key)
+                .ok_or(NoEndpoint::AllExcluded { excluded: n })?,
+        };
         let endpoint = view
             .avail
             .get(idx)

@@ -208,3 +208,42 @@ fn maglev_is_sticky_per_key_and_bounded_load_spills() {
         assert!(n >= 1, "{k} got nothing");
     }
 }
+
+#[test]
+fn a_preferred_endpoint_is_picked_while_available_under_every_policy() {
+    for policy in all_policies() {
+        let set = set_of(&["a", "b", "c"]);
+        let b = Balancer::new(set.clone(), policy.clone(), BalancerConfig::default());
+        let id = crate::endpoint_id(&"b");
+        for _ in 0..20 {
+            let p = b.pick(&PickContext::new().prefer(Some(id))).unwrap();
+            assert_eq!(*p.key(), "b", "{policy:?}");
+        }
+        // Excluded (already tried), down or draining: the policy picks.
+        let tried = ["b"];
+        let p = b
+            .pick(&PickContext::new().prefer(Some(id)).exclude(&tried))
+            .unwrap();
+        assert_ne!(*p.key(), "b", "{policy:?}");
+        set.set_healthy(&"b", false);
+        let seen: std::collections::HashSet<_> = (0..30)
+            .map(|_| *b.pick(&PickContext::new().prefer(Some(id))).unwrap().key())
+            .collect();
+        assert!(!seen.contains("b"), "{policy:?}");
+        set.set_healthy(&"b", true);
+        set.drain(&"b");
+        let p = b.pick(&PickContext::new().prefer(Some(id))).unwrap();
+        assert_ne!(*p.key(), "b", "{policy:?}");
+        // An id that matches nothing is no preference.
+        set.undrain(&"b");
+        assert!(b.pick(&PickContext::new().prefer(Some(7))).is_ok());
+    }
+}
+
+#[test]
+fn endpoint_ids_are_stable_and_distinct() {
+    let a: std::net::SocketAddr = "10.0.0.1:80".parse().unwrap();
+    let b: std::net::SocketAddr = "10.0.0.2:80".parse().unwrap();
+    assert_eq!(crate::endpoint_id(&a), crate::endpoint_id(&a));
+    assert_ne!(crate::endpoint_id(&a), crate::endpoint_id(&b));
+}

@@ -13,6 +13,21 @@ use std::net::IpAddr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HashKey(pub u64);
 
+/// A request extension for sticky sessions: send the request to the
+/// endpoint whose [`endpoint_id`] this is while that endpoint is available
+/// (healthy, not draining, not already tried); otherwise the policy picks.
+/// edge-bin reads it from a cookie it set on an earlier response
+/// (HAProxy's `cookie SRV insert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Prefer(pub u64);
+
+/// A stable id of an endpoint key, for a sticky-session cookie
+/// ([`Prefer`]): the same for the same key in every process of the same
+/// build, so the two proxies of a pair agree.
+pub fn endpoint_id<K: Hash + ?Sized>(key: &K) -> u64 {
+    hash_with_seed(key, 0x7374_6963_6b79)
+}
+
 /// SplitMix64's finalizer: a strong 64-bit bit mixer.
 pub(crate) fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

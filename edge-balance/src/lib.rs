@@ -16,10 +16,11 @@
 //!   [`Picked`] whose [`InFlight`] guard counts the work as outstanding
 //!   until dropped and records the outcome.
 //! - Policies: smooth weighted round robin as nginx
-//!   ([`Policy::RoundRobin`]), weighted least outstanding requests with
+//!   ([`Policy::RoundRobin`], the default: see [`Policy::default`] for
+//!   why), weighted least outstanding requests with
 //!   alternating ties ([`Policy::LeastRequest`]), weighted random, power of
 //!   two choices on outstanding requests, Peak-EWMA with P2C as linkerd
-//!   (the default), and Maglev consistent hashing with an optional bounded
+//!   ([`Policy::PeakEwma`]), and Maglev consistent hashing with an optional bounded
 //!   load ([`Policy::Maglev`]), keyed by source IP, a header or a cookie
 //!   ([`HashSource`]).
 //! - Slow start ([`BalancerConfig::slow_start`]) ramps an endpoint's weight
@@ -127,11 +128,13 @@ pub use dispatch::{
     ReplayRequest, RetryBudget, Served, Target,
 };
 pub use error::{Error, NoEndpoint};
-pub use hash::{HashKey, hash_bytes, hash_ip};
+pub use hash::{HashKey, Prefer, endpoint_id, hash_bytes, hash_ip};
 pub use policy::{
     DEFAULT_TABLE_SIZE, HashSource, MaglevConfig, MaglevTable, PeakEwmaConfig, Policy,
     UnknownPolicy,
 };
-pub use service::{Balance, BalanceKey, BalanceLayer, BalanceTo, ClientAddr, ResponseFuture};
+pub use service::{
+    Balance, BalanceKey, BalanceLayer, BalanceTo, ClientAddr, ResponseFuture, cookie_value,
+};
 pub use set::{Endpoint, EndpointSet, Snapshot};
 pub use stats::{EndpointStats, StatsSnapshot};

@@ -196,7 +196,7 @@ proptest! {
                     Ok::<_, std::convert::Infallible>(name)
                 }), 1);
             }
-            let mut lb = Balance::new(Balancer::new(set, Policy::default(), BalancerConfig::default()));
+            let mut lb = Balance::new(Balancer::new(set, Policy::PeakEwma(PeakEwmaConfig::default()), BalancerConfig::default()));
             let mut counts: HashMap<&str, u32> = HashMap::new();
             for _ in 0..200 {
                 let who = lb.ready().await.expect("ready").call(http::Request::new(())).await.expect("answer");

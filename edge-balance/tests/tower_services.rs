@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use edge_balance::{
     Balance, BalanceLayer, Balancer, BalancerConfig, EndpointSet, Error, HashKey, HashSource,
-    MaglevConfig, NoEndpoint, Policy, hash_bytes,
+    MaglevConfig, NoEndpoint, PeakEwmaConfig, Policy, hash_bytes,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -293,7 +293,7 @@ async fn http_endpoint_errors_are_counted_and_returned() {
     set.insert("only", failing, 1);
     let mut lb = Balance::new(Balancer::new(
         set.clone(),
-        Policy::default(),
+        Policy::PeakEwma(PeakEwmaConfig::default()),
         BalancerConfig::default(),
     ));
     let err = lb

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edge_balance::{Classify, Connect, Dispatch, Outcome};
+use edge_balance::{Attempts, Classify, Dispatch, HashSource, Outcome};
 use tokio::net::TcpStream;
 use tower::ServiceExt as _;
 
@@ -37,6 +37,28 @@ impl Classify<TcpStream, ConnectError> for ByConnect {
             ConnectError::Timeout => Outcome::Timeout,
             ConnectError::Io(_) => Outcome::ConnectFailure,
         }
+    }
+}
+
+/// A connection from a client to relay: as edge-balance's `Connect` (every
+/// failed connect may be retried elsewhere), keyed by the client's address
+/// for `hash_key = "source"` (a header or cookie key has nothing to read
+/// here: such a pool hashes a random key for passthrough).
+struct ConnectFrom(SocketAddr);
+
+impl Attempts for ConnectFrom {
+    type Attempt = ();
+
+    fn next_attempt(&mut self) -> Option<()> {
+        Some(())
+    }
+
+    fn may_retry(&self, _outcome: Outcome) -> bool {
+        true
+    }
+
+    fn hash_key(&self, source: &HashSource) -> Option<u64> {
+        matches!(source, HashSource::SourceIp).then(|| edge_balance::hash_ip(self.0.ip()))
     }
 }
 
@@ -79,7 +101,7 @@ pub async fn relay(conn: TlsConnection<Inbound>, pool_name: &str, pp: ProxyProto
     let timeout = pool.settings.connect_timeout;
     let connector = tower::service_fn(move |(addr, ()): (SocketAddr, ())| connect(addr, timeout));
     let dispatch = Dispatch::new(pool.dispatcher().clone(), connector, ByConnect);
-    let served = match dispatch.oneshot(Connect).await {
+    let served = match dispatch.oneshot(ConnectFrom(client)).await {
         Ok(s) => s,
         Err(failed) => {
             tracing::debug!(pool = %pool_name, error = %failed, "passthrough connect failed");

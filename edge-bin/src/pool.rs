@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use edge_balance::{
-    BalancerConfig, DispatchConfig, Dispatcher, EndpointSet, Outcome, PickContext, Picked,
-    RetryBudget, Target,
+    BalancerConfig, DispatchConfig, Dispatcher, EndpointSet, MaglevConfig, Outcome, PeakEwmaConfig,
+    PickContext, Picked, RetryBudget, Target,
 };
 use edge_health::OutlierDetector;
 
@@ -34,13 +34,18 @@ pub struct Pool {
     stats: Arc<OnceLock<StatsByServer>>,
 }
 
-fn policy(p: Policy) -> edge_balance::Policy {
-    match p {
+fn policy(s: &PoolSettings) -> edge_balance::Policy {
+    match s.policy {
         Policy::RoundRobin => edge_balance::Policy::RoundRobin,
         Policy::LeastRequest => edge_balance::Policy::LeastRequest,
         Policy::Random => edge_balance::Policy::Random,
         Policy::P2c => edge_balance::Policy::P2c,
-        Policy::PeakEwma => edge_balance::Policy::default(),
+        Policy::PeakEwma => edge_balance::Policy::PeakEwma(PeakEwmaConfig::default()),
+        Policy::Maglev | Policy::Hash => edge_balance::Policy::Maglev(
+            MaglevConfig::default()
+                .hash(s.options.hash.clone())
+                .bounded_load(s.options.bounded_load),
+        ),
     }
 }
 
@@ -84,8 +89,11 @@ impl Pool {
         let by_server = stats.clone();
         let dispatcher = Dispatcher::new(
             EndpointSet::new(),
-            policy(settings.policy),
-            BalancerConfig::default().name(settings.name.clone()),
+            policy(&settings),
+            BalancerConfig::default()
+                .name(settings.name.clone())
+                .slow_start(settings.options.slow_start)
+                .fail_open(settings.options.fail_open),
             config,
         )
         .with_budget(RetryBudget::new(
@@ -297,6 +305,7 @@ mod tests {
             outlier_ejection_time: Duration::from_secs(60),
             outlier_max_ejection_percent: 10,
             retry_budget_percent: 20,
+            options: Default::default(),
         }
     }
 
@@ -362,5 +371,35 @@ mod tests {
         assert_eq!(p.server(a0).unwrap().requests, 10);
         assert!(p.has_server(a0) && !p.has_server(SocketAddr::from(([127, 0, 0, 1], 9))));
         assert!(!p.set_draining(SocketAddr::from(([127, 0, 0, 1], 9)), true));
+    }
+
+    #[test]
+    fn pool_options_reach_the_balancer() {
+        let mut s = settings(&[1, 1], Policy::RoundRobin);
+        s.options.slow_start = Duration::from_secs(30);
+        s.options.fail_open = true;
+        let p = Pool::new(s);
+        let b = p.dispatcher().balancer();
+        assert_eq!(b.config().slow_start, Duration::from_secs(30));
+        assert!(b.config().fail_open);
+        assert_eq!(b.policy(), &edge_balance::Policy::RoundRobin);
+        // fail_open: with every server down a pick still succeeds.
+        p.set_healthy(SocketAddr::from(([127, 0, 0, 1], 1000)), false);
+        p.set_healthy(SocketAddr::from(([127, 0, 0, 1], 1001)), false);
+        assert!(p.pick(&[]).is_some());
+
+        let mut s = settings(&[1, 1], Policy::Hash);
+        s.options.hash = edge_balance::HashSource::Cookie("sid".into());
+        s.options.bounded_load = Some(1.5);
+        let p = Pool::new(s);
+        let want = MaglevConfig::default()
+            .hash(edge_balance::HashSource::Cookie("sid".into()))
+            .bounded_load(Some(1.5));
+        assert_eq!(
+            p.dispatcher().balancer().policy(),
+            &edge_balance::Policy::Maglev(want)
+        );
+        let p = Pool::new(settings(&[1], Policy::PeakEwma));
+        assert_eq!(p.dispatcher().balancer().policy().name(), "peak_ewma");
     }
 }

@@ -341,6 +341,8 @@ mod tests {
             unchecked: 0,
             ejected: 0,
             low: false,
+            healthy_weight: healthy as u64,
+            total_weight: total as u64,
         }
     }
 

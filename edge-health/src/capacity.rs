@@ -12,9 +12,6 @@ use crate::config::{AlertHook, CapacityConfig};
 use crate::event::PoolStatus;
 use crate::probe::{TlsVerify, client_config};
 
-/// How long a hook may run.
-const HOOK_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A change of a pool's capacity alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CapacityChange {
@@ -39,6 +36,7 @@ impl CapacityChange {
 pub struct CapacityTracker {
     min_healthy: usize,
     min_healthy_percent: u8,
+    min_healthy_weight_percent: u8,
     low: bool,
 }
 
@@ -48,6 +46,7 @@ impl CapacityTracker {
         Self {
             min_healthy: cfg.min_healthy,
             min_healthy_percent: cfg.min_healthy_percent,
+            min_healthy_weight_percent: cfg.min_healthy_weight_percent,
             low: false,
         }
     }
@@ -58,16 +57,35 @@ impl CapacityTracker {
     }
 
     /// Feeds the pool's counts; returns the change, if any. The alert is
-    /// not raised while some targets still await their first result.
+    /// not raised while some targets still await their first result. The
+    /// weight rule is not applied (see [`observe`](Self::observe)).
     pub fn update(
         &mut self,
         healthy: usize,
         total: usize,
         unchecked: usize,
     ) -> Option<CapacityChange> {
-        let below = healthy < self.min_healthy
+        let below = self.below_count(healthy, total);
+        self.settle(below, unchecked)
+    }
+
+    /// Feeds the pool's status, counts and weights; returns the change, if
+    /// any. As [`update`](Self::update), plus the weight share rule.
+    pub fn observe(&mut self, s: &PoolStatus) -> Option<CapacityChange> {
+        let weight_below = s.healthy_weight.saturating_mul(100)
+            < s.total_weight
+                .saturating_mul(u64::from(self.min_healthy_weight_percent));
+        let below = self.below_count(s.healthy, s.total) || weight_below;
+        self.settle(below, s.unchecked)
+    }
+
+    fn below_count(&self, healthy: usize, total: usize) -> bool {
+        healthy < self.min_healthy
             || healthy.saturating_mul(100)
-                < total.saturating_mul(usize::from(self.min_healthy_percent));
+                < total.saturating_mul(usize::from(self.min_healthy_percent))
+    }
+
+    fn settle(&mut self, below: bool, unchecked: usize) -> Option<CapacityChange> {
         match (self.low, below) {
             (false, true) if unchecked == 0 => {
                 self.low = true;
@@ -82,9 +100,15 @@ impl CapacityTracker {
     }
 }
 
-/// Runs the hook for `change`; errors are logged here, once.
-pub(crate) async fn run_hook(hook: AlertHook, change: CapacityChange, status: PoolStatus) {
-    let result = tokio::time::timeout(HOOK_TIMEOUT, async {
+/// Runs the hook for `change`, for at most `limit`; errors are logged
+/// here, once.
+pub(crate) async fn run_hook(
+    hook: AlertHook,
+    limit: Duration,
+    change: CapacityChange,
+    status: PoolStatus,
+) {
+    let result = tokio::time::timeout(limit, async {
         match &hook {
             AlertHook::Command { program, args } => {
                 run_command(program, args, change, &status).await
@@ -93,7 +117,7 @@ pub(crate) async fn run_hook(hook: AlertHook, change: CapacityChange, status: Po
         }
     })
     .await
-    .unwrap_or_else(|_| Err(format!("gave up after {}s", HOOK_TIMEOUT.as_secs())));
+    .unwrap_or_else(|_| Err(format!("gave up after {limit:?}")));
     match result {
         Ok(()) => {
             tracing::debug!(pool = %status.pool, state = change.as_str(), "capacity hook done")
@@ -116,6 +140,8 @@ async fn run_command(
         .env("EDGE_HEALTH_STATE", change.as_str())
         .env("EDGE_HEALTH_HEALTHY", s.healthy.to_string())
         .env("EDGE_HEALTH_TOTAL", s.total.to_string())
+        .env("EDGE_HEALTH_HEALTHY_WEIGHT", s.healthy_weight.to_string())
+        .env("EDGE_HEALTH_TOTAL_WEIGHT", s.total_weight.to_string())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .status()
@@ -147,6 +173,8 @@ async fn post_webhook(
         "state": change.as_str(),
         "healthy": s.healthy,
         "total": s.total,
+        "healthy_weight": s.healthy_weight,
+        "total_weight": s.total_weight,
     })
     .to_string();
     let path = url.path_and_query().map_or("/", |p| p.as_str()).to_owned();
@@ -207,7 +235,7 @@ mod tests {
         let mut t = CapacityTracker::new(&CapacityConfig {
             min_healthy: 2,
             min_healthy_percent: 50,
-            hook: None,
+            ..Default::default()
         });
         assert_eq!(t.update(1, 10, 9), None, "not before all are checked");
         assert_eq!(t.update(6, 10, 0), None);
@@ -216,5 +244,43 @@ mod tests {
         assert_eq!(t.update(5, 10, 0), Some(CapacityChange::Recovered));
         assert_eq!(t.update(1, 2, 0), Some(CapacityChange::Low), "count rule");
         assert_eq!(t.update(2, 2, 0), Some(CapacityChange::Recovered));
+    }
+
+    fn status(healthy: usize, total: usize, hw: u64, tw: u64) -> PoolStatus {
+        PoolStatus {
+            pool: "p".into(),
+            healthy,
+            total,
+            unchecked: 0,
+            ejected: 0,
+            low: false,
+            healthy_weight: hw,
+            total_weight: tw,
+        }
+    }
+
+    #[test]
+    fn weight_share_rule_raises_and_clears() {
+        let mut t = CapacityTracker::new(&CapacityConfig {
+            min_healthy: 1,
+            min_healthy_percent: 0,
+            min_healthy_weight_percent: 60,
+            ..Default::default()
+        });
+        // 3 of 4 servers up, but the heavy one (weight 7 of 10) is down.
+        assert_eq!(t.observe(&status(3, 4, 3, 10)), Some(CapacityChange::Low));
+        assert!(t.is_low());
+        assert_eq!(
+            t.observe(&status(1, 4, 7, 10)),
+            Some(CapacityChange::Recovered)
+        );
+        // The count rules still apply through observe.
+        assert_eq!(t.observe(&status(0, 4, 0, 10)), Some(CapacityChange::Low));
+        // Off (0): weights alone never raise it.
+        let mut off = CapacityTracker::new(&CapacityConfig {
+            min_healthy_percent: 0,
+            ..Default::default()
+        });
+        assert_eq!(off.observe(&status(1, 4, 1, 100)), None);
     }
 }

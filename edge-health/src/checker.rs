@@ -44,6 +44,9 @@ pub struct PoolConfig {
     /// Per-target initial states that override `check.initial` (see
     /// [`initial_state`](Self::initial_state)).
     pub initial_states: HashMap<SocketAddr, InitialState>,
+    /// Per-target weights for the capacity alert's weight share (see
+    /// [`weight`](Self::weight)); a target not listed weighs 1.
+    pub weights: HashMap<SocketAddr, u32>,
 }
 
 impl PoolConfig {
@@ -57,6 +60,7 @@ impl PoolConfig {
             outlier: OutlierConfig::default(),
             capacity: CapacityConfig::default(),
             initial_states: HashMap::new(),
+            weights: HashMap::new(),
         }
     }
     /// Sets the probe.
@@ -85,6 +89,14 @@ impl PoolConfig {
     /// the new one, so targets keep their place in or out of rotation.
     pub fn initial_state(mut self, target: SocketAddr, state: InitialState) -> Self {
         self.initial_states.insert(target, state);
+        self
+    }
+
+    /// Gives `target` a weight (default 1), counted by the capacity alert's
+    /// [`min_healthy_weight_percent`](CapacityConfig::min_healthy_weight_percent)
+    /// and reported in [`PoolStatus`].
+    pub fn weight(mut self, target: SocketAddr, weight: u32) -> Self {
+        self.weights.insert(target, weight);
         self
     }
 
@@ -227,9 +239,7 @@ impl HealthChecker {
                 targets,
             };
             let status = pool.status();
-            let _ = pool
-                .capacity
-                .update(status.healthy, status.total, status.unchecked);
+            let _ = pool.capacity.observe(&status);
             by_name.insert(Arc::clone(&name), pi);
             shared_pools.push(PoolShared {
                 status: watch::channel(pool.status()).0,
@@ -316,6 +326,13 @@ impl HealthHandle {
     pub fn pool_status(&self, pool: &str) -> Option<PoolStatus> {
         let i = *self.shared.by_name.get(pool)?;
         Some(self.shared.pools.get(i)?.status.borrow().clone())
+    }
+
+    /// Whether a pool's capacity alert is raised (`None` for an unknown
+    /// pool): below its [`CapacityConfig`] thresholds after every target
+    /// had a first result.
+    pub fn capacity_alert(&self, pool: &str) -> Option<bool> {
+        self.pool_status(pool).map(|s| s.low)
     }
 
     /// A watch of a pool's status (capacity alerts, VRRP priority
@@ -406,8 +423,15 @@ impl PoolRuntime {
             unchecked: 0,
             ejected: 0,
             low: self.capacity.is_low(),
+            healthy_weight: 0,
+            total_weight: 0,
         };
         for t in &self.targets {
+            let w = u64::from(self.cfg.weights.get(&t.addr).copied().unwrap_or(1));
+            s.total_weight += w;
+            if t.machine.is_healthy() {
+                s.healthy_weight += w;
+            }
             match t.machine.state() {
                 TargetState::Up => s.healthy += 1,
                 TargetState::Unchecked => s.unchecked += 1,
@@ -630,9 +654,7 @@ impl Driver {
             *slot = ev.clone();
         }
         let mut status = pool.status();
-        let change = pool
-            .capacity
-            .update(status.healthy, status.total, status.unchecked);
+        let change = pool.capacity.observe(&status);
         status.low = pool.capacity.is_low();
         if let Some(change) = change {
             match change {
@@ -645,8 +667,10 @@ impl Driver {
                     alert = "capacity", state = "recovered", "pool capacity recovered"
                 ),
             }
-            if let Some(hook) = pool.cfg.capacity.hook.clone() {
-                self.hooks.spawn(run_hook(hook, change, status.clone()));
+            let limit = pool.cfg.capacity.hook_timeout;
+            for hook in &pool.cfg.capacity.hooks {
+                self.hooks
+                    .spawn(run_hook(hook.clone(), limit, change, status.clone()));
             }
         }
         if let Some(ps) = self.shared.pools.get(key.0) {

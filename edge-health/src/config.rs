@@ -212,17 +212,20 @@ impl OutlierConfig {
 #[non_exhaustive]
 pub enum AlertHook {
     /// Run a program (no shell). It gets `EDGE_HEALTH_POOL`,
-    /// `EDGE_HEALTH_STATE` (`low` or `recovered`), `EDGE_HEALTH_HEALTHY` and
-    /// `EDGE_HEALTH_TOTAL` in its environment, and is killed after 10 s.
+    /// `EDGE_HEALTH_STATE` (`low` or `recovered`), `EDGE_HEALTH_HEALTHY`,
+    /// `EDGE_HEALTH_TOTAL`, `EDGE_HEALTH_HEALTHY_WEIGHT` and
+    /// `EDGE_HEALTH_TOTAL_WEIGHT` in its environment, and is killed after
+    /// [`CapacityConfig::hook_timeout`].
     Command {
         /// Program path.
         program: PathBuf,
         /// Arguments.
         args: Vec<String>,
     },
-    /// POST a JSON object `{"pool","state","healthy","total"}` to an
-    /// `http://` or `https://` URL (certificate verified against the
-    /// webpki roots). Given up after 10 s.
+    /// POST a JSON object
+    /// `{"pool","state","healthy","total","healthy_weight","total_weight"}`
+    /// to an `http://` or `https://` URL (certificate verified against the
+    /// webpki roots). Given up after [`CapacityConfig::hook_timeout`].
     Webhook {
         /// The URL.
         url: http::Uri,
@@ -237,8 +240,16 @@ pub struct CapacityConfig {
     /// Low when fewer than this share of targets, in percent, are healthy.
     /// Default 50.
     pub min_healthy_percent: u8,
-    /// Called on every low and recovered event. Default none.
-    pub hook: Option<AlertHook>,
+    /// Low when the healthy targets carry less than this share of the
+    /// pool's total weight, in percent (weights from
+    /// [`PoolConfig::weight`](crate::PoolConfig::weight), 1 when unset).
+    /// Default 0 (off).
+    pub min_healthy_weight_percent: u8,
+    /// Called on every low and recovered event, each on its own (one
+    /// failing or slow hook does not hold up another). Default none.
+    pub hooks: Vec<AlertHook>,
+    /// How long a hook may run before it is killed or given up. Default 10 s.
+    pub hook_timeout: Duration,
 }
 
 impl Default for CapacityConfig {
@@ -246,29 +257,47 @@ impl Default for CapacityConfig {
         Self {
             min_healthy: 1,
             min_healthy_percent: 50,
-            hook: None,
+            min_healthy_weight_percent: 0,
+            hooks: Vec::new(),
+            hook_timeout: Duration::from_secs(10),
         }
     }
 }
 
 impl CapacityConfig {
-    /// Refuses a share above 100 % and malformed hooks.
+    /// Refuses a share above 100 %, a zero hook timeout and malformed hooks.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.min_healthy_percent > 100 {
-            return Err(ConfigError::OutOfRange {
-                field: "capacity.min_healthy_percent",
-                value: u64::from(self.min_healthy_percent),
-                min: 0,
-                max: 100,
-            });
+        for (field, v) in [
+            ("capacity.min_healthy_percent", self.min_healthy_percent),
+            (
+                "capacity.min_healthy_weight_percent",
+                self.min_healthy_weight_percent,
+            ),
+        ] {
+            if v > 100 {
+                return Err(ConfigError::OutOfRange {
+                    field,
+                    value: u64::from(v),
+                    min: 0,
+                    max: 100,
+                });
+            }
         }
-        match &self.hook {
-            Some(AlertHook::Command { program, .. }) if program.as_os_str().is_empty() => {
+        nonzero("capacity.hook_timeout", self.hook_timeout)?;
+        self.hooks.iter().try_for_each(AlertHook::validate)
+    }
+}
+
+impl AlertHook {
+    /// Refuses an empty program and a URL that is not absolute http(s).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self {
+            AlertHook::Command { program, .. } if program.as_os_str().is_empty() => {
                 Err(ConfigError::Empty {
                     field: "capacity.hook.program",
                 })
             }
-            Some(AlertHook::Webhook { url }) => {
+            AlertHook::Webhook { url } => {
                 let ok_scheme = matches!(url.scheme_str(), Some("http") | Some("https"));
                 if !ok_scheme || url.host().is_none() {
                     return Err(ConfigError::Invalid {
@@ -386,11 +415,28 @@ mod tests {
     }
 
     #[test]
+    fn capacity_weight_share_and_hook_timeout_are_checked() {
+        let c = CapacityConfig {
+            min_healthy_weight_percent: 101,
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("capacity.min_healthy_weight_percent"), "{e}");
+        let c = CapacityConfig {
+            hook_timeout: Duration::ZERO,
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("capacity.hook_timeout"), "{e}");
+        assert!(CapacityConfig::default().validate().is_ok());
+    }
+
+    #[test]
     fn webhook_needs_http_url() {
         let c = CapacityConfig {
-            hook: Some(AlertHook::Webhook {
+            hooks: vec![AlertHook::Webhook {
                 url: "ftp://x/".parse().unwrap(),
-            }),
+            }],
             ..Default::default()
         };
         assert!(

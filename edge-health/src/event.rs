@@ -65,6 +65,10 @@ pub struct PoolStatus {
     /// Whether the capacity alert is raised (below the configured share or
     /// count). Never raised before every target has a first result.
     pub low: bool,
+    /// Sum of the weights of the targets in rotation.
+    pub healthy_weight: u64,
+    /// Sum of the weights of all targets.
+    pub total_weight: u64,
 }
 
 /// A stream of [`HealthEvent`]s. It starts with the current state of every

@@ -75,7 +75,8 @@ async fn command_hook_runs_on_low_and_recovered() {
         CapacityConfig {
             min_healthy: 1,
             min_healthy_percent: 75,
-            hook: Some(hook),
+            hooks: vec![hook],
+            ..Default::default()
         },
     );
     let mut w = h.watch_pool("web").unwrap();
@@ -147,7 +148,8 @@ async fn webhook_receives_low_and_recovered() {
         CapacityConfig {
             min_healthy: 2,
             min_healthy_percent: 0,
-            hook: Some(AlertHook::Webhook { url }),
+            hooks: vec![AlertHook::Webhook { url }],
+            ..Default::default()
         },
     );
     let mut w = h.watch_pool("web").unwrap();
@@ -166,10 +168,61 @@ async fn webhook_receives_low_and_recovered() {
     assert_eq!(
         got,
         vec![
-            serde_json::json!({"pool": "web", "state": "low", "healthy": 1, "total": 2}),
-            serde_json::json!({"pool": "web", "state": "recovered", "healthy": 2, "total": 2}),
+            serde_json::json!({"pool": "web", "state": "low", "healthy": 1, "total": 2,
+                "healthy_weight": 1, "total_weight": 2}),
+            serde_json::json!({"pool": "web", "state": "recovered", "healthy": 2, "total": 2,
+                "healthy_weight": 2, "total_weight": 2}),
         ]
     );
+    h.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_share_raises_the_alert_and_a_slow_hook_is_killed_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("alerts");
+    let p = Arc::new(ScriptProbe::default());
+    let t = addrs(3);
+    let hook = AlertHook::Command {
+        program: "/bin/sh".into(),
+        args: vec![
+            "-c".into(),
+            format!(
+                "echo \"start $EDGE_HEALTH_HEALTHY_WEIGHT $EDGE_HEALTH_TOTAL_WEIGHT\" >> {0}; sleep 3; echo end >> {0}",
+                out.display()
+            ),
+        ],
+    };
+    let mut c = HealthChecker::new(SchedulerConfig::default()).unwrap();
+    c.add_pool(
+        PoolConfig::new("web", t.clone())
+            .probe(Probe::Custom(Arc::new(Script(Arc::clone(&p)))))
+            .check(CheckConfig::default().inter(20 * MS).rise(1).fall(1))
+            .weight(t[0], 8)
+            .capacity(CapacityConfig {
+                min_healthy: 1,
+                min_healthy_percent: 0,
+                min_healthy_weight_percent: 50,
+                hooks: vec![hook],
+                hook_timeout: 300 * MS,
+            }),
+    )
+    .unwrap();
+    let h = c.spawn();
+    let mut w = h.watch_pool("web").unwrap();
+    let st = w.wait_for(|s| s.healthy == 3).await.unwrap().clone();
+    assert_eq!((st.healthy_weight, st.total_weight), (10, 10));
+    assert_eq!(h.capacity_alert("web"), Some(false));
+    // Two of three servers are up, but they carry 2 of 10 weight.
+    p.set(t[0], vec![Step::Fail]);
+    let st = w.wait_for(|s| s.low).await.unwrap().clone();
+    assert_eq!((st.healthy, st.healthy_weight), (2, 2));
+    assert_eq!(h.capacity_alert("web"), Some(true));
+    assert_eq!(h.capacity_alert("nope"), None);
+    assert_eq!(wait_file(&out, 1).await, vec!["start 2 10"]);
+    // The hook sleeps 3 s; it is killed after 300 ms and never writes "end".
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "start 2 10\n");
     h.shutdown().await;
 }
 

@@ -64,10 +64,10 @@ fn malformed_pools_are_refused_naming_the_field() {
         ),
         (
             base().capacity(CapacityConfig {
-                hook: Some(AlertHook::Command {
+                hooks: vec![AlertHook::Command {
                     program: "".into(),
                     args: vec![],
-                }),
+                }],
                 ..Default::default()
             }),
             "capacity.hook.program",

@@ -235,6 +235,7 @@ where
             .policy()
             .hash_source()
             .and_then(|s| req.hash_key(s));
+        let prefer = req.prefer();
         let mut exclude: Vec<K> = Vec::new();
         let mut attempts = 0u32;
         let mut last: Option<(K, DispatchError<S::Error>, Option<Duration>)> = None;
@@ -243,7 +244,10 @@ where
                 tracing::debug!(pool = %self.balancer.config().name, "retry budget spent");
                 break;
             }
-            let ctx = PickContext::new().hash_key(hash_key).exclude(&exclude);
+            let ctx = PickContext::new()
+                .hash_key(hash_key)
+                .prefer(prefer)
+                .exclude(&exclude);
             let picked = match self.balancer.pick(&ctx) {
                 Ok(p) => p,
                 Err(e) => {

@@ -37,6 +37,11 @@ pub trait Attempts {
     fn hash_key(&self, _source: &HashSource) -> Option<u64> {
         None
     }
+
+    /// The endpoint this request prefers (see [`Prefer`](crate::Prefer)).
+    fn prefer(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A request that is `Clone` is sent as a copy per attempt, retried on
@@ -218,6 +223,11 @@ impl<B> Attempts for ReplayRequest<B> {
 
     fn hash_key(&self, source: &HashSource) -> Option<u64> {
         self.head.hash_key(source)
+    }
+
+    /// The [`Prefer`](crate::Prefer) request extension.
+    fn prefer(&self) -> Option<u64> {
+        self.head.extensions().get::<crate::Prefer>().map(|p| p.0)
     }
 }
 

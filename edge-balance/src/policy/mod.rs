@@ -19,7 +19,7 @@ pub use maglev::{DEFAULT_TABLE_SIZE, MaglevTable};
 pub enum Policy {
     /// Smooth weighted round robin, as nginx does it: over each cycle of
     /// `sum(weights)` picks every endpoint gets exactly its weight, spread
-    /// out rather than in bursts.
+    /// out rather than in bursts. The default (see [`Policy::default`]).
     RoundRobin,
     /// Weighted least outstanding requests: the endpoint with the fewest
     /// in-flight requests per unit of weight; equal endpoints alternate.
@@ -30,16 +30,22 @@ pub enum Policy {
     /// the less loaded (per unit of weight) wins.
     P2c,
     /// Peak-EWMA latency × outstanding requests, with power of two choices,
-    /// as linkerd does. The default for HTTP.
+    /// as linkerd does.
     PeakEwma(PeakEwmaConfig),
     /// Consistent hashing with a Maglev lookup table.
     Maglev(MaglevConfig),
 }
 
 impl Default for Policy {
-    /// [`Policy::PeakEwma`] with default settings.
+    /// [`Policy::RoundRobin`], the default of nginx and HAProxy and of
+    /// edge's `[[pool]] policy`: weights are met exactly over every cycle,
+    /// the result does not depend on timing (two proxies of a pair spread
+    /// load alike, tests can assert it), and it means the same for HTTP
+    /// requests and for long-lived passthrough connections, where a latency
+    /// estimate only measures connects. Choose [`Policy::PeakEwma`] for
+    /// request traffic with uneven backends.
     fn default() -> Self {
-        Self::PeakEwma(PeakEwmaConfig::default())
+        Self::RoundRobin
     }
 }
 
@@ -65,7 +71,7 @@ impl std::str::FromStr for Policy {
                 }
                 "random" => Self::Random,
                 "p2c" | "power_of_two" => Self::P2c,
-                "peak_ewma" | "ewma" => Self::default(),
+                "peak_ewma" | "ewma" => Self::PeakEwma(PeakEwmaConfig::default()),
                 "maglev" | "hash" | "consistent_hash" => Self::Maglev(MaglevConfig::default()),
                 _ => return Err(UnknownPolicy(s.to_owned())),
             },
@@ -217,12 +223,13 @@ mod tests {
             Policy::LeastRequest,
             Policy::Random,
             Policy::P2c,
-            Policy::default(),
+            Policy::PeakEwma(PeakEwmaConfig::default()),
             Policy::Maglev(MaglevConfig::default()),
         ] {
             assert_eq!(p.name().parse::<Policy>().as_ref(), Ok(&p));
         }
         assert_eq!("leastconn".parse::<Policy>(), Ok(Policy::LeastRequest));
+        assert_eq!(Policy::default(), Policy::RoundRobin);
         assert_eq!(
             "fastest".parse::<Policy>(),
             Err(UnknownPolicy("fastest".into()))

@@ -74,7 +74,12 @@ fn header_key(headers: &http::HeaderMap, name: &http::HeaderName) -> Option<u64>
 }
 
 /// The value of cookie `name` in the request's `Cookie` headers
-/// (RFC 6265 §5.4: `name=value` pairs separated by `;`).
+/// (RFC 6265 §5.4: `name=value` pairs separated by `;`; a quoted value
+/// unquoted).
+pub fn cookie_value<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h [u8]> {
+    cookie(headers, name)
+}
+
 pub(crate) fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h [u8]> {
     headers
         .get_all(http::header::COOKIE)

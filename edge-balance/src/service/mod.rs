@@ -9,6 +9,6 @@ mod layer;
 mod service;
 
 pub use future::ResponseFuture;
-pub use key::{BalanceKey, ClientAddr};
+pub use key::{BalanceKey, ClientAddr, cookie_value};
 pub use layer::{BalanceLayer, BalanceTo};
 pub use service::Balance;

@@ -308,6 +308,8 @@ pub(crate) fn policy_name(p: Policy) -> &'static str {
         Policy::Random => "random",
         Policy::P2c => "p2c",
         Policy::PeakEwma => "peak_ewma",
+        Policy::Maglev => "maglev",
+        Policy::Hash => "hash",
     }
 }
 

@@ -19,6 +19,7 @@ mod listeners;
 pub mod model;
 pub mod net;
 pub mod observability;
+mod pool_options;
 mod pools;
 mod routes;
 mod vrrp;
@@ -39,6 +40,7 @@ pub use listeners::{HttpSettings, HttpsSettings};
 pub use model::{BackendProtocol, HealthKind, Limits, Policy, ProxyProtocolOut};
 pub use net::{HostMatch, IpNet};
 pub use observability::{AccessLogSettings, ManagementSettings};
+pub use pool_options::{HealthOptions, PoolOptions};
 pub use pools::{HealthSettings, PoolSettings};
 pub use routes::{PassthroughRule, RouteAction, RouteRule};
 pub use vrrp::VrrpSettings;
@@ -249,6 +251,8 @@ impl Validator<'_> {
             warnings: Vec::new(),
         };
         v.warnings = self.uncovered_route_hosts(&f.routes, &v);
+        v.warnings
+            .extend(self.passthrough_pool_warnings(&f.pools, &f.passthrough));
         v
     }
 
@@ -287,3 +291,7 @@ fn host_error(name: &str, e: edge_sni::HostPatternError) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_pool_options;
+#[cfg(test)]
+mod tests_vrrp_timing;

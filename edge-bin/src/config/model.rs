@@ -92,6 +92,16 @@ pub struct Vrrp {
     pub min_healthy_share: Option<Spanned<f64>>,
     /// Default `priority - 1`.
     pub weight: Option<Spanned<i64>>,
+    /// keepalived's `preempt_delay`; default edge-vrrp's (0s).
+    pub preempt_delay: Option<Spanned<ConfigDuration>>,
+    /// keepalived's `garp_master_delay`; default edge-vrrp's (5s).
+    pub garp_master_delay: Option<Spanned<ConfigDuration>>,
+    /// keepalived's `garp_master_repeat`; default edge-vrrp's (5).
+    pub garp_master_repeat: Option<Spanned<i64>>,
+    /// keepalived's `garp_master_refresh`; default off.
+    pub garp_master_refresh: Option<Spanned<ConfigDuration>>,
+    /// keepalived's `garp_master_refresh_repeat`; default edge-vrrp's (1).
+    pub garp_master_refresh_repeat: Option<Spanned<i64>>,
 }
 
 /// `[acme]`: HTTP-01 challenges on the plain port and automatic certificates.
@@ -385,6 +395,20 @@ pub struct Pool {
     pub health: Option<Health>,
     #[serde(default)]
     pub outlier: Outlier,
+    /// What `policy = "hash"` / `"maglev"` keys on: `"source"` (default),
+    /// `"header:NAME"` or `"cookie:NAME"`.
+    pub hash_key: Option<Spanned<String>>,
+    /// Bounded load of the hashing policies (> 1.0); default off.
+    pub bounded_load: Option<Spanned<f64>>,
+    /// Weight ramp after a server comes back; default `"0s"` (off).
+    pub slow_start: Option<Spanned<ConfigDuration>>,
+    /// With no server up, use them all (except drained ones); default false.
+    #[serde(default)]
+    pub fail_open: bool,
+    /// `[pool.capacity]`: capacity alert thresholds and hooks.
+    pub capacity: Option<Spanned<super::pool_options::Capacity>>,
+    /// Sticky sessions by a cookie of this name that edge sets; default off.
+    pub sticky_cookie: Option<Spanned<String>>,
 }
 
 fn d_connect_timeout() -> ConfigDuration {
@@ -434,6 +458,10 @@ pub enum Policy {
     P2c,
     /// Peak-EWMA latency × outstanding requests with two choices (linkerd's).
     PeakEwma,
+    /// Consistent hashing (Maglev table) on `hash_key`.
+    Maglev,
+    /// The same as `Maglev` (HAProxy's `balance source` / `hash-type consistent`).
+    Hash,
 }
 
 /// How edge speaks to a pool's servers (HTTP routes only).
@@ -463,6 +491,17 @@ pub struct Health {
     pub fall: u32,
     /// Host header sent with HTTP checks.
     pub host: Option<String>,
+    /// Interval while a server is changing state; default `interval`.
+    pub fastinter: Option<Spanned<ConfigDuration>>,
+    /// Interval while a server is fully down; default `interval`.
+    pub downinter: Option<Spanned<ConfigDuration>>,
+    /// Statuses that pass: codes and `"lo-hi"` ranges; default 200-399.
+    pub expect_status: Option<Spanned<Vec<super::pool_options::StatusItem>>>,
+    /// Text the response body must contain; default none.
+    pub expect_body: Option<Spanned<String>>,
+    /// State before the first check: `"up"` (default) or `"down"`.
+    #[serde(default)]
+    pub initial_state: super::pool_options::InitialStateFile,
 }
 
 // The `[pool.health]` defaults are edge-health's (`HttpProbe` and `CheckConfig`).

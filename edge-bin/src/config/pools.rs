@@ -28,6 +28,8 @@ pub struct PoolSettings {
     pub outlier_ejection_time: Duration,
     pub outlier_max_ejection_percent: u8,
     pub retry_budget_percent: u8,
+    /// Hashing, slow start, fail-open and the capacity alert.
+    pub options: super::PoolOptions,
 }
 
 /// `[pool.health]`, validated.
@@ -40,6 +42,8 @@ pub struct HealthSettings {
     pub timeout: Duration,
     pub rise: u32,
     pub fall: u32,
+    /// `fastinter`, `downinter`, `expect_status`, `expect_body`, `initial_state`.
+    pub options: super::HealthOptions,
 }
 
 impl PoolSettings {
@@ -55,8 +59,9 @@ impl PoolSettings {
                 .timeout(h.timeout)
                 .rise(h.rise)
                 .fall(h.fall);
+            check = h.options.apply_check(check);
             if h.kind == HealthKind::Http {
-                let mut hp = HttpProbe::get(h.path.clone());
+                let mut hp = h.options.apply_http(HttpProbe::get(h.path.clone()));
                 if let Some(host) = &h.host {
                     hp = hp.host(host.clone());
                 }
@@ -70,10 +75,14 @@ impl PoolSettings {
             max_ejection_time: self.outlier_ejection_time.saturating_mul(10),
             max_ejection_percent: self.outlier_max_ejection_percent,
         };
-        PoolConfig::new(self.name.clone(), targets)
+        let cfg = PoolConfig::new(self.name.clone(), targets)
             .probe(probe)
             .check(check)
             .outlier(outlier)
+            .capacity(self.options.capacity.clone());
+        self.servers
+            .iter()
+            .fold(cfg, |cfg, &(addr, w)| cfg.weight(addr, w))
     }
 }
 
@@ -126,7 +135,9 @@ impl Validator<'_> {
                         "path must start with '/'",
                     );
                 }
+                let options = self.health_options(h, &format!("{key}.health"));
                 HealthSettings {
+                    options,
                     kind: h.kind,
                     path: h.path.clone(),
                     host: h.host.clone(),
@@ -153,6 +164,7 @@ impl Validator<'_> {
                 outlier_ejection_time: p.outlier.ejection_time.0,
                 outlier_max_ejection_percent: p.outlier.max_ejection_percent,
                 retry_budget_percent: p.retry_budget_percent.min(100),
+                options: self.pool_options(p, &key),
             });
             if let Some(Err(e)) = pools.last().map(|s| s.health_config().validate()) {
                 self.err(&p.name, format!("{key}.health"), e.to_string());

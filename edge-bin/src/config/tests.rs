@@ -154,7 +154,7 @@ fn bad_values_are_refused() {
     );
 }
 
-const VRRP: &str = r#"
+pub(super) const VRRP: &str = r#"
 [[vrrp]]
 interface = "eth0"
 vrid = 51

@@ -77,6 +77,7 @@ impl Validator<'_> {
                 }
             }
             c.preempt(!r.nopreempt);
+            self.vrrp_timing(r, &key, &mut c);
             if let Some(s) = &r.unicast_src {
                 match s.get_ref().parse() {
                     Ok(ip) => {
@@ -172,6 +173,72 @@ impl Validator<'_> {
             });
         }
         out
+    }
+}
+
+/// Longest `preempt_delay`, `garp_master_delay` and `garp_master_refresh`.
+const MAX_VRRP_DELAY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl Validator<'_> {
+    /// `preempt_delay` and the gratuitous ARP / unsolicited NA settings.
+    fn vrrp_timing(&mut self, r: &model::Vrrp, key: &str, c: &mut edge_vrrp::Config) {
+        let delay = |v: &mut Self, s: &toml::Spanned<super::ConfigDuration>, name: &str| {
+            let d = s.get_ref().0;
+            if d > MAX_VRRP_DELAY {
+                v.err(s, format!("{key}.{name}"), format!("{name} is at most 1h"));
+            }
+            d.min(MAX_VRRP_DELAY)
+        };
+        let count = |v: &mut Self, s: &toml::Spanned<i64>, name: &str, min: i64| match u32::try_from(
+            *s.get_ref(),
+        ) {
+            Ok(n) if i64::from(n) >= min && n <= 100 => n,
+            _ => {
+                v.err(
+                    s,
+                    format!("{key}.{name}"),
+                    format!("{name} must be {min}-100"),
+                );
+                1
+            }
+        };
+        if let Some(s) = &r.preempt_delay {
+            if r.nopreempt && !s.get_ref().0.is_zero() {
+                self.err(
+                    s,
+                    format!("{key}.preempt_delay"),
+                    "preempt_delay has no effect with nopreempt = true",
+                );
+            }
+            c.preempt_delay(delay(self, s, "preempt_delay"));
+        }
+        if let Some(s) = &r.garp_master_delay {
+            c.garp_delay(delay(self, s, "garp_master_delay"));
+        }
+        if let Some(s) = &r.garp_master_repeat {
+            c.garp_repeat(count(self, s, "garp_master_repeat", 1));
+        }
+        if let Some(s) = &r.garp_master_refresh {
+            if s.get_ref().0.is_zero() {
+                self.err(
+                    s,
+                    format!("{key}.garp_master_refresh"),
+                    "garp_master_refresh must be more than 0s (leave it out for none)",
+                );
+            } else {
+                c.garp_refresh(Some(delay(self, s, "garp_master_refresh")));
+            }
+        }
+        if let Some(s) = &r.garp_master_refresh_repeat {
+            if r.garp_master_refresh.is_none() {
+                self.err(
+                    s,
+                    format!("{key}.garp_master_refresh_repeat"),
+                    "garp_master_refresh_repeat needs garp_master_refresh",
+                );
+            }
+            c.garp_refresh_repeat(count(self, s, "garp_master_refresh_repeat", 1));
+        }
     }
 }
 

@@ -50,6 +50,8 @@ pub async fn forward(
     limits: &crate::config::Limits,
 ) -> Response<EdgeBody> {
     let tunnel_idle = limits.tunnel_idle_timeout.0;
+    let sticky = backend.pool.settings.options.sticky_cookie.as_deref();
+    let sticky_sent = sticky.and_then(|name| super::sticky::prefer(&mut req, name));
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -135,6 +137,9 @@ pub async fn forward(
     }
     let (mut p, rb) = resp.into_parts();
     strip_hop_by_hop(&mut p.headers);
+    if let Some(name) = sticky {
+        super::sticky::set_cookie(&mut p.headers, name, sticky_sent, lease.key());
+    }
     if !p.headers.contains_key(X_REQUEST_ID) {
         if let Some(v) = sent_id {
             // The value sent to the backend (same id), shared.

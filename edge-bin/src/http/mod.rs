@@ -4,6 +4,7 @@
 pub mod body;
 pub mod forward;
 pub mod respond;
+mod sticky;
 pub mod upstream;
 
 use std::convert::Infallible;
@@ -167,6 +168,9 @@ async fn serve_inner(
                 }
             }
             let upgrade = upgrade_protocol(&req);
+            // The key of `hash_key = "source"`.
+            req.extensions_mut()
+                .insert(edge_balance::ClientAddr(conn.client));
             forward::forward(backend, req, upgrade, &id, rec, &state.limits).await
         }
     }
