@@ -1,30 +1,26 @@
-//! The driver: runs probes on a tokio runtime, feeds the state machines and
-//! publishes their changes.
+//! The checker's configuration and handle: pools to check
+//! ([`PoolConfig`]), the [`HealthChecker`] that spawns the driver
+//! (`driver.rs`), and the [`HealthHandle`] that reads its state and changes
+//! a pool's targets while it runs.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
 
-use futures::FutureExt;
+use arc_swap::ArcSwap;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::capacity::{CapacityChange, CapacityTracker, run_hook};
 use crate::config::{CapacityConfig, CheckConfig, InitialState, OutlierConfig, SchedulerConfig};
+use crate::driver::{Counters, Driver, PoolRuntime, now};
 use crate::error::ConfigError;
 use crate::event::{HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport};
-use crate::machine::{HealthMachine, TargetState, Transition};
-use crate::outlier::{
-    FailureCounter, OutlierDetector, ejection_time, max_ejected, next_multiplier,
-};
+use crate::outlier::OutlierDetector;
 use crate::probe::{CompiledProbe, Probe};
-use crate::reason::Reason;
-use crate::scheduler::{Key, ProbeQueue, jitter, spread};
+use crate::scheduler::{Key, ProbeQueue};
 
 /// One pool of targets checked the same way.
 #[derive(Debug, Clone)]
@@ -197,54 +193,17 @@ impl HealthChecker {
         let total_targets: usize = self.pools.iter().map(|(p, _)| p.targets.len()).sum();
         let (events_tx, _) = broadcast::channel(total_targets.saturating_mul(2).max(1024));
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
-        let mut counters: HashMap<SocketAddr, Vec<Arc<FailureCounter>>> = HashMap::new();
+        let mut counters = Counters::new();
         let mut pools = Vec::with_capacity(self.pools.len());
         let mut shared_pools = Vec::with_capacity(self.pools.len());
         let mut by_name = HashMap::new();
         for (pi, (cfg, probe)) in self.pools.into_iter().enumerate() {
-            let name: Arc<str> = Arc::from(cfg.name.as_str());
-            let targets: Vec<TargetRuntime> = cfg
-                .targets
-                .iter()
-                .enumerate()
-                .map(|(ti, addr)| {
-                    let counter = Arc::new(FailureCounter::new((pi, ti), &cfg.outlier));
-                    counters
-                        .entry(*addr)
-                        .or_default()
-                        .push(Arc::clone(&counter));
-                    TargetRuntime {
-                        addr: *addr,
-                        machine: HealthMachine::new(
-                            match cfg.initial_states.get(addr) {
-                                Some(&s) => cfg.check.clone().initial(s),
-                                None => cfg.check.clone(),
-                            },
-                            now,
-                        ),
-                        multiplier: 0,
-                        counter,
-                    }
-                })
-                .collect();
-            let snapshot = targets
-                .iter()
-                .map(|t| event(&name, t.addr, &t.machine))
-                .collect();
-            let mut pool = PoolRuntime {
-                name: Arc::clone(&name),
-                probe,
-                capacity: CapacityTracker::new(&cfg.capacity),
-                cfg,
-                targets,
-            };
-            let status = pool.status();
-            let _ = pool.capacity.observe(&status);
-            by_name.insert(Arc::clone(&name), pi);
+            let pool = PoolRuntime::new(pi, cfg, probe, now, &mut counters);
+            by_name.insert(Arc::clone(&pool.name), pi);
             shared_pools.push(PoolShared {
                 status: watch::channel(pool.status()).0,
                 last_probes: Mutex::new(vec![None; pool.targets.len()]),
-                targets: Mutex::new(snapshot),
+                targets: Mutex::new(pool.events().into_iter().map(Some).collect()),
             });
             pools.push(pool);
         }
@@ -253,6 +212,7 @@ impl HealthChecker {
             by_name,
             events: events_tx.downgrade(),
         });
+        let counters = Arc::new(ArcSwap::from_pointee(counters));
         let driver = Driver {
             queue: ProbeQueue::new(self.sched.max_concurrent_probes),
             jitter_percent: self.sched.jitter_percent,
@@ -264,12 +224,13 @@ impl HealthChecker {
             shared: Arc::clone(&shared),
             rng: SmallRng::from_rng(&mut rand::rng()),
             observer: self.observer,
+            counters: Arc::clone(&counters),
         };
         let task = tokio::spawn(driver.run().instrument(tracing::info_span!("edge_health")));
         HealthHandle {
             shared,
             outlier: OutlierDetector {
-                counters: Arc::new(counters),
+                counters,
                 tx: cmd_tx.clone(),
             },
             cmd: cmd_tx,
@@ -354,6 +315,24 @@ impl HealthHandle {
         v.into_iter().map(|(_, k)| k).collect()
     }
 
+    /// Replaces the targets of `pool` while the checker runs (servers
+    /// found by DNS): a new target starts in the pool's initial state
+    /// (`CheckConfig::initial`) and is probed within its first interval; a
+    /// target that stays keeps its state; a removed one is no longer probed,
+    /// counted or reported. `weights` as [`PoolConfig::weight`] (1 when
+    /// absent). Returns `false` for an unknown pool or a stopped checker.
+    pub fn set_targets(&self, pool: &str, targets: Vec<(SocketAddr, u32)>) -> bool {
+        let Some(&index) = self.shared.by_name.get(pool) else {
+            return false;
+        };
+        self.cmd
+            .send(Command::SetTargets {
+                pool: index,
+                targets,
+            })
+            .is_ok()
+    }
+
     /// The passive outlier detector fed from live traffic.
     pub fn outlier_detector(&self) -> OutlierDetector {
         self.outlier.clone()
@@ -373,24 +352,33 @@ impl HealthHandle {
 /// Messages to the driver.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Outlier { key: Key, consecutive: u32 },
+    Outlier {
+        key: Key,
+        consecutive: u32,
+    },
+    SetTargets {
+        pool: usize,
+        targets: Vec<(SocketAddr, u32)>,
+    },
     Shutdown,
 }
 
 /// State shared by the driver and the handles.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pools: Vec<PoolShared>,
+    pub(crate) pools: Vec<PoolShared>,
     by_name: HashMap<Arc<str>, usize>,
     events: broadcast::WeakSender<HealthEvent>,
 }
 
+/// One pool's published state. Both vectors are in target order; a slot
+/// of a removed target is `None`.
 #[derive(Debug)]
-struct PoolShared {
-    status: watch::Sender<PoolStatus>,
-    targets: Mutex<Vec<HealthEvent>>,
-    /// Each target's last probe, in target order.
-    last_probes: Mutex<Vec<Option<ProbeReport>>>,
+pub(crate) struct PoolShared {
+    pub(crate) status: watch::Sender<PoolStatus>,
+    pub(crate) targets: Mutex<Vec<Option<HealthEvent>>>,
+    /// Each target's last probe.
+    pub(crate) last_probes: Mutex<Vec<Option<ProbeReport>>>,
 }
 
 impl Shared {
@@ -398,302 +386,9 @@ impl Shared {
         let mut out = Vec::new();
         for p in &self.pools {
             if let Ok(t) = p.targets.lock() {
-                out.extend(t.iter().cloned());
+                out.extend(t.iter().flatten().cloned());
             }
         }
         out
-    }
-}
-
-#[derive(Debug)]
-struct PoolRuntime {
-    name: Arc<str>,
-    cfg: PoolConfig,
-    probe: CompiledProbe,
-    capacity: CapacityTracker,
-    targets: Vec<TargetRuntime>,
-}
-
-impl PoolRuntime {
-    fn status(&self) -> PoolStatus {
-        let mut s = PoolStatus {
-            pool: Arc::clone(&self.name),
-            healthy: 0,
-            total: self.targets.len(),
-            unchecked: 0,
-            ejected: 0,
-            low: self.capacity.is_low(),
-            healthy_weight: 0,
-            total_weight: 0,
-        };
-        for t in &self.targets {
-            let w = u64::from(self.cfg.weights.get(&t.addr).copied().unwrap_or(1));
-            s.total_weight += w;
-            if t.machine.is_healthy() {
-                s.healthy_weight += w;
-            }
-            match t.machine.state() {
-                TargetState::Up => s.healthy += 1,
-                TargetState::Unchecked => s.unchecked += 1,
-                TargetState::Ejected => s.ejected += 1,
-                _ => {}
-            }
-        }
-        s
-    }
-}
-
-#[derive(Debug)]
-struct TargetRuntime {
-    addr: SocketAddr,
-    machine: HealthMachine,
-    multiplier: u32,
-    counter: Arc<FailureCounter>,
-}
-
-struct Driver {
-    queue: ProbeQueue,
-    jitter_percent: u8,
-    pools: Vec<PoolRuntime>,
-    probes: JoinSet<(Key, Probed)>,
-    hooks: JoinSet<()>,
-    cmd_rx: mpsc::UnboundedReceiver<Command>,
-    events: broadcast::Sender<HealthEvent>,
-    shared: Arc<Shared>,
-    rng: SmallRng,
-    observer: Option<ProbeObserver>,
-}
-
-/// A probe's result, its start and its duration.
-type Probed = (Result<(), Reason>, SystemTime, Duration);
-
-fn now() -> Instant {
-    tokio::time::Instant::now().into_std()
-}
-
-fn event(pool: &Arc<str>, target: SocketAddr, m: &HealthMachine) -> HealthEvent {
-    HealthEvent {
-        target,
-        pool: Arc::clone(pool),
-        healthy: m.is_healthy(),
-        state: m.state(),
-        reason: m.reason().clone(),
-        since: m.since(),
-    }
-}
-
-impl Driver {
-    async fn run(mut self) {
-        let start = now();
-        // Spread every target's first probe over its first interval.
-        for (pi, p) in self.pools.iter_mut().enumerate() {
-            for (ti, t) in p.targets.iter_mut().enumerate() {
-                let at = spread(&mut self.rng, start, t.machine.interval());
-                t.machine.delay_next_probe(at);
-                self.queue.schedule((pi, ti), at);
-            }
-        }
-        loop {
-            let now = now();
-            while let Some(key) = self.queue.poll_start(now) {
-                self.start_probe(key, now);
-            }
-            let wake = self.queue.poll_timeout();
-            tokio::select! {
-                _ = sleep_until(wake) => {}
-                Some(done) = self.probes.join_next(), if !self.probes.is_empty() => {
-                    self.queue.finish();
-                    match done {
-                        Ok((key, probed)) => self.on_result(key, probed),
-                        Err(e) => tracing::error!(error = %e, "probe task failed"),
-                    }
-                }
-                Some(_) = self.hooks.join_next(), if !self.hooks.is_empty() => {}
-                cmd = self.cmd_rx.recv() => match cmd {
-                    Some(Command::Outlier { key, consecutive }) => self.on_outlier(key, consecutive),
-                    Some(Command::Shutdown) | None => break,
-                }
-            }
-        }
-        self.probes.shutdown().await;
-        self.hooks.shutdown().await;
-        tracing::debug!("health checker stopped");
-    }
-
-    fn start_probe(&mut self, key: Key, now: Instant) {
-        let Some(pool) = self.pools.get_mut(key.0) else {
-            return self.queue.finish();
-        };
-        let Some(t) = pool.targets.get_mut(key.1) else {
-            return self.queue.finish();
-        };
-        t.machine.on_probe_started(now);
-        let probe = pool.probe.clone();
-        let timeout = pool.cfg.check.timeout;
-        let addr = t.addr;
-        self.probes.spawn(async move {
-            let (started, clock) = (SystemTime::now(), Instant::now());
-            let r = AssertUnwindSafe(probe.run(addr, timeout))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|_| Err(Reason::Custom("probe panicked".into())));
-            (key, (r, started, clock.elapsed()))
-        });
-    }
-
-    fn on_result(&mut self, key: Key, (result, started, duration): Probed) {
-        let now = now();
-        let Some(pool) = self.pools.get_mut(key.0) else {
-            return;
-        };
-        let Some(t) = pool.targets.get_mut(key.1) else {
-            return;
-        };
-        if let Err(r) = &result {
-            tracing::debug!(pool = %pool.name, target = %t.addr, reason = %r, "probe failed");
-        }
-        let report = ProbeReport {
-            target: t.addr,
-            pool: Arc::clone(&pool.name),
-            started,
-            duration,
-            result: result.clone(),
-        };
-        if let Some(f) = &self.observer {
-            f(&report);
-        }
-        if let Some(ps) = self.shared.pools.get(key.0)
-            && let Ok(mut last) = ps.last_probes.lock()
-            && let Some(slot) = last.get_mut(key.1)
-        {
-            *slot = Some(report);
-        }
-        let transition = t.machine.on_probe_result(now, result);
-        let next = jitter(
-            &mut self.rng,
-            t.machine.poll_timeout(),
-            t.machine.interval(),
-            self.jitter_percent,
-        )
-        .max(now);
-        self.queue.schedule(key, next);
-        if let Some(tr) = transition {
-            self.publish(key, tr);
-        }
-    }
-
-    fn on_outlier(&mut self, key: Key, consecutive: u32) {
-        let now = now();
-        let Some(pool) = self.pools.get_mut(key.0) else {
-            return;
-        };
-        let cfg = pool.cfg.outlier.clone();
-        let cap = max_ejected(pool.targets.len(), cfg.max_ejection_percent);
-        let ejected = pool
-            .targets
-            .iter()
-            .filter(|t| t.machine.state() == TargetState::Ejected)
-            .count();
-        let name = Arc::clone(&pool.name);
-        let Some(t) = pool.targets.get_mut(key.1) else {
-            return;
-        };
-        t.counter.reset();
-        if t.machine.state() != TargetState::Up {
-            return;
-        }
-        if ejected >= cap {
-            tracing::warn!(
-                pool = %name, target = %t.addr, consecutive, ejected, cap,
-                "outlier not ejected: ejection cap reached"
-            );
-            return;
-        }
-        let multiplier = next_multiplier(
-            t.multiplier,
-            t.machine.returned_at(),
-            now,
-            cfg.base_ejection_time,
-        );
-        let duration = ejection_time(&cfg, multiplier);
-        let until = now.checked_add(duration).unwrap_or(now);
-        let reason = Reason::Ejected {
-            consecutive_failures: consecutive,
-            duration,
-        };
-        if let Some(tr) = t.machine.eject(now, until, reason) {
-            t.multiplier = multiplier;
-            self.publish(key, tr);
-        }
-    }
-
-    /// Logs a change once, publishes it and re-evaluates the pool.
-    fn publish(&mut self, key: Key, tr: Transition) {
-        let Some(pool) = self.pools.get_mut(key.0) else {
-            return;
-        };
-        let Some(t) = pool.targets.get(key.1) else {
-            return;
-        };
-        let ev = event(&pool.name, t.addr, &t.machine);
-        if tr.to.is_healthy() {
-            tracing::info!(
-                pool = %pool.name, target = %t.addr, from = ?tr.from, to = ?tr.to,
-                reason = %tr.reason, "target in rotation"
-            );
-        } else {
-            tracing::warn!(
-                pool = %pool.name, target = %t.addr, from = ?tr.from, to = ?tr.to,
-                reason = %tr.reason, code = tr.reason.code(), "target out of rotation"
-            );
-        }
-        if let Some(ps) = self.shared.pools.get(key.0)
-            && let Ok(mut snap) = ps.targets.lock()
-            && let Some(slot) = snap.get_mut(key.1)
-        {
-            *slot = ev.clone();
-        }
-        let mut status = pool.status();
-        let change = pool.capacity.observe(&status);
-        status.low = pool.capacity.is_low();
-        if let Some(change) = change {
-            match change {
-                CapacityChange::Low => tracing::warn!(
-                    pool = %pool.name, healthy = status.healthy, total = status.total,
-                    alert = "capacity", state = "low", "pool capacity low"
-                ),
-                CapacityChange::Recovered => tracing::info!(
-                    pool = %pool.name, healthy = status.healthy, total = status.total,
-                    alert = "capacity", state = "recovered", "pool capacity recovered"
-                ),
-            }
-            let limit = pool.cfg.capacity.hook_timeout;
-            for hook in &pool.cfg.capacity.hooks {
-                self.hooks
-                    .spawn(run_hook(hook.clone(), limit, change, status.clone()));
-            }
-        }
-        if let Some(ps) = self.shared.pools.get(key.0) {
-            ps.status.send_replace(status);
-        }
-        // After the pool status, so a subscriber seeing the event sees a
-        // summary that includes it.
-        let _ = self.events.send(ev);
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
-}
-
-impl std::fmt::Debug for Driver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Driver")
-            .field("in_flight", &self.queue.in_flight())
-            .field("waiting", &self.queue.waiting())
-            .finish_non_exhaustive()
     }
 }

@@ -52,6 +52,7 @@
 mod capacity;
 mod checker;
 mod config;
+mod driver;
 mod error;
 mod event;
 mod machine;

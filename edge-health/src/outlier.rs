@@ -5,7 +5,7 @@
 //! go to the checker, which applies the ejection cap and the growing
 //! ejection time.
 
-use std::collections::HashMap;
+use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -35,14 +35,15 @@ pub enum Outcome {
 /// request. Targets unknown to the checker are ignored.
 #[derive(Debug, Clone)]
 pub struct OutlierDetector {
-    pub(crate) counters: Arc<HashMap<SocketAddr, Vec<Arc<FailureCounter>>>>,
+    pub(crate) counters: Arc<ArcSwap<crate::driver::Counters>>,
     pub(crate) tx: mpsc::UnboundedSender<Command>,
 }
 
 impl OutlierDetector {
     /// Records one outcome for `target` (in every pool that holds it).
     pub fn record(&self, target: SocketAddr, outcome: Outcome) {
-        let Some(counters) = self.counters.get(&target) else {
+        let map = self.counters.load();
+        let Some(counters) = map.get(&target) else {
             return;
         };
         for c in counters {

@@ -62,3 +62,59 @@ async fn each_probe_is_reported_with_its_result_and_duration() {
     );
     h.shutdown().await;
 }
+
+/// Targets found while the checker runs (DNS): added ones are probed and
+/// reported, removed ones are not, those that stay keep their state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_join_and_leave_a_running_pool() {
+    let (a, b) = (Backend::http().await, Backend::http().await);
+    let mut c = HealthChecker::new(SchedulerConfig::default()).unwrap();
+    c.add_pool(
+        PoolConfig::new("web", [a.addr])
+            .probe(Probe::Http(HttpProbe::get("/health")))
+            .check(
+                CheckConfig::default()
+                    .inter(Duration::from_millis(30))
+                    .rise(1)
+                    .fall(1)
+                    .timeout(Duration::from_secs(1)),
+            ),
+    )
+    .unwrap();
+    let h = c.spawn();
+    let mut ev = h.subscribe();
+    wait_health(&mut ev, a.addr, true).await;
+    assert!(!h.set_targets("nope", vec![]), "an unknown pool");
+
+    assert!(h.set_targets("web", vec![(a.addr, 1), (b.addr, 3)]));
+    wait_health(&mut ev, b.addr, true).await;
+    let st = h.pool_status("web").unwrap();
+    assert_eq!((st.healthy, st.total, st.total_weight), (2, 2, 4));
+
+    // a leaves: no longer probed nor listed; b stays up.
+    assert!(h.set_targets("web", vec![(b.addr, 3)]));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let probes_then = a.seen().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        a.seen().len(),
+        probes_then,
+        "a removed target is not probed"
+    );
+    let listed: Vec<_> = h.targets().iter().map(|e| e.target).collect();
+    assert_eq!(listed, [b.addr]);
+    assert_eq!(
+        h.last_probes().iter().map(|r| r.target).collect::<Vec<_>>(),
+        [b.addr]
+    );
+    assert_eq!(h.pool_summary("web"), Some((1, 1)));
+
+    // a comes back: probed again, in rotation after its first pass.
+    assert!(h.set_targets("web", vec![(a.addr, 1), (b.addr, 3)]));
+    a.set(Mode::Status(500));
+    wait_health(&mut ev, a.addr, false).await;
+    a.set(Mode::Ok);
+    wait_health(&mut ev, a.addr, true).await;
+    assert_eq!(h.pool_summary("web"), Some((2, 2)));
+    h.shutdown().await;
+}
