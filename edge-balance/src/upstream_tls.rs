@@ -39,6 +39,10 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
+/// The connector [`UpstreamTls::connector`] builds: hyper-util's TCP
+/// connector, then TLS (hyper-rustls).
+pub type UpstreamConnector = HttpsConnector<HttpConnector>;
+
 /// The certificates a server's chain must lead to.
 #[derive(Debug, Clone)]
 pub enum Roots {
@@ -216,7 +220,7 @@ impl UpstreamTls {
     pub fn connector(
         &self,
         mut http: HttpConnector,
-    ) -> Result<HttpsConnector<HttpConnector>, UpstreamTlsError> {
+    ) -> Result<UpstreamConnector, UpstreamTlsError> {
         http.enforce_http(false);
         let mut config = self.client_config()?;
         config.alpn_protocols = self.alpn_protocols();

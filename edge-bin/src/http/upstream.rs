@@ -27,14 +27,22 @@ pub enum SendError {
     Client(#[from] hyper_util::client::legacy::Error),
 }
 
+/// A pool's pooled client: plaintext, or TLS (`[pool.tls]`, edge-balance's
+/// upstream connector).
+#[derive(Debug, Clone)]
+pub enum BackendClient {
+    Plain(Client<HttpConnector, EdgeBody>),
+    Tls(Client<edge_balance::upstream_tls::UpstreamConnector, EdgeBody>),
+}
+
 /// Sends one attempt to the server it is given.
 #[derive(Debug, Clone)]
 pub struct SendToServer {
-    client: Client<HttpConnector, EdgeBody>,
+    client: BackendClient,
 }
 
 impl SendToServer {
-    pub fn new(client: Client<HttpConnector, EdgeBody>) -> Self {
+    pub fn new(client: BackendClient) -> Self {
         Self { client }
     }
 }
@@ -60,16 +68,20 @@ impl tower_service::Service<(SocketAddr, Request<ReplayBody<EdgeBody>>)> for Sen
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let Some(uri) = backend_uri(addr, path) else {
+        let scheme = match self.client {
+            BackendClient::Plain(_) => Scheme::HTTP,
+            BackendClient::Tls(_) => Scheme::HTTPS,
+        };
+        let Some(uri) = backend_uri(addr, path, scheme) else {
             return Either::Left(futures::future::ready(Err(SendError::Uri(addr))));
         };
         parts.uri = uri;
         let req = Request::from_parts(parts, boxed(body));
-        Either::Right(
-            self.client
-                .request(req)
-                .map_err(SendError::Client as fn(_) -> _),
-        )
+        let sent = match &self.client {
+            BackendClient::Plain(c) => c.request(req),
+            BackendClient::Tls(c) => c.request(req),
+        };
+        Either::Right(sent.map_err(SendError::Client as fn(_) -> _))
     }
 }
 
@@ -110,9 +122,10 @@ pub fn request_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-/// `http://<addr><path>` for the pooled client, built from parts (the path
-/// is shared with the client's request, the address formatted once).
-fn backend_uri(addr: SocketAddr, path: PathAndQuery) -> Option<Uri> {
+/// `http://<addr><path>` (or `https://`) for the pooled client, built from
+/// parts (the path is shared with the client's request, the address
+/// formatted once).
+fn backend_uri(addr: SocketAddr, path: PathAndQuery, scheme: Scheme) -> Option<Uri> {
     use std::io::Write as _;
     let mut buf = [0u8; 64];
     let mut cur = std::io::Cursor::new(&mut buf[..]);
@@ -120,7 +133,7 @@ fn backend_uri(addr: SocketAddr, path: PathAndQuery) -> Option<Uri> {
     let n = usize::try_from(cur.position()).ok()?;
     let authority = Authority::try_from(buf.get(..n)?).ok()?;
     let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
+    parts.scheme = Some(scheme);
     parts.authority = Some(authority);
     parts.path_and_query = Some(path);
     Uri::from_parts(parts).ok()
@@ -133,15 +146,16 @@ mod tests {
     #[test]
     fn backend_uris() {
         let p = PathAndQuery::from_static("/a/b?x=1&y");
-        let u = backend_uri("127.0.0.1:8080".parse().unwrap(), p.clone()).unwrap();
+        let u = backend_uri("127.0.0.1:8080".parse().unwrap(), p.clone(), Scheme::HTTP).unwrap();
         assert_eq!(u.to_string(), "http://127.0.0.1:8080/a/b?x=1&y");
-        let u = backend_uri("[2001:db8::1]:80".parse().unwrap(), p).unwrap();
+        let u = backend_uri("[2001:db8::1]:80".parse().unwrap(), p, Scheme::HTTPS).unwrap();
+        assert_eq!(u.scheme_str(), Some("https"));
         assert_eq!(u.authority().unwrap().as_str(), "[2001:db8::1]:80");
         let long = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535";
         let addr: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
             .parse()
             .unwrap();
         assert!(long.len() < 64);
-        assert!(backend_uri(addr, PathAndQuery::from_static("/")).is_some());
+        assert!(backend_uri(addr, PathAndQuery::from_static("/"), Scheme::HTTPS).is_some());
     }
 }
