@@ -253,6 +253,7 @@ mod tests {
             outlier_ejection_time: Duration::from_secs(60),
             outlier_max_ejection_percent: 10,
             retry_budget_percent: 20,
+            tls: None,
         }
     }
 

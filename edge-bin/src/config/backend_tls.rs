@@ -154,3 +154,7 @@ impl Validator<'_> {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "backend_tls_tests.rs"]
+mod tests;
