@@ -15,12 +15,13 @@
 //! let tls = UpstreamTls::new(roots)
 //!     .server_name("app.internal")?
 //!     .alpn(Alpn::Http1);
-//! let connector = tls.connector(HttpConnector::new())?;
+//! let connectors = tls.connectors()?; // once per pool
+//! let server = "10.0.0.5:8443".parse().unwrap();
 //! let client: Client<_, http_body_util::Empty<bytes::Bytes>> =
-//!     Client::builder(TokioExecutor::new()).build(connector);
-//! // client.request(...) to "https://10.0.0.5:8443/": verified against the CA,
-//! // SNI "app.internal"; a refused certificate is an error whose
-//! // `TlsFailure::of(&err)` names why.
+//!     Client::builder(TokioExecutor::new()).build(connectors.to(server, HttpConnector::new()));
+//! // client.request(...) to "https://app.example/path" goes to 10.0.0.5:8443,
+//! // verified against the CA with SNI "app.internal"; a refused certificate
+//! // is an error whose `TlsFailure::of(&err)` names why.
 //! # let _ = client;
 //! # Ok(())
 //! # }
@@ -28,10 +29,13 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use hyper_rustls::{DefaultServerNameResolver, FixedServerNameResolver, HttpsConnector};
+use http::Uri;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
 use hyper_util::client::legacy::connect::HttpConnector;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -39,9 +43,9 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-/// The connector [`UpstreamTls::connector`] builds: hyper-util's TCP
-/// connector, then TLS (hyper-rustls).
-pub type UpstreamConnector = HttpsConnector<HttpConnector>;
+/// The connector [`UpstreamConnectors::to`] builds: TCP to one server,
+/// then TLS (hyper-rustls).
+pub type UpstreamConnector = HttpsConnector<DialServer>;
 
 /// The certificates a server's chain must lead to.
 #[derive(Debug, Clone)]
@@ -133,9 +137,9 @@ impl UpstreamTls {
     }
 
     /// Sends `name` as SNI and verifies the certificate against it, whatever
-    /// address the connection goes to. Without it the name is the URI's
-    /// host: for an IP address rustls sends no SNI and the certificate must
-    /// carry that IP address as a subject alternative name.
+    /// address the connection goes to. Without it the name is the server's
+    /// IP address: rustls sends no SNI and the certificate must carry that
+    /// IP address as a subject alternative name.
     pub fn server_name(mut self, name: &str) -> Result<Self, UpstreamTlsError> {
         let n = ServerName::try_from(name.to_string())
             .map_err(|_| UpstreamTlsError::ServerName(name.into()))?;
@@ -213,23 +217,81 @@ impl UpstreamTls {
         Ok(store)
     }
 
-    /// The hyper connector: TCP by `http` (its timeouts and options; it is
-    /// told to accept `https` URIs), then TLS with these settings. Only
-    /// `https` URIs are accepted: a plain `http` one is an error, never a
-    /// connection in clear text.
-    pub fn connector(
-        &self,
-        mut http: HttpConnector,
-    ) -> Result<UpstreamConnector, UpstreamTlsError> {
-        http.enforce_http(false);
+    /// The connectors' shared part: the rustls config with ALPN, built once
+    /// (the system roots are read here).
+    pub fn connectors(&self) -> Result<UpstreamConnectors, UpstreamTlsError> {
         let mut config = self.client_config()?;
         config.alpn_protocols = self.alpn_protocols();
-        let resolver: Arc<dyn hyper_rustls::ResolveServerName + Send + Sync> =
-            match &self.server_name {
-                Some(n) => Arc::new(FixedServerNameResolver::new(n.clone())),
-                None => Arc::new(DefaultServerNameResolver::default()),
-            };
-        Ok(HttpsConnector::new(http, config, true, resolver))
+        Ok(UpstreamConnectors {
+            config: Arc::new(config),
+            server_name: self.server_name.clone(),
+        })
+    }
+}
+
+/// Makes the hyper connector of each server (see [`UpstreamTls::connectors`]).
+#[derive(Debug, Clone)]
+pub struct UpstreamConnectors {
+    config: Arc<ClientConfig>,
+    server_name: Option<ServerName<'static>>,
+}
+
+impl UpstreamConnectors {
+    /// The connector to `server`: TCP by `http` (its timeouts and options)
+    /// to that address whatever host the request's URI names, then TLS,
+    /// verifying the name set with [`UpstreamTls::server_name`] (sent as
+    /// SNI) or else the server's IP address (no SNI). Only `https` URIs
+    /// are accepted: a plain `http` one is an error, never a connection in
+    /// clear text.
+    pub fn to(&self, server: SocketAddr, http: HttpConnector) -> UpstreamConnector {
+        let name = self
+            .server_name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(server.ip().into()));
+        HttpsConnector::new(
+            DialServer::new(server, http),
+            Arc::clone(&self.config),
+            true,
+            Arc::new(FixedServerNameResolver::new(name)),
+        )
+    }
+}
+
+/// hyper-util's TCP connector, dialing one server whatever host the URI
+/// names: a client per server can keep the request's host in the URI, which
+/// HTTP/2 sends as `:authority` (and hyper-util's HTTP/1 as `Host`), while
+/// its connection pool holds connections to that server only.
+#[derive(Debug, Clone)]
+pub struct DialServer {
+    uri: Uri,
+    http: HttpConnector,
+}
+
+impl DialServer {
+    /// Dials `server` with `http`.
+    pub fn new(server: SocketAddr, mut http: HttpConnector) -> Self {
+        http.enforce_http(false);
+        let uri = Uri::builder()
+            .scheme("http")
+            .authority(server.to_string())
+            .path_and_query("/")
+            .build()
+            .unwrap_or_default();
+        Self { uri, http }
+    }
+}
+
+impl tower_service::Service<Uri> for DialServer {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = <HttpConnector as tower_service::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.http.poll_ready(cx)
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        self.http.call(self.uri.clone())
     }
 }
 

@@ -101,8 +101,9 @@ async fn server(
 
 /// Connects through the connector to `addr`: the failure, if any.
 async fn connect(tls: &UpstreamTls, addr: SocketAddr) -> Result<Option<Vec<u8>>, TlsFailure> {
-    let mut c = tls.connector(HttpConnector::new()).unwrap();
-    let uri: http::Uri = format!("https://{addr}/").parse().unwrap();
+    let mut c = tls.connectors().unwrap().to(addr, HttpConnector::new());
+    // The URI names the request's host; the connection goes to `addr`.
+    let uri: http::Uri = "https://app.example/".parse().unwrap();
     let r = c.ready().await.unwrap().call(uri).await;
     match r {
         Ok(hyper_rustls::MaybeHttpsStream::Https(s)) => {

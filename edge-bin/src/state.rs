@@ -15,7 +15,7 @@ use crate::config::{
     BackendProtocol, HttpSettings, HttpsSettings, Limits, PassthroughRule, PoolSettings, RouteRule,
     Validated,
 };
-use crate::http::upstream::{BackendClient, ByStatus, SendToServer};
+use crate::http::upstream::{BackendClients, ByStatus, SendToServer};
 use crate::pool::Pool;
 
 /// The HTTP service of a pool: edge-balance's dispatch around one attempt
@@ -36,13 +36,11 @@ impl Backend {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(settings.connect_timeout));
         conn.set_nodelay(true);
-        conn.enforce_http(true);
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_idle_timeout(settings.idle_timeout)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .retry_canceled_requests(true)
-            .set_host(false);
+            .retry_canceled_requests(true);
         let version = match settings.protocol {
             // `auto`: HTTP/1.1 requests; hyper speaks HTTP/2 on a
             // connection whose ALPN chose it.
@@ -52,8 +50,8 @@ impl Backend {
                 http::Version::HTTP_2
             }
         };
-        let client = match &settings.tls {
-            None => BackendClient::Plain(b.build(conn)),
+        let tls = match &settings.tls {
+            None => None,
             Some(tls) => {
                 if !tls.verify {
                     tracing::warn!(
@@ -61,17 +59,18 @@ impl Backend {
                         "[pool.tls] verify = false: the servers' certificates are not verified (the traffic is encrypted, the servers are not authenticated)"
                     );
                 }
-                let connector = tls
+                let connectors = tls
                     .upstream
-                    .connector(conn)
+                    .connectors()
                     .map_err(|e| BuildError::BackendTls(settings.name.clone(), e))?;
-                BackendClient::Tls(b.build(connector))
+                Some(connectors)
             }
         };
+        let clients = BackendClients::new(b, conn, tls);
         let pool = Pool::new(settings);
         let http = edge_balance::Dispatch::new(
             pool.dispatcher().clone(),
-            SendToServer::new(client),
+            SendToServer::new(clients),
             ByStatus,
         );
         Ok(Self {

@@ -3,11 +3,15 @@
 //! the server and sends it through the pool's pooled client; edge-balance
 //! runs everything around it (pick, slot, timeout, outcome, retry).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use edge_balance::upstream_tls::{DialServer, UpstreamConnector, UpstreamConnectors};
 use edge_balance::{Classify, Outcome, ReplayBody};
 use futures::future::{Either, MapErr, Ready, TryFutureExt};
+use http::header::HOST;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
@@ -27,23 +31,71 @@ pub enum SendError {
     Client(#[from] hyper_util::client::legacy::Error),
 }
 
-/// A pool's pooled client: plaintext, or TLS (`[pool.tls]`, edge-balance's
-/// upstream connector).
+/// A server's pooled client: plaintext, or TLS (`[pool.tls]`, edge-balance's
+/// upstream connector). Each dials its one server (edge-balance's
+/// `DialServer`), so the request's URI keeps the client's host.
 #[derive(Debug, Clone)]
-pub enum BackendClient {
-    Plain(Client<HttpConnector, EdgeBody>),
-    Tls(Client<edge_balance::upstream_tls::UpstreamConnector, EdgeBody>),
+enum ServerClient {
+    Plain(Client<DialServer, EdgeBody>),
+    Tls(Client<UpstreamConnector, EdgeBody>),
+}
+
+/// How a pool reaches its servers: the client settings, and a pooled
+/// client per server, made on first use.
+#[derive(Debug)]
+pub struct BackendClients {
+    builder: hyper_util::client::legacy::Builder,
+    http: HttpConnector,
+    /// `[pool.tls]`'s connectors; `None`: plaintext.
+    tls: Option<UpstreamConnectors>,
+    by_server: Mutex<HashMap<SocketAddr, ServerClient>>,
+}
+
+impl BackendClients {
+    /// Clients built by `builder` over TCP by `http`, with TLS when `tls`.
+    pub fn new(
+        mut builder: hyper_util::client::legacy::Builder,
+        http: HttpConnector,
+        tls: Option<UpstreamConnectors>,
+    ) -> Self {
+        // The request's URI names the client's host: HTTP/1's `Host` is
+        // written from it, HTTP/2 sends it as `:authority`.
+        builder.set_host(true);
+        Self {
+            builder,
+            http,
+            tls,
+            by_server: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, addr: SocketAddr) -> ServerClient {
+        let mut map = self
+            .by_server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.entry(addr)
+            .or_insert_with(|| match &self.tls {
+                None => ServerClient::Plain(
+                    self.builder.build(DialServer::new(addr, self.http.clone())),
+                ),
+                Some(c) => ServerClient::Tls(self.builder.build(c.to(addr, self.http.clone()))),
+            })
+            .clone()
+    }
 }
 
 /// Sends one attempt to the server it is given.
 #[derive(Debug, Clone)]
 pub struct SendToServer {
-    client: BackendClient,
+    clients: Arc<BackendClients>,
 }
 
 impl SendToServer {
-    pub fn new(client: BackendClient) -> Self {
-        Self { client }
+    pub fn new(clients: BackendClients) -> Self {
+        Self {
+            clients: Arc::new(clients),
+        }
     }
 }
 
@@ -68,18 +120,25 @@ impl tower_service::Service<(SocketAddr, Request<ReplayBody<EdgeBody>>)> for Sen
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let scheme = match self.client {
-            BackendClient::Plain(_) => Scheme::HTTP,
-            BackendClient::Tls(_) => Scheme::HTTPS,
+        // The client's host (edge set `Host` from it), else the server's address.
+        let host = parts
+            .headers
+            .remove(HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .or_else(|| parts.uri.authority().cloned());
+        let client = self.clients.client(addr);
+        let scheme = match client {
+            ServerClient::Plain(_) => Scheme::HTTP,
+            ServerClient::Tls(_) => Scheme::HTTPS,
         };
-        let Some(uri) = backend_uri(addr, path, scheme) else {
+        let Some(uri) = backend_uri(host, addr, path, scheme) else {
             return Either::Left(futures::future::ready(Err(SendError::Uri(addr))));
         };
         parts.uri = uri;
         let req = Request::from_parts(parts, boxed(body));
-        let sent = match &self.client {
-            BackendClient::Plain(c) => c.request(req),
-            BackendClient::Tls(c) => c.request(req),
+        let sent = match &client {
+            ServerClient::Plain(c) => c.request(req),
+            ServerClient::Tls(c) => c.request(req),
         };
         Either::Right(sent.map_err(SendError::Client as fn(_) -> _))
     }
@@ -122,16 +181,26 @@ pub fn request_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
     false
 }
 
-/// `http://<addr><path>` (or `https://`) for the pooled client, built from
-/// parts (the path is shared with the client's request, the address
-/// formatted once).
-fn backend_uri(addr: SocketAddr, path: PathAndQuery, scheme: Scheme) -> Option<Uri> {
-    use std::io::Write as _;
-    let mut buf = [0u8; 64];
-    let mut cur = std::io::Cursor::new(&mut buf[..]);
-    write!(cur, "{addr}").ok()?;
-    let n = usize::try_from(cur.position()).ok()?;
-    let authority = Authority::try_from(buf.get(..n)?).ok()?;
+/// `http://<host><path>` (or `https://`) for the server's client, built
+/// from parts (the path is shared with the client's request); `<host>` is
+/// the server's address when the request has none.
+fn backend_uri(
+    host: Option<Authority>,
+    addr: SocketAddr,
+    path: PathAndQuery,
+    scheme: Scheme,
+) -> Option<Uri> {
+    let authority = match host {
+        Some(h) => h,
+        None => {
+            use std::io::Write as _;
+            let mut buf = [0u8; 64];
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            write!(cur, "{addr}").ok()?;
+            let n = usize::try_from(cur.position()).ok()?;
+            Authority::try_from(buf.get(..n)?).ok()?
+        }
+    };
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(scheme);
     parts.authority = Some(authority);
@@ -146,16 +215,24 @@ mod tests {
     #[test]
     fn backend_uris() {
         let p = PathAndQuery::from_static("/a/b?x=1&y");
-        let u = backend_uri("127.0.0.1:8080".parse().unwrap(), p.clone(), Scheme::HTTP).unwrap();
-        assert_eq!(u.to_string(), "http://127.0.0.1:8080/a/b?x=1&y");
-        let u = backend_uri("[2001:db8::1]:80".parse().unwrap(), p, Scheme::HTTPS).unwrap();
-        assert_eq!(u.scheme_str(), Some("https"));
+        let any: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        let u = backend_uri(
+            None,
+            "127.0.0.1:8080".parse().unwrap(),
+            p.clone(),
+            Scheme::HTTP,
+        );
+        assert_eq!(u.unwrap().to_string(), "http://127.0.0.1:8080/a/b?x=1&y");
+        let host = Some(Authority::from_static("app.example:8443"));
+        let u = backend_uri(host, any, p.clone(), Scheme::HTTPS).unwrap();
+        assert_eq!(u.to_string(), "https://app.example:8443/a/b?x=1&y");
+        let u = backend_uri(None, "[2001:db8::1]:80".parse().unwrap(), p, Scheme::HTTP).unwrap();
         assert_eq!(u.authority().unwrap().as_str(), "[2001:db8::1]:80");
         let long = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535";
         let addr: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
             .parse()
             .unwrap();
         assert!(long.len() < 64);
-        assert!(backend_uri(addr, PathAndQuery::from_static("/"), Scheme::HTTPS).is_some());
+        assert!(backend_uri(None, addr, PathAndQuery::from_static("/"), Scheme::HTTPS).is_some());
     }
 }
