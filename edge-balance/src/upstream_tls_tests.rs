@@ -151,6 +151,21 @@ async fn verifies_chain_name_and_validity() {
     );
 }
 
+/// A TLS connector never falls back to clear text: an `http` URI is an
+/// error, and nothing is dialled.
+#[tokio::test]
+async fn a_plain_uri_is_refused() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let tls = UpstreamTls::new(Roots::Certificates(vec![ca("plain").der]));
+    let mut c = tls.connectors().unwrap().to(addr, HttpConnector::new());
+    let uri: http::Uri = "http://app.example/".parse().unwrap();
+    let r = c.ready().await.unwrap().call(uri).await;
+    assert!(r.is_err());
+    let accepted = tokio::time::timeout(std::time::Duration::from_millis(100), l.accept()).await;
+    assert!(accepted.is_err(), "a connection was made");
+}
+
 #[tokio::test]
 async fn presents_a_client_certificate() {
     let ca = ca("mtls");

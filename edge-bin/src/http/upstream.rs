@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 
 use edge_balance::upstream_tls::{DialServer, UpstreamConnector, UpstreamConnectors};
@@ -48,7 +48,7 @@ pub struct BackendClients {
     http: HttpConnector,
     /// `[pool.tls]`'s connectors; `None`: plaintext.
     tls: Option<UpstreamConnectors>,
-    by_server: Mutex<HashMap<SocketAddr, ServerClient>>,
+    by_server: RwLock<HashMap<SocketAddr, ServerClient>>,
 }
 
 impl BackendClients {
@@ -65,14 +65,23 @@ impl BackendClients {
             builder,
             http,
             tls,
-            by_server: Mutex::new(HashMap::new()),
+            by_server: RwLock::new(HashMap::new()),
         }
     }
 
     fn client(&self, addr: SocketAddr) -> ServerClient {
+        let known = self
+            .by_server
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&addr)
+            .cloned();
+        if let Some(c) = known {
+            return c;
+        }
         let mut map = self
             .by_server
-            .lock()
+            .write()
             .unwrap_or_else(PoisonError::into_inner);
         map.entry(addr)
             .or_insert_with(|| match &self.tls {
