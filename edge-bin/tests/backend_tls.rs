@@ -120,6 +120,15 @@ fn pool(name: &str, port: u16, keys: &str, tables: &str) -> String {
     )
 }
 
+/// A pool `name` over servers `a` and `b` with `[pool.health] kind = KIND`
+/// every 200 ms (rise and fall 1) and the TLS table `tls`.
+fn checked(name: &str, kind: &str, tls: &str, a: u16, b: u16) -> String {
+    let health =
+        format!("[pool.health]\nkind = \"{kind}\"\ninterval = \"200ms\"\nrise = 1\nfall = 1\n");
+    pool(name, a, "", &(tls.to_string() + &health))
+        + &format!("[[pool.server]]\naddress = \"127.0.0.1:{b}\"\n")
+}
+
 fn setup(test: &str) -> Setup {
     let nginx = tool("nginx");
     let haproxy = tool("haproxy");
@@ -202,26 +211,28 @@ fn setup(test: &str) -> Setup {
         pool("h2c", ports.h2c, "protocol = \"h2c\"", ""),
         pool("mtls", ports.mtls, "", &tls(&client_tls)),
         pool("nocert", ports.mtls, "", &tls("")),
-        pool(
+        checked(
             "https_checked",
+            "https",
+            &tls("sni = \"backend.test\""),
             ports.ok,
-            "",
-            &(tls("sni = \"backend.test\"")
-                + "[pool.health]\nkind = \"https\"\ninterval = \"200ms\"\nrise = 1\nfall = 1\n"),
-        ) + &format!(
-            "[[pool.server]]\naddress = \"127.0.0.1:{}\"\n",
-            ports.foreign
+            ports.foreign,
         ),
-        pool(
+        checked(
             "tls_checked",
+            "tls",
+            &tls("sni = \"backend.test\""),
             ports.ok,
-            "",
-            &(tls("sni = \"backend.test\"")
-                + "[pool.health]\nkind = \"tls\"\ninterval = \"200ms\"\nrise = 1\nfall = 1\n"),
-        ) + &format!(
-            "[[pool.server]]\naddress = \"127.0.0.1:{}\"\n",
-            ports.foreign
+            ports.foreign,
         ),
+        checked(
+            "mtls_checked",
+            "https",
+            &tls(&client_tls),
+            ports.mtls,
+            ports.foreign,
+        ),
+        checked("nocert_checked", "https", &tls(""), ports.ok, ports.mtls),
     ] {
         config.push_str(&p);
     }
@@ -396,29 +407,33 @@ async fn h2c_reaches_a_cleartext_http2_backend() {
 }
 
 /// `[pool.health] kind = "https"` and `"tls"` with the pool's TLS
-/// settings: the nginx server with the backend CA's certificate is up, the
-/// one with another CA's is down with a TLS reason; traffic goes to the
-/// good one only.
+/// settings: a server whose certificate the pool accepts is up, one with
+/// another CA's certificate is down with a TLS reason, and so is HAProxy
+/// requiring a client certificate when the pool has none (up when it has);
+/// traffic goes to the servers up only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_and_tls_health_checks_use_the_pool_tls_settings() {
     let s = setup("backend-tls-health");
     let sock = s.dir.path("admin.sock");
-    let ok = format!("127.0.0.1:{}", s.ports.ok);
-    let foreign = format!("127.0.0.1:{}", s.ports.foreign);
-    for pool in ["https_checked", "tls_checked"] {
-        let row = |show: &str, addr: &str| -> Vec<String> {
-            show.lines()
-                .find(|l| l.split_whitespace().nth(1) == Some(addr))
-                .map(|l| l.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default()
-        };
+    let p = &s.ports;
+    let row = |show: &str, port: u16| -> Vec<String> {
+        let addr = format!("127.0.0.1:{port}");
+        show.lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(addr.as_str()))
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    };
+    for (pool, up, down, answer) in [
+        ("https_checked", p.ok, p.foreign, "nginx "),
+        ("tls_checked", p.ok, p.foreign, "nginx "),
+        ("mtls_checked", p.mtls, p.foreign, "haproxy client-cert=1"),
+        ("nocert_checked", p.ok, p.mtls, "nginx "),
+    ] {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let show = loop {
             let show = edge_admin(&sock, &format!("show servers {pool}")).await.1;
-            let (good, bad) = (row(&show, &ok), row(&show, &foreign));
-            if good.get(3).map(String::as_str) == Some("up")
-                && bad.get(3).map(String::as_str) == Some("down")
-            {
+            let state = |port| row(&show, port).get(3).cloned().unwrap_or_default();
+            if state(up) == "up" && state(down) == "down" {
                 break show;
             }
             assert!(
@@ -429,11 +444,11 @@ async fn https_and_tls_health_checks_use_the_pool_tls_settings() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         // The reason column: the probe's TLS handshake failed.
-        assert_eq!(row(&show, &foreign)[4], "tls", "{pool}:\n{show}");
+        assert_eq!(row(&show, down)[4], "tls", "{pool}:\n{show}");
         for _ in 0..4 {
             let r = s.get(pool).await;
             assert_eq!(r.status, 200, "{pool}: {r:?}\n{}", s.logs());
-            assert!(r.body.starts_with("nginx "), "{pool}: {r:?}");
+            assert!(r.body.starts_with(answer), "{pool}: {r:?}");
         }
     }
 }
