@@ -196,6 +196,7 @@ fn setup(test: &str) -> Setup {
         pool("byip", ports.ok, "", &tls("")),
         pool("wrongname", ports.ok, "", &tls("sni = \"wrong.test\"")),
         pool("foreign", ports.foreign, "", &tls("sni = \"backend.test\"")),
+        pool("unverified", ports.foreign, "", &tls("verify = false")),
         pool(
             "h2",
             ports.ok,
@@ -296,7 +297,7 @@ impl Setup {
 
 /// edge → nginx over TLS, verified against the backend CA: by name (SNI
 /// sent) and by IP address (no SNI; the certificate names 127.0.0.1), one
-/// pooled connection for sequential requests.
+/// pooled connection for sequential requests; and `verify = false`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_over_tls_verified_against_a_ca_file() {
     let s = setup("backend-tls-ok");
@@ -323,6 +324,15 @@ async fn nginx_over_tls_verified_against_a_ca_file() {
     let rec = &s.records("ok", 3)[0];
     assert_eq!(rec["status"], 200);
     assert!(rec["error"].is_null(), "{rec}");
+    // `verify = false`: another CA's certificate is accepted, and the start
+    // said so.
+    let r = s.get("unverified").await;
+    assert_eq!((r.status, r.body.as_str()), (200, "foreign\n"), "{r:?}");
+    assert!(
+        s.edge.log_text().contains("verify = false"),
+        "no warning at start:\n{}",
+        s.logs()
+    );
 }
 
 /// HAProxy with `verify required`: the pool with a client certificate gets
