@@ -20,6 +20,8 @@ struct Ports {
     ok: u16,
     /// nginx, HTTPS, a certificate of another CA.
     foreign: u16,
+    /// nginx, HTTPS, an expired certificate of the backend CA.
+    expired: u16,
     /// nginx, HTTP/2 in clear text (prior knowledge).
     h2c: u16,
     /// HAProxy, HTTPS, requires a client certificate of the client CA.
@@ -48,7 +50,7 @@ fn tool(name: &str) -> String {
     panic!("{name} is not installed: apt-get install {name} (.ci/test installs it)");
 }
 
-fn nginx_conf(dir: &TempDir, p: &Ports, ok: &Leaf, foreign: &Leaf) -> String {
+fn nginx_conf(dir: &TempDir, p: &Ports, ok: &Leaf, foreign: &Leaf, expired: &Leaf) -> String {
     let d = dir.0.display();
     format!(
         r#"daemon off;
@@ -79,6 +81,12 @@ http {{
         location / {{ return 200 "foreign\n"; }}
     }}
     server {{
+        listen 127.0.0.1:{expired_port} ssl;
+        ssl_certificate {expired_cert};
+        ssl_certificate_key {expired_key};
+        location / {{ return 200 "expired\n"; }}
+    }}
+    server {{
         listen 127.0.0.1:{h2c_port} http2;
         location / {{ return 200 "nginx $server_protocol host=$host cleartext\n"; }}
     }}
@@ -91,6 +99,9 @@ http {{
         foreign_cert = foreign.cert.display(),
         foreign_key = foreign.key.display(),
         h2c_port = p.h2c,
+        expired_port = p.expired,
+        expired_cert = expired.cert.display(),
+        expired_key = expired.key.display(),
     )
 }
 
@@ -139,17 +150,22 @@ fn setup(test: &str) -> Setup {
     let front_ca = Pki::new(&dir, "front");
     let ok = backend_ca.leaf(&dir, "ok", &["backend.test", "127.0.0.1"]);
     let foreign = other_ca.leaf(&dir, "foreign", &["backend.test", "127.0.0.1"]);
+    let expired = backend_ca.expired_leaf(&dir, "expired", &["backend.test", "127.0.0.1"]);
     let mtls = backend_ca.leaf(&dir, "mtls", &["backend.test", "127.0.0.1"]);
     let client = client_ca.leaf(&dir, "client", &["edge.client.test"]);
     let front = front_ca.leaf(&dir, "front", &["edge.test"]);
     let ports = Ports {
         ok: free_port(),
         foreign: free_port(),
+        expired: free_port(),
         h2c: free_port(),
         mtls: free_port(),
     };
 
-    let conf = dir.write("nginx.conf", nginx_conf(&dir, &ports, &ok, &foreign));
+    let conf = dir.write(
+        "nginx.conf",
+        nginx_conf(&dir, &ports, &ok, &foreign, &expired),
+    );
     let mut cmd = Command::new(nginx);
     cmd.arg("-p")
         .arg(&dir.0)
@@ -168,6 +184,7 @@ fn setup(test: &str) -> Setup {
     for (what, port) in [
         ("nginx", ports.ok),
         ("nginx", ports.foreign),
+        ("nginx", ports.expired),
         ("nginx", ports.h2c),
         ("haproxy", ports.mtls),
     ] {
@@ -197,6 +214,7 @@ fn setup(test: &str) -> Setup {
         pool("wrongname", ports.ok, "", &tls("sni = \"wrong.test\"")),
         pool("foreign", ports.foreign, "", &tls("sni = \"backend.test\"")),
         pool("unverified", ports.foreign, "", &tls("verify = false")),
+        pool("expired", ports.expired, "", &tls("sni = \"backend.test\"")),
         pool(
             "h2",
             ports.ok,
@@ -356,8 +374,8 @@ async fn haproxy_requires_a_client_certificate() {
     );
 }
 
-/// Certificates the pool must refuse: another CA's, and a name the
-/// certificate does not carry. 502s whose access records and debug log
+/// Certificates the pool must refuse: another CA's, one that does not
+/// carry the name verified, an expired one. 502s whose access records and debug log
 /// name why; nginx never sees a request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_certificate_is_a_502_that_names_why() {
@@ -368,6 +386,7 @@ async fn a_refused_certificate_is_a_502_that_names_why() {
             "backend TLS: certificate signed by an unknown CA",
         ),
         ("wrongname", "backend TLS: certificate name mismatch"),
+        ("expired", "backend TLS: certificate expired"),
     ] {
         let r = s.get(pool).await;
         assert_eq!(r.status, 502, "{pool}: {r:?}\n{}", s.logs());
@@ -382,9 +401,12 @@ async fn a_refused_certificate_is_a_502_that_names_why() {
     }
     let nginx_log = std::fs::read_to_string(s.dir.path("nginx-access.log")).unwrap_or_default();
     assert!(
-        !nginx_log
-            .lines()
-            .any(|l| l.starts_with(&s.ports.foreign.to_string()) || l.contains("wrong.test")),
+        !nginx_log.lines().any(|l| {
+            [s.ports.foreign, s.ports.expired]
+                .iter()
+                .any(|p| l.starts_with(&p.to_string()))
+                || l.contains("wrong.test")
+        }),
         "a refused server got a request:\n{nginx_log}"
     );
 }
@@ -461,4 +483,31 @@ async fn https_and_tls_health_checks_use_the_pool_tls_settings() {
             assert!(r.body.starts_with(answer), "{pool}: {r:?}");
         }
     }
+}
+
+/// `edge check` refuses a `[pool.tls]` whose CA file is missing, naming the
+/// file's line and the key.
+#[test]
+fn edge_check_names_a_missing_ca_file() {
+    let dir = TempDir::new("backend-tls-check");
+    let front = Pki::new(&dir, "front").leaf(&dir, "front", &["edge.test"]);
+    let config = format!(
+        "[https]\nlisten = [\"127.0.0.1:{}\"]\n[http]\nlisten = []\n{}\n{}",
+        free_port(),
+        certificate("front", &["edge.test"], &front),
+        pool("app", 9, "", "[pool.tls]\nca_file = \"missing-ca.pem\"\n"),
+    );
+    let line = config
+        .lines()
+        .position(|l| l.starts_with("ca_file"))
+        .unwrap()
+        + 1;
+    let path = dir.write("edge.toml", &config);
+    let (code, out) = edge_check(&path);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("edge.toml:{line}:")) && out.contains("pool[0].tls.ca_file"),
+        "{out}"
+    );
+    assert!(out.contains("missing-ca.pem"), "{out}");
 }
