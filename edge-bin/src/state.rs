@@ -66,7 +66,8 @@ impl Backend {
                 Some(connectors)
             }
         };
-        let clients = BackendClients::new(b, conn, tls);
+        let may_speak_h2 = settings.protocol != BackendProtocol::Http1;
+        let clients = BackendClients::new(b, conn, tls, may_speak_h2);
         let pool = Pool::new(settings);
         let http = edge_balance::Dispatch::new(
             pool.dispatcher().clone(),

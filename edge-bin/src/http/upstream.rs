@@ -33,7 +33,7 @@ pub enum SendError {
 
 /// A server's pooled client: plaintext, or TLS (`[pool.tls]`, edge-balance's
 /// upstream connector). Each dials its one server (edge-balance's
-/// `DialServer`), so the request's URI keeps the client's host.
+/// `DialServer`), so the request's URI can name the client's host.
 #[derive(Debug, Clone)]
 enum ServerClient {
     Plain(Client<DialServer, EdgeBody>),
@@ -48,23 +48,33 @@ pub struct BackendClients {
     http: HttpConnector,
     /// `[pool.tls]`'s connectors; `None`: plaintext.
     tls: Option<UpstreamConnectors>,
+    /// The request's URI names the client's host (for HTTP/2's
+    /// `:authority`), not the server's address.
+    host_in_uri: bool,
     by_server: RwLock<HashMap<SocketAddr, ServerClient>>,
 }
 
 impl BackendClients {
     /// Clients built by `builder` over TCP by `http`, with TLS when `tls`.
+    ///
+    /// `may_speak_h2`: the pool speaks HTTP/2 (`h2c`, `h2`, or `auto` when
+    /// ALPN chooses it). HTTP/2 sends the URI's authority as `:authority`
+    /// and nginx refuses a second `Host`, so the URI then names the client's
+    /// host (a server's connections are pooled per host; hyper-util writes
+    /// an HTTP/1 `Host` from it). Otherwise the URI names the server and the
+    /// client's `Host` goes as it is: one connection pool per server.
     pub fn new(
         mut builder: hyper_util::client::legacy::Builder,
         http: HttpConnector,
         tls: Option<UpstreamConnectors>,
+        may_speak_h2: bool,
     ) -> Self {
-        // The request's URI names the client's host: HTTP/1's `Host` is
-        // written from it, HTTP/2 sends it as `:authority`.
-        builder.set_host(true);
+        builder.set_host(may_speak_h2);
         Self {
             builder,
             http,
             tls,
+            host_in_uri: may_speak_h2,
             by_server: RwLock::new(HashMap::new()),
         }
     }
@@ -130,11 +140,15 @@ impl tower_service::Service<(SocketAddr, Request<ReplayBody<EdgeBody>>)> for Sen
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         // The client's host (edge set `Host` from it), else the server's address.
-        let host = parts
-            .headers
-            .remove(HOST)
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            .or_else(|| parts.uri.authority().cloned());
+        let host = if self.clients.host_in_uri {
+            parts
+                .headers
+                .remove(HOST)
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                .or_else(|| parts.uri.authority().cloned())
+        } else {
+            None
+        };
         let client = self.clients.client(addr);
         let scheme = match client {
             ServerClient::Plain(_) => Scheme::HTTP,
