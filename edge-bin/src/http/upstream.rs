@@ -34,7 +34,7 @@ pub enum SendError {
 /// A server's pooled client: plaintext, or TLS (`[pool.tls]`, edge-balance's
 /// upstream connector). Each dials its one server (edge-balance's
 /// `DialServer`), so the request's URI can name the client's host.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum ServerClient {
     Plain(Client<DialServer, EdgeBody>),
     Tls(Client<UpstreamConnector, EdgeBody>),
@@ -79,16 +79,16 @@ impl BackendClients {
         }
     }
 
-    fn client(&self, addr: SocketAddr) -> ServerClient {
-        let known = self
+    /// Sends `req` through `addr`'s client (made now if it is the first).
+    fn request(&self, addr: SocketAddr, req: Request<EdgeBody>) -> ResponseFuture {
+        let map = self
             .by_server
             .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&addr)
-            .cloned();
-        if let Some(c) = known {
-            return c;
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = map.get(&addr) {
+            return c.request(req);
         }
+        drop(map);
         let mut map = self
             .by_server
             .write()
@@ -100,7 +100,16 @@ impl BackendClients {
                 ),
                 Some(c) => ServerClient::Tls(self.builder.build(c.to(addr, self.http.clone()))),
             })
-            .clone()
+            .request(req)
+    }
+}
+
+impl ServerClient {
+    fn request(&self, req: Request<EdgeBody>) -> ResponseFuture {
+        match self {
+            ServerClient::Plain(c) => c.request(req),
+            ServerClient::Tls(c) => c.request(req),
+        }
     }
 }
 
@@ -149,20 +158,17 @@ impl tower_service::Service<(SocketAddr, Request<ReplayBody<EdgeBody>>)> for Sen
         } else {
             None
         };
-        let client = self.clients.client(addr);
-        let scheme = match client {
-            ServerClient::Plain(_) => Scheme::HTTP,
-            ServerClient::Tls(_) => Scheme::HTTPS,
+        let scheme = match self.clients.tls {
+            None => Scheme::HTTP,
+            Some(_) => Scheme::HTTPS,
         };
         let Some(uri) = backend_uri(host, addr, path, scheme) else {
             return Either::Left(futures::future::ready(Err(SendError::Uri(addr))));
         };
         parts.uri = uri;
-        let req = Request::from_parts(parts, boxed(body));
-        let sent = match &client {
-            ServerClient::Plain(c) => c.request(req),
-            ServerClient::Tls(c) => c.request(req),
-        };
+        let sent = self
+            .clients
+            .request(addr, Request::from_parts(parts, boxed(body)));
         Either::Right(sent.map_err(SendError::Client as fn(_) -> _))
     }
 }
