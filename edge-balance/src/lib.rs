@@ -49,8 +49,14 @@
 //!   endpoint not yet tried under a [`RetryBudget`]. A [`Served`] holds a
 //!   [`Lease`] on the endpoint until the caller's work ends.
 //!
+//! - TLS to upstream servers (feature `tls`, module [`upstream_tls`]): the
+//!   rustls client settings (roots, verification, client certificate, SNI,
+//!   ALPN), the hyper connector built from them, and the named reason a
+//!   handshake failed ([`upstream_tls::TlsFailure`]).
+//!
 //! This crate does no I/O and starts no tasks (dispatch waits with tokio's
-//! timers; the I/O is the inner service's).
+//! timers; the I/O is the inner service's), except the connector of the
+//! optional `upstream_tls` module.
 //!
 //! # Costs
 //!
@@ -119,6 +125,8 @@ mod policy;
 mod service;
 mod set;
 mod stats;
+#[cfg(feature = "tls")]
+pub mod upstream_tls;
 mod view;
 
 pub use balancer::{Balancer, BalancerConfig, InFlight, PickContext, Picked};

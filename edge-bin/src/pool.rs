@@ -306,6 +306,7 @@ mod tests {
             outlier_max_ejection_percent: 10,
             retry_budget_percent: 20,
             options: Default::default(),
+            tls: None,
         }
     }
 

@@ -15,7 +15,7 @@ use crate::config::{
     BackendProtocol, HttpSettings, HttpsSettings, Limits, PassthroughRule, PoolSettings, RouteRule,
     Validated,
 };
-use crate::http::upstream::{ByStatus, SendToServer};
+use crate::http::upstream::{BackendClients, ByStatus, SendToServer};
 use crate::pool::Pool;
 
 /// The HTTP service of a pool: edge-balance's dispatch around one attempt
@@ -32,36 +32,53 @@ pub struct Backend {
 }
 
 impl Backend {
-    fn new(settings: PoolSettings) -> Self {
+    fn new(settings: PoolSettings) -> Result<Self, BuildError> {
         let mut conn = HttpConnector::new();
         conn.set_connect_timeout(Some(settings.connect_timeout));
         conn.set_nodelay(true);
-        conn.enforce_http(true);
         let mut b = Client::builder(TokioExecutor::new());
         b.pool_idle_timeout(settings.idle_timeout)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .retry_canceled_requests(true)
-            .set_host(false);
+            .retry_canceled_requests(true);
         let version = match settings.protocol {
-            BackendProtocol::Http1 => http::Version::HTTP_11,
-            BackendProtocol::H2c => {
+            // `auto`: HTTP/1.1 requests; hyper speaks HTTP/2 on a
+            // connection whose ALPN chose it.
+            BackendProtocol::Http1 | BackendProtocol::Auto => http::Version::HTTP_11,
+            BackendProtocol::H2c | BackendProtocol::H2 => {
                 b.http2_only(true);
                 http::Version::HTTP_2
             }
         };
-        let client = b.build(conn);
+        let tls = match &settings.tls {
+            None => None,
+            Some(tls) => {
+                if !tls.verify {
+                    tracing::warn!(
+                        pool = %settings.name,
+                        "[pool.tls] verify = false: the servers' certificates are not verified (the traffic is encrypted, the servers are not authenticated)"
+                    );
+                }
+                let connectors = tls
+                    .upstream
+                    .connectors()
+                    .map_err(|e| BuildError::BackendTls(settings.name.clone(), e))?;
+                Some(connectors)
+            }
+        };
+        let may_speak_h2 = settings.protocol != BackendProtocol::Http1;
+        let clients = BackendClients::new(b, conn, tls, may_speak_h2);
         let pool = Pool::new(settings);
         let http = edge_balance::Dispatch::new(
             pool.dispatcher().clone(),
-            SendToServer::new(client),
+            SendToServer::new(clients),
             ByStatus,
         );
-        Self {
+        Ok(Self {
             pool,
             http,
             version,
-        }
+        })
     }
 }
 
@@ -124,6 +141,8 @@ pub enum BuildError {
     AccessLog(#[from] crate::accesslog::SinkError),
     #[error("passthrough names: {0}")]
     Sni(edge_sni::PatternError),
+    #[error("pool {0}: TLS to the servers: {1}")]
+    BackendTls(String, edge_balance::upstream_tls::UpstreamTlsError),
 }
 
 /// The state every listener reads; `store` a new one to switch config.
@@ -167,8 +186,8 @@ impl State {
         let backends: HashMap<String, Arc<Backend>> = v
             .pools
             .iter()
-            .map(|p| (p.name.clone(), Arc::new(Backend::new(p.clone()))))
-            .collect();
+            .map(|p| Ok((p.name.clone(), Arc::new(Backend::new(p.clone())?))))
+            .collect::<Result<_, BuildError>>()?;
         for b in backends.values() {
             b.pool.set_metrics(&obs.metrics);
         }

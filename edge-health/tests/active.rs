@@ -183,6 +183,28 @@ async fn expected_status_set_and_body_regex() {
     h.shutdown().await;
 }
 
+/// A rustls client config trusting `ca` (else the Mozilla roots).
+fn rustls_config(
+    ca: Option<&rustls_pki_types::CertificateDer<'static>>,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    let roots = match ca {
+        Some(c) => {
+            let mut r = rustls::RootCertStore::empty();
+            r.add(c.clone()).unwrap();
+            r
+        }
+        None => rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    };
+    let c = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    std::sync::Arc::new(c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_and_https_probes_against_a_rustls_backend() {
     let cert = TestCert::new(5);
@@ -233,6 +255,24 @@ async fn tls_and_https_probes_against_a_rustls_backend() {
             ),
         ),
         ("plain-http-to-tls", Probe::Http(HttpProbe::get("/"))),
+        // The caller's own rustls config (a proxy's backend settings): its
+        // roots decide.
+        (
+            "tls-config",
+            Probe::Tls(
+                TlsProbe::default()
+                    .sni("backend.test")
+                    .verify(TlsVerify::Config(rustls_config(Some(&cert.ca)))),
+            ),
+        ),
+        (
+            "tls-config-other-roots",
+            Probe::Tls(
+                TlsProbe::default()
+                    .sni("backend.test")
+                    .verify(TlsVerify::Config(rustls_config(None))),
+            ),
+        ),
     ];
     let mut cfgs: Vec<_> = pools
         .into_iter()
@@ -249,13 +289,14 @@ async fn tls_and_https_probes_against_a_rustls_backend() {
         let e = wait_target(&h, &p, |e| e.state != TargetState::Unchecked).await;
         results.insert(p.to_string(), e);
     }
-    assert_eq!(results.len(), 9);
+    assert_eq!(results.len(), 11);
     let get = |n: &str| results.get(n).unwrap();
     assert!(get("tls-verified").healthy);
     assert!(get("tls-unverified").healthy);
     assert!(get("tls-long-enough").healthy);
     assert!(get("https").healthy, "{:?}", get("https").reason);
-    for n in ["tls-webpki", "tls-wrong-name"] {
+    assert!(get("tls-config").healthy, "{:?}", get("tls-config").reason);
+    for n in ["tls-webpki", "tls-wrong-name", "tls-config-other-roots"] {
         assert!(
             matches!(get(n).reason, Reason::Tls(_)),
             "{n}: {:?}",

@@ -10,6 +10,7 @@
 
 mod acme;
 mod admin;
+mod backend_tls;
 mod certificates;
 mod client_limits;
 mod coverage;
@@ -31,6 +32,7 @@ use toml::Spanned;
 
 pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
+pub use backend_tls::BackendTlsSettings;
 pub use certificates::LoadedCert;
 pub use client_limits::ClientLimitSettings;
 pub use duration::ConfigDuration;

@@ -409,6 +409,30 @@ pub struct Pool {
     pub capacity: Option<Spanned<super::pool_options::Capacity>>,
     /// Sticky sessions by a cookie of this name that edge sets; default off.
     pub sticky_cookie: Option<Spanned<String>>,
+    /// `[pool.tls]`: TLS to the servers (absent: plaintext).
+    pub tls: Option<PoolTls>,
+}
+
+/// `[pool.tls]`: TLS to a pool's servers (HAProxy `server ... ssl`, nginx
+/// `proxy_ssl_*`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolTls {
+    /// Trusted roots (PEM); absent: the system's roots.
+    pub ca_file: Option<Spanned<String>>,
+    /// Verify the server's certificate chain and name.
+    #[serde(default = "d_verify")]
+    pub verify: Spanned<bool>,
+    /// The name sent as SNI and verified.
+    pub sni: Option<Spanned<String>>,
+    /// Client certificate chain (PEM), for servers that require one.
+    pub client_cert: Option<Spanned<String>>,
+    /// The client certificate's private key (PEM).
+    pub client_key: Option<Spanned<String>>,
+}
+
+fn d_verify() -> Spanned<bool> {
+    Spanned::new(0..0, true)
 }
 
 fn d_connect_timeout() -> ConfigDuration {
@@ -471,6 +495,10 @@ pub enum BackendProtocol {
     #[default]
     Http1,
     H2c,
+    /// HTTP/2 over TLS (`[pool.tls]`).
+    H2,
+    /// HTTP/2 or HTTP/1.1 over TLS, as the server chooses in ALPN.
+    Auto,
 }
 
 /// `[pool.health]`: active health checks.
@@ -530,6 +558,10 @@ pub enum HealthKind {
     Http,
     /// TCP connect only.
     Tcp,
+    /// `GET path` over TLS with the pool's `[pool.tls]` settings.
+    Https,
+    /// A TLS handshake with the pool's `[pool.tls]` settings.
+    Tls,
 }
 
 /// `[pool.outlier]`: passive detection from live traffic.

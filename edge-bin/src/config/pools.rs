@@ -30,6 +30,8 @@ pub struct PoolSettings {
     pub retry_budget_percent: u8,
     /// Hashing, slow start, fail-open and the capacity alert.
     pub options: super::PoolOptions,
+    /// `[pool.tls]`: TLS to the servers; `None`: plaintext.
+    pub tls: Option<super::BackendTlsSettings>,
 }
 
 /// `[pool.health]`, validated.
@@ -66,6 +68,24 @@ impl PoolSettings {
                     hp = hp.host(host.clone());
                 }
                 probe = Probe::Http(hp);
+            }
+            // Validation makes sure the pool has TLS settings for these.
+            if let Some(tls) = self
+                .tls
+                .as_ref()
+                .map(super::BackendTlsSettings::health_probe)
+            {
+                match h.kind {
+                    HealthKind::Https => {
+                        let mut hp = HttpProbe::get(h.path.clone()).tls(tls);
+                        if let Some(host) = &h.host {
+                            hp = hp.host(host.clone());
+                        }
+                        probe = Probe::Http(hp);
+                    }
+                    HealthKind::Tls => probe = Probe::Tls(tls),
+                    HealthKind::Http | HealthKind::Tcp => {}
+                }
             }
         }
         let outlier = OutlierConfig {
@@ -165,6 +185,7 @@ impl Validator<'_> {
                 outlier_max_ejection_percent: p.outlier.max_ejection_percent,
                 retry_budget_percent: p.retry_budget_percent.min(100),
                 options: self.pool_options(p, &key),
+                tls: self.backend_tls(p, &key),
             });
             if let Some(Err(e)) = pools.last().map(|s| s.health_config().validate()) {
                 self.err(&p.name, format!("{key}.health"), e.to_string());

@@ -40,6 +40,20 @@ fn client_body_failed(
     }
 }
 
+/// Whether the request failed on TLS to the server (`[pool.tls]`: a
+/// certificate refused, an alert from the server); the access record's
+/// `error` then names why, e.g. `"backend TLS: certificate signed by an
+/// unknown CA"`. Never a fallback to plaintext: the answer is a 502.
+fn backend_tls_failed(e: &hyper_util::client::legacy::Error, rec: &mut AccessRecord) -> bool {
+    match edge_balance::upstream_tls::TlsFailure::of(e) {
+        Some(f) => {
+            rec.error = Some(format!("backend TLS: {f}").into());
+            true
+        }
+        None => false,
+    }
+}
+
 /// Sends `req` (headers already rewritten) to the backend, with retries.
 pub async fn forward(
     backend: &Backend,
@@ -97,6 +111,10 @@ pub async fn forward(
                 DispatchError::Timeout(_) => {
                     tracing::debug!(server = ?failed.endpoint, "backend response timed out");
                     StatusCode::GATEWAY_TIMEOUT
+                }
+                DispatchError::Endpoint(SendError::Client(c)) if backend_tls_failed(c, rec) => {
+                    tracing::debug!(server = ?failed.endpoint, error = %c, reason = rec.error.as_deref().unwrap_or("-"), "backend request failed");
+                    StatusCode::BAD_GATEWAY
                 }
                 e => {
                     tracing::debug!(server = ?failed.endpoint, error = %e, "backend request failed");

@@ -55,9 +55,28 @@ impl Pki {
     /// A leaf for `names` (DNS names, or IP addresses in their text form),
     /// in `DIR/STEM.pem` and `DIR/STEM.key`.
     pub fn leaf(&self, dir: &TempDir, stem: &str, names: &[&str]) -> Leaf {
-        let params =
+        self.leaf_with(dir, stem, names, |_| {})
+    }
+
+    /// Like [`leaf`](Self::leaf), valid only during 2020 (expired).
+    pub fn expired_leaf(&self, dir: &TempDir, stem: &str, names: &[&str]) -> Leaf {
+        self.leaf_with(dir, stem, names, |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        })
+    }
+
+    fn leaf_with(
+        &self,
+        dir: &TempDir,
+        stem: &str,
+        names: &[&str],
+        adjust: impl FnOnce(&mut rcgen::CertificateParams),
+    ) -> Leaf {
+        let mut params =
             rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
                 .unwrap();
+        adjust(&mut params);
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         Leaf {

@@ -273,6 +273,11 @@ fn hyper_error(e: &hyper::Error) -> Reason {
     let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = src {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            // HTTPS: a TLS alert after the handshake (TLS 1.3 servers refuse
+            // a missing client certificate so) is a TLS failure.
+            if let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return Reason::Tls(t.to_string());
+            }
             return Reason::from_io(io);
         }
         src = s.source();

@@ -27,6 +27,11 @@ pub enum TlsVerify {
     WebPki,
     /// Verify the chain and name against these roots only.
     Roots(Vec<CertificateDer<'static>>),
+    /// Use this rustls client config as it is: its verifier, roots and
+    /// client certificate (e.g. the settings a proxy uses for a pool's
+    /// traffic, so the probe proves the same handshake works). The probe's
+    /// [`alpn`](TlsProbe::alpn) replaces the config's ALPN list.
+    Config(Arc<ClientConfig>),
 }
 
 /// A TLS handshake probe.
@@ -92,6 +97,7 @@ pub(crate) fn client_config(verify: &TlsVerify) -> Result<ClientConfig, String> 
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let config = match verify {
+        TlsVerify::Config(c) => ClientConfig::clone(c),
         TlsVerify::None => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyChain(provider)))
