@@ -27,21 +27,18 @@ pub fn start(
         .map(|e| ((&*e.pool, e.target), e.healthy))
         .collect();
     let mut checker = HealthChecker::new(SchedulerConfig::default())?;
-    // Probe durations, by server (`edge_health_check_duration_seconds`).
-    let stats: HashMap<String, HashMap<std::net::SocketAddr, _>> = pools
+    // Probe durations, by server (`edge_health_check_duration_seconds`),
+    // servers found by DNS included.
+    let by_name: HashMap<String, Weak<Pool>> = pools
         .iter()
-        .map(|(name, p)| {
-            let by_addr = p
-                .settings
-                .servers
-                .iter()
-                .filter_map(|(a, _)| Some((*a, p.server_stats(a)?.clone())))
-                .collect();
-            (name.clone(), by_addr)
-        })
+        .map(|(k, v)| (k.clone(), Arc::downgrade(v)))
         .collect();
     checker.on_probe(move |r| {
-        if let Some(s) = stats.get(&*r.pool).and_then(|m| m.get(&r.target)) {
+        if let Some(s) = by_name
+            .get(&*r.pool)
+            .and_then(Weak::upgrade)
+            .and_then(|p| p.server_stats(&r.target))
+        {
             s.health_check(r.result.is_ok(), r.duration);
         }
     });

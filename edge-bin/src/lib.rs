@@ -51,6 +51,7 @@ pub mod confdiff;
 pub mod config;
 pub mod conn;
 pub mod demo;
+pub mod discovery;
 pub mod health;
 pub mod http;
 pub mod inbound;

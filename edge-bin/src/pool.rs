@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use arc_swap::ArcSwap;
 
 use edge_balance::{
     BalancerConfig, DispatchConfig, Dispatcher, EndpointSet, MaglevConfig, Outcome, PeakEwmaConfig,
@@ -31,7 +33,10 @@ pub struct Pool {
     pub settings: PoolSettings,
     dispatcher: Dispatcher<SocketAddr, SocketAddr>,
     outlier: Arc<OnceLock<OutlierDetector>>,
-    stats: Arc<OnceLock<StatsByServer>>,
+    stats: Arc<ArcSwap<StatsByServer>>,
+    metrics: OnceLock<Arc<Metrics>>,
+    /// Every server now: the config's `IP:PORT`s, then those found by DNS.
+    members: Mutex<Vec<(SocketAddr, u32)>>,
 }
 
 fn policy(s: &PoolSettings) -> edge_balance::Policy {
@@ -85,7 +90,7 @@ impl Pool {
             .queue_timeout(settings.queue_timeout)
             .attempt_timeout(Some(settings.response_timeout));
         let od = outlier.clone();
-        let stats: Arc<OnceLock<StatsByServer>> = Arc::default();
+        let stats: Arc<ArcSwap<StatsByServer>> = Arc::default();
         let by_server = stats.clone();
         let dispatcher = Dispatcher::new(
             EndpointSet::new(),
@@ -105,10 +110,9 @@ impl Pool {
             if let (Some(d), Some(o)) = (od.get(), health_outcome(outcome)) {
                 d.record(*addr, o);
             }
-            if let (Some(s), Some(kind)) = (
-                by_server.get().and_then(|m| m.get(addr)),
-                error_kind(outcome),
-            ) {
+            if let Some(kind) = error_kind(outcome)
+                && let Some(s) = by_server.load().get(addr)
+            {
                 s.error(kind);
             }
         });
@@ -116,29 +120,80 @@ impl Pool {
             // In rotation from the start; health checks take servers out.
             dispatcher.insert(addr, addr, weight.max(1), true);
         }
+        let members = Mutex::new(settings.servers.clone());
         Arc::new(Self {
             settings,
             dispatcher,
             outlier,
             stats,
+            metrics: OnceLock::new(),
+            members,
         })
     }
 
     /// Connects every server to its counters in `metrics` (the same ones
-    /// across reloads).
-    pub fn set_metrics(&self, metrics: &Metrics) {
+    /// across reloads), those found by DNS later too.
+    pub fn set_metrics(&self, metrics: &Arc<Metrics>) {
+        let _ = self.metrics.set(metrics.clone());
         let m = self
-            .settings
-            .servers
+            .members()
             .iter()
             .map(|(addr, _)| (*addr, metrics.server(&self.settings.name, *addr)))
             .collect();
-        let _ = self.stats.set(m);
+        self.stats.store(Arc::new(m));
     }
 
     /// A server's counters, once [`set_metrics`](Self::set_metrics) ran.
-    pub fn server_stats(&self, addr: &SocketAddr) -> Option<&Arc<ServerStats>> {
-        self.stats.get()?.get(addr)
+    pub fn server_stats(&self, addr: &SocketAddr) -> Option<Arc<ServerStats>> {
+        self.stats.load().get(addr).cloned()
+    }
+
+    /// Every server now, with its weight: the config's `IP:PORT`s, then
+    /// those found by DNS.
+    pub fn members(&self) -> Vec<(SocketAddr, u32)> {
+        self.members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Makes `discovered` (servers found by DNS) the pool's servers beside
+    /// the config's: new ones join out of rotation (the health checker's
+    /// first event puts them in), weights follow, and servers that left
+    /// are removed: no new request picks them, those in flight hold their
+    /// lease and finish. Returns every server now.
+    pub fn set_discovered(&self, discovered: &[(SocketAddr, u32)]) -> Vec<(SocketAddr, u32)> {
+        let mut all = self.settings.servers.clone();
+        for m in discovered {
+            if !all.iter().any(|(a, _)| *a == m.0) {
+                all.push(*m);
+            }
+        }
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        let set = self.dispatcher.set();
+        for (addr, _) in members.iter() {
+            if !all.iter().any(|(a, _)| a == addr) {
+                set.remove(addr);
+            }
+        }
+        for &(addr, weight) in &all {
+            match members.iter().find(|(a, _)| *a == addr) {
+                None => self.dispatcher.insert(addr, addr, weight.max(1), false),
+                Some(&(_, w)) if w != weight => {
+                    set.set_weight(&addr, weight.max(1));
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(metrics) = self.metrics.get() {
+            let map: StatsByServer = all
+                .iter()
+                .map(|(a, _)| (*a, metrics.server(&self.settings.name, *a)))
+                .collect();
+            self.stats.store(Arc::new(map));
+        }
+        *members = all.clone();
+        all
     }
 
     /// The dispatcher that runs requests and connections to this pool.
@@ -182,7 +237,7 @@ impl Pool {
 
     /// Whether `addr` is one of the pool's servers.
     pub fn has_server(&self, addr: SocketAddr) -> bool {
-        self.settings.servers.iter().any(|(a, _)| *a == addr)
+        self.members().iter().any(|(a, _)| *a == addr)
     }
 
     /// Takes a server out of rotation (`true`: no new request or
@@ -205,10 +260,10 @@ impl Pool {
         self.dispatcher.set().set_weight(&addr, weight)
     }
 
-    /// The weight a server has in the config, `None` for an unknown server.
+    /// The weight a server has in the config (or from DNS), `None` for an
+    /// unknown server.
     pub fn config_weight(&self, addr: SocketAddr) -> Option<u32> {
-        self.settings
-            .servers
+        self.members()
             .iter()
             .find(|(a, _)| *a == addr)
             .map(|(_, w)| (*w).max(1))
@@ -286,6 +341,7 @@ mod tests {
     fn settings(weights: &[u32], policy: Policy) -> PoolSettings {
         PoolSettings {
             name: "p".into(),
+            discover: Vec::new(),
             servers: weights
                 .iter()
                 .enumerate()

@@ -121,6 +121,8 @@ pub struct State {
     pub backends: HashMap<String, Arc<Backend>>,
     /// The health checker of this state's pools (stops when the state is dropped).
     pub health: edge_health::HealthHandle,
+    /// The DNS discovery of this state's pools (stops when the state is dropped).
+    pub discovery: crate::discovery::Discovery,
     /// Tells this state's connections to close (reload, stop).
     pub closing: crate::lifecycle::Closing,
     /// Access-log sinks and metric counters of this config.
@@ -197,6 +199,12 @@ impl State {
             .collect();
         let health = crate::health::start(&pools, previous.map(|p| &p.health))
             .map_err(|e| BuildError::Health(e.to_string()))?;
+        let discovery = crate::discovery::start(
+            &backends,
+            &health,
+            &v.resolvers,
+            previous.map(|p| &p.backends),
+        );
         Ok(Self {
             https: v.https.clone(),
             http: v.http.clone(),
@@ -223,6 +231,7 @@ impl State {
             routes: v.routes.clone(),
             backends,
             health,
+            discovery,
             closing: previous
                 .map_or_else(crate::lifecycle::Closing::new, |p| p.closing.successor()),
             obs,

@@ -243,6 +243,7 @@ fn pools(state: &State, admin: &Admin, now: SystemTime) -> Vec<Value> {
                         })
                     });
                     let stats = b.pool.server_stats(&s.addr);
+                    let stats = stats.as_deref();
                     let latency = stats.and_then(|st| st.latency()).map(|p| {
                         json!({
                             "p50": p.p50 * 1e3,

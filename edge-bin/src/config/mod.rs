@@ -14,6 +14,7 @@ mod backend_tls;
 mod certificates;
 mod client_limits;
 mod coverage;
+mod discovery;
 pub mod duration;
 pub mod error;
 mod listeners;
@@ -35,6 +36,7 @@ pub use admin::AdminSettings;
 pub use backend_tls::BackendTlsSettings;
 pub use certificates::LoadedCert;
 pub use client_limits::ClientLimitSettings;
+pub use discovery::{Discover, ResolverSettings};
 pub use duration::ConfigDuration;
 pub use edge_sni::HostPattern;
 pub use error::{ConfigError, ConfigErrors, Source};
@@ -66,6 +68,8 @@ pub struct Validated {
     pub access_logs: Vec<AccessLogSettings>,
     pub management: Option<ManagementSettings>,
     pub admin: AdminSettings,
+    /// `[resolvers]`: how servers found by DNS are looked up.
+    pub resolvers: discovery::ResolverSettings,
     /// Problems that do not stop a run (`edge check` prints them, a run
     /// logs them): a route host that no certificate covers.
     pub warnings: Vec<ConfigError>,
@@ -232,8 +236,10 @@ impl Validator<'_> {
         let admin = admin::validate(&f.admin, self.src, self.base, &mut self.errors);
         let access_logs = self.access_logs(&f.access_logs);
         let management = self.management(f.management.as_ref());
+        let resolvers = self.resolvers(&f.resolvers);
 
         let mut v = Validated {
+            resolvers,
             admin,
             access_logs,
             management,

@@ -43,6 +43,8 @@ pub struct ConfigFile {
     pub admin: Admin,
     #[serde(default)]
     pub client_limits: super::client_limits::ClientLimitsFile,
+    #[serde(default)]
+    pub resolvers: super::discovery::ResolversFile,
 }
 
 /// `[admin]`: the runtime API on a local unix socket (see `crate::admin`).
@@ -461,7 +463,10 @@ fn d_retry_budget() -> u8 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
-    pub address: Spanned<String>,
+    /// `IP:PORT`, or `NAME:PORT` (found by DNS).
+    pub address: Option<Spanned<String>>,
+    /// An SRV name (found by DNS).
+    pub srv: Option<Spanned<String>>,
     #[serde(default = "d_weight")]
     pub weight: Spanned<u32>,
 }

@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use edge_health::{CheckConfig, HttpProbe, InitialState, OutlierConfig, PoolConfig, Probe};
 
+use super::discovery::ServerEntry;
 use super::{BackendProtocol, HealthKind, Policy, Validator, model};
 
 /// `[[pool]]`, validated.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
     pub name: String,
+    /// The servers given as `IP:PORT`.
     pub servers: Vec<(std::net::SocketAddr, u32)>,
+    /// The servers found by DNS (`NAME:PORT`, `srv`).
+    pub discover: Vec<super::discovery::Discover>,
     pub policy: Policy,
     pub protocol: BackendProtocol,
     pub connect_timeout: Duration,
@@ -128,9 +132,12 @@ impl Validator<'_> {
                 );
             }
             let mut servers = Vec::new();
+            let mut discover = Vec::new();
             for (j, s) in p.servers.iter().enumerate() {
-                if let Some(a) = self.addr(&s.address, &format!("{key}.server[{j}].address")) {
-                    servers.push((a, *s.weight.get_ref()));
+                match self.server_entry(s, &format!("{key}.server[{j}]")) {
+                    Some(ServerEntry::Static(a, w)) => servers.push((a, w)),
+                    Some(ServerEntry::Dns(d)) => discover.push(d),
+                    None => {}
                 }
                 if *s.weight.get_ref() == 0 || *s.weight.get_ref() > 10_000 {
                     self.err(
@@ -170,6 +177,7 @@ impl Validator<'_> {
             pools.push(PoolSettings {
                 name: p.name.get_ref().clone(),
                 servers,
+                discover,
                 policy: p.policy,
                 protocol: p.protocol,
                 connect_timeout: p.connect_timeout.0,
