@@ -43,20 +43,15 @@ impl Backend {
             .timer(TokioTimer::new())
             .retry_canceled_requests(true)
             .set_host(false);
-        let version = match settings.protocol {
-            BackendProtocol::Http1 => http::Version::HTTP_11,
+        let (version, send) = match settings.protocol {
+            BackendProtocol::Http1 => (http::Version::HTTP_11, SendToServer::http1(b.build(conn))),
             BackendProtocol::H2c => {
                 b.http2_only(true);
-                http::Version::HTTP_2
+                (http::Version::HTTP_2, SendToServer::h2c(b, conn))
             }
         };
-        let client = b.build(conn);
         let pool = Pool::new(settings);
-        let http = edge_balance::Dispatch::new(
-            pool.dispatcher().clone(),
-            SendToServer::new(client),
-            ByStatus,
-        );
+        let http = edge_balance::Dispatch::new(pool.dispatcher().clone(), send, ByStatus);
         Self {
             pool,
             http,

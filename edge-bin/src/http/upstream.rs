@@ -3,7 +3,9 @@
 //! the server and sends it through the pool's pooled client; edge-balance
 //! runs everything around it (pick, slot, timeout, outcome, retry).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use edge_balance::{Classify, Outcome, ReplayBody};
@@ -12,7 +14,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::client::legacy::{Builder, Client, ResponseFuture};
 
 use super::body::{EdgeBody, boxed};
 
@@ -30,12 +32,90 @@ pub enum SendError {
 /// Sends one attempt to the server it is given.
 #[derive(Debug, Clone)]
 pub struct SendToServer {
-    client: Client<HttpConnector, EdgeBody>,
+    clients: Clients,
+}
+
+#[derive(Debug, Clone)]
+enum Clients {
+    /// HTTP/1.1: one pooled client for the pool. The URI names the server
+    /// (connections are pooled per server); the request line is sent in
+    /// origin form, the client's Host as the Host header.
+    Http1(Arc<Client<HttpConnector, EdgeBody>>),
+    /// HTTP/2 without TLS: a pooled client per server, whose connector
+    /// always connects to that server. The URI carries the client's Host,
+    /// which HTTP/2 sends as `:authority` with no Host header beside it (RFC
+    /// 9113 §8.3.1: a server may refuse a Host that differs from
+    /// `:authority`, as nginx does with a 400).
+    H2(Arc<H2Clients>),
+}
+
+/// The per-server clients of an HTTP/2 pool, made on first use.
+#[derive(Debug)]
+struct H2Clients {
+    builder: Builder,
+    connector: HttpConnector,
+    by_server: Mutex<HashMap<SocketAddr, Client<ToServer, EdgeBody>>>,
+}
+
+impl H2Clients {
+    fn client(&self, addr: SocketAddr) -> Option<Client<ToServer, EdgeBody>> {
+        let mut map = self
+            .by_server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = map.get(&addr) {
+            return Some(c.clone());
+        }
+        let uri = backend_uri(addr, PathAndQuery::from_static("/"))?;
+        let c = self.builder.build(ToServer {
+            http: self.connector.clone(),
+            uri,
+        });
+        map.insert(addr, c.clone());
+        Some(c)
+    }
+}
+
+/// A connector to one server, whatever the URI it is asked for.
+#[derive(Debug, Clone)]
+struct ToServer {
+    http: HttpConnector,
+    /// `http://SERVER/`.
+    uri: Uri,
+}
+
+impl tower_service::Service<Uri> for ToServer {
+    type Response = <HttpConnector as tower_service::Service<Uri>>::Response;
+    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
+    type Future = <HttpConnector as tower_service::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.http.poll_ready(cx)
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        self.http.call(self.uri.clone())
+    }
 }
 
 impl SendToServer {
-    pub fn new(client: Client<HttpConnector, EdgeBody>) -> Self {
-        Self { client }
+    /// HTTP/1.1 through `client`.
+    pub fn http1(client: Client<HttpConnector, EdgeBody>) -> Self {
+        Self {
+            clients: Clients::Http1(Arc::new(client)),
+        }
+    }
+
+    /// HTTP/2 without TLS: clients made by `builder` (set to HTTP/2 only)
+    /// around `connector`, one per server.
+    pub fn h2c(builder: Builder, connector: HttpConnector) -> Self {
+        Self {
+            clients: Clients::H2(Arc::new(H2Clients {
+                builder,
+                connector,
+                by_server: Mutex::new(HashMap::new()),
+            })),
+        }
     }
 }
 
@@ -60,16 +140,34 @@ impl tower_service::Service<(SocketAddr, Request<ReplayBody<EdgeBody>>)> for Sen
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let Some(uri) = backend_uri(addr, path) else {
-            return Either::Left(futures::future::ready(Err(SendError::Uri(addr))));
+        let fail = || Either::Left(futures::future::ready(Err(SendError::Uri(addr))));
+        let sent = match &self.clients {
+            Clients::Http1(client) => {
+                let Some(uri) = backend_uri(addr, path) else {
+                    return fail();
+                };
+                parts.uri = uri;
+                client.request(Request::from_parts(parts, boxed(body)))
+            }
+            Clients::H2(clients) => {
+                let host = parts.headers.remove(http::header::HOST);
+                let uri = match host.and_then(|h| Authority::try_from(h.as_bytes()).ok()) {
+                    Some(authority) => Uri::builder()
+                        .scheme(Scheme::HTTP)
+                        .authority(authority)
+                        .path_and_query(path)
+                        .build()
+                        .ok(),
+                    None => backend_uri(addr, path),
+                };
+                let (Some(uri), Some(client)) = (uri, clients.client(addr)) else {
+                    return fail();
+                };
+                parts.uri = uri;
+                client.request(Request::from_parts(parts, boxed(body)))
+            }
         };
-        parts.uri = uri;
-        let req = Request::from_parts(parts, boxed(body));
-        Either::Right(
-            self.client
-                .request(req)
-                .map_err(SendError::Client as fn(_) -> _),
-        )
+        Either::Right(sent.map_err(SendError::Client as fn(_) -> _))
     }
 }
 
