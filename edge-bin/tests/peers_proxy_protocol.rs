@@ -8,7 +8,10 @@
 //! proxy's. A PROXY header from a peer outside `trusted_proxies` (HAProxy
 //! connecting from 127.0.0.6, curl `--haproxy-protocol` from 127.0.0.7) is
 //! refused: the connection is closed without an answer or an access record,
-//! and edge's debug log names the peer. Loopback only.
+//! and edge's debug log names the peer. The plain-HTTP port has its own
+//! `trusted_proxies` (nginx only): its redirect's record names the client
+//! nginx saw, and HAProxy, trusted on the HTTPS port, is refused there.
+//! Loopback only.
 
 mod common;
 
@@ -35,15 +38,30 @@ struct Setup {
     via_haproxy_untrusted: u16,
     /// nginx's stream server (connects from 127.0.0.5).
     via_nginx: u16,
+    /// HAProxy to edge's plain-HTTP port, from 127.0.0.4 (trusted only on
+    /// the HTTPS port).
+    plain_via_haproxy: u16,
+    /// nginx to edge's plain-HTTP port, from 127.0.0.5.
+    plain_via_nginx: u16,
 }
 
 fn setup(test: &str) -> Setup {
-    let (f, backend) =
-        front_of_demo_backend_with(test, "peers_proxy_protocol.toml", &["t.test"], |b| {
-            b.rust_log(Some(LOG))
-        });
+    let http = free_port();
+    let (f, backend) = front_of_demo_backend_with(
+        test,
+        "peers_proxy_protocol.toml",
+        &["t.test"],
+        &[("http_port", http)],
+        |b| b.rust_log(Some(LOG)),
+    );
     let edge = f.port;
-    let (hp, hpu, ng) = (free_port(), free_port(), free_port());
+    let (hp, hpu, hpp, ng, ngp) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let haproxy = haproxy(
         &f.dir,
         "haproxy",
@@ -53,18 +71,21 @@ fn setup(test: &str) -> Setup {
              backend edge\n    mode tcp\n    \
              server edge 127.0.0.1:{edge} send-proxy-v2 source 127.0.0.4\n\
              backend edge_untrusted\n    mode tcp\n    \
-             server edge 127.0.0.1:{edge} send-proxy-v2 source 127.0.0.6\n"
+             server edge 127.0.0.1:{edge} send-proxy-v2 source 127.0.0.6\n\
+             listen plain\n    mode tcp\n    bind 127.0.0.1:{hpp}\n    \
+             server edge 127.0.0.1:{http} send-proxy-v2 source 127.0.0.4\n"
         ),
-        &[hp, hpu],
+        &[hp, hpu, hpp],
     );
     let nginx = nginx(
         &f.dir,
         "nginx",
         &format!(
-            "stream {{ server {{ listen 127.0.0.1:{ng}; proxy_pass 127.0.0.1:{edge}; \
-             proxy_protocol on; proxy_bind 127.0.0.5; }} }}\n"
+            "stream {{ proxy_protocol on; proxy_bind 127.0.0.5;\n\
+             server {{ listen 127.0.0.1:{ng}; proxy_pass 127.0.0.1:{edge}; }}\n\
+             server {{ listen 127.0.0.1:{ngp}; proxy_pass 127.0.0.1:{http}; }} }}\n"
         ),
-        &[ng],
+        &[ng, ngp],
     );
     Setup {
         f,
@@ -74,6 +95,8 @@ fn setup(test: &str) -> Setup {
         via_haproxy: hp,
         via_haproxy_untrusted: hpu,
         via_nginx: ng,
+        plain_via_haproxy: hpp,
+        plain_via_nginx: ngp,
     }
 }
 
@@ -125,11 +148,15 @@ impl Setup {
                 .any(|l| l == format!("x-forwarded-for: {client}")),
             "X-Forwarded-For is not the client's {client}:\n{body}"
         );
+        self.assert_record_client(path, &format!("{client}:{lp}"));
+    }
+
+    /// The one access record for `path` names `client` (`IP:PORT`).
+    fn assert_record_client(&self, path: &str, client: &str) {
         let records = self.records(path, true);
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(
-            records[0]["client"],
-            format!("{client}:{lp}"),
+            records[0]["client"], client,
             "the access record's client is not the one the proxy saw: {}",
             records[0]
         );
@@ -139,6 +166,12 @@ impl Setup {
     /// log names `peer` as not trusted.
     fn assert_refused(&self, port: u16, from: &str, peer: &str, path: &str, extra: &[&str]) {
         let (code, _, body) = get_from(port, &self.f.pki.ca_pem, from, free_port(), path, extra);
+        self.assert_refused_as(code, &body, peer, path);
+    }
+
+    /// `code` and `body` (curl's) are those of a request edge refused from
+    /// `peer`: no answer, no access record, and a log line naming `peer`.
+    fn assert_refused_as(&self, code: i32, body: &str, peer: &str, path: &str) {
         assert_ne!(code, 0, "served through an untrusted PROXY peer: {body}");
         assert!(!body.contains("hello from demo"), "{body}");
         let named = self
@@ -208,4 +241,41 @@ fn a_proxy_header_from_an_untrusted_peer_is_refused() {
         "/trusted-curl",
         &["--haproxy-protocol"],
     );
+}
+
+/// `GET http://t.test:PORT/PATH` on 127.0.0.1:`port` (a proxy in front of
+/// edge's plain-HTTP port), curl bound to `from`:`local_port`: curl's exit
+/// code and output (`-w` the status).
+fn plain_get_from(port: u16, from: &str, local_port: u16, path: &str) -> (i32, String) {
+    curl(&[
+        "--interface",
+        from,
+        "--local-port",
+        &local_port.to_string(),
+        "--resolve",
+        &format!("t.test:{port}:127.0.0.1"),
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://t.test:{port}{path}"),
+    ])
+}
+
+#[test]
+fn the_plain_http_port_trusts_its_own_proxies() {
+    let s = setup("pp-plain");
+    // nginx (127.0.0.5, trusted there): the redirect's record names the client.
+    let lp = free_port();
+    let (code, out) = plain_get_from(s.plain_via_nginx, "127.0.0.3", lp, "/plain-nginx");
+    assert_eq!((code, out.as_str()), (0, "301"), "{}", s.tails());
+    s.assert_record_client("/plain-nginx", &format!("127.0.0.3:{lp}"));
+    // HAProxy from 127.0.0.4: trusted on the HTTPS port, not on this one.
+    let (code, out) = plain_get_from(
+        s.plain_via_haproxy,
+        "127.0.0.2",
+        free_port(),
+        "/plain-haproxy",
+    );
+    s.assert_refused_as(code, &out, "127.0.0.4", "/plain-haproxy");
 }

@@ -84,22 +84,25 @@ pub fn front_of_demo_backend(
     fixture_name: &str,
     names: &[&str],
 ) -> (Front, DemoBackend) {
-    front_of_demo_backend_with(test, fixture_name, names, |b| b)
+    front_of_demo_backend_with(test, fixture_name, names, &[], |b| b)
 }
 
-/// [`front_of_demo_backend`], with `tweak` applied to the front edge's
-/// [`EdgeBuilder`].
+/// [`front_of_demo_backend`], with `extra` placeholders and `tweak`
+/// applied to the front edge's [`EdgeBuilder`].
 pub fn front_of_demo_backend_with(
     test: &str,
     fixture_name: &str,
     names: &[&str],
+    extra: &[(&str, u16)],
     tweak: impl FnOnce(EdgeBuilder) -> EdgeBuilder,
 ) -> (Front, DemoBackend) {
     let dir = TempDir::new(&format!("{test}-backend"));
     let port = free_port();
     let config = fixture("demo_backend.toml").set("port", port).render();
     let edge = start_edge(&dir, "backend", &config);
-    let f = front_with(test, fixture_name, names, &[("backend_port", port)], tweak);
+    let mut extra = extra.to_vec();
+    extra.push(("backend_port", port));
+    let f = front_with(test, fixture_name, names, &extra, tweak);
     (f, DemoBackend { port, edge, dir })
 }
 
