@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::peers::{status_json, status_server, status_state};
 use common::*;
 use serde_json::Value;
 
@@ -71,9 +72,7 @@ impl Setup {
     }
 
     fn status(&self) -> Value {
-        let (code, body) = curl(&[&format!("http://127.0.0.1:{}/status.json", self.management)]);
-        assert_eq!(code, 0, "{body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+        status_json(self.management)
     }
 
     /// `edge admin` on the admin socket; panics unless it succeeds.
@@ -104,19 +103,11 @@ fn start_backend(dir: &TempDir, name: &str, port: u16) -> Edge {
 
 /// The `state` of server `pool/address` in a `/status.json` document.
 fn state_of(v: &Value, key: &str) -> String {
-    server(v, key)["state"].as_str().unwrap_or("").to_string()
+    status_state(v, key)
 }
 
 fn server<'a>(v: &'a Value, key: &str) -> &'a Value {
-    let (pool, addr) = key.split_once('/').unwrap();
-    let p = v["pools"]
-        .as_array()
-        .and_then(|a| a.iter().find(|p| p["name"] == pool))
-        .unwrap_or_else(|| panic!("no pool {pool} in {v}"));
-    p["servers"]
-        .as_array()
-        .and_then(|a| a.iter().find(|s| s["address"] == addr))
-        .unwrap_or_else(|| panic!("no server {addr} in pool {pool}: {p}"))
+    status_server(v, key)
 }
 
 fn unix_ms() -> u64 {

@@ -36,6 +36,18 @@ pub struct Front {
 }
 
 pub fn front(test: &str, fixture_name: &str, names: &[&str], extra: &[(&str, u16)]) -> Front {
+    front_with(test, fixture_name, names, extra, |b| b)
+}
+
+/// [`front`], with `tweak` applied to edge's [`EdgeBuilder`] (e.g. its
+/// `RUST_LOG`).
+pub fn front_with(
+    test: &str,
+    fixture_name: &str,
+    names: &[&str],
+    extra: &[(&str, u16)],
+    tweak: impl FnOnce(EdgeBuilder) -> EdgeBuilder,
+) -> Front {
     let dir = TempDir::new(test);
     let pki = Pki::new(&dir, "front");
     let leaf = pki.leaf(&dir, names[0], names);
@@ -47,7 +59,8 @@ pub fn front(test: &str, fixture_name: &str, names: &[&str], extra: &[(&str, u16
     for (k, v) in extra {
         f = f.set(k, v);
     }
-    let edge = start_edge(&dir, "edge", &f.render());
+    let config = dir.write("edge.toml", f.render());
+    let edge = tweak(Edge::builder(EDGE, config)).start();
     Front {
         dir,
         pki,
@@ -71,11 +84,25 @@ pub fn front_of_demo_backend(
     fixture_name: &str,
     names: &[&str],
 ) -> (Front, DemoBackend) {
+    front_of_demo_backend_with(test, fixture_name, names, &[], |b| b)
+}
+
+/// [`front_of_demo_backend`], with `extra` placeholders and `tweak`
+/// applied to the front edge's [`EdgeBuilder`].
+pub fn front_of_demo_backend_with(
+    test: &str,
+    fixture_name: &str,
+    names: &[&str],
+    extra: &[(&str, u16)],
+    tweak: impl FnOnce(EdgeBuilder) -> EdgeBuilder,
+) -> (Front, DemoBackend) {
     let dir = TempDir::new(&format!("{test}-backend"));
     let port = free_port();
     let config = fixture("demo_backend.toml").set("port", port).render();
     let edge = start_edge(&dir, "backend", &config);
-    let f = front(test, fixture_name, names, &[("backend_port", port)]);
+    let mut extra = extra.to_vec();
+    extra.push(("backend_port", port));
+    let f = front_with(test, fixture_name, names, &extra, tweak);
     (f, DemoBackend { port, edge, dir })
 }
 
@@ -95,6 +122,7 @@ pub fn edge_check(path: &Path) -> (i32, String) {
     edge_cmd(&["check", "-c", &path.to_string_lossy()])
 }
 pub mod ha;
+pub mod peers;
 pub mod reload;
 
 /// A `[[certificate]]` table for `leaf` (`fixtures/certificate.toml`).
