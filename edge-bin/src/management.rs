@@ -118,7 +118,7 @@ fn backends(g: &ConfigGauges<'_>, s: &State) {
         if let Some(st) = s.health.pool_status(name) {
             g.pool(name, st.total, st.healthy, st.low);
         }
-        for (addr, _) in &b.pool.settings.servers {
+        for (addr, _) in &b.pool.members() {
             if let Some(n) = b.pool.in_flight(addr) {
                 g.server_in_flight(name, *addr, n);
             }

@@ -75,8 +75,7 @@ impl Ctx {
                 s.addr,
                 backend
                     .pool
-                    .settings
-                    .servers
+                    .members()
                     .iter()
                     .map(|(a, _)| a.to_string())
                     .collect::<Vec<_>>()
@@ -178,7 +177,7 @@ impl Ctx {
         let servers: usize = state
             .backends
             .values()
-            .map(|b| b.pool.settings.servers.len())
+            .map(|b| b.pool.members().len())
             .sum();
         format!(
             "Name: edge\nVersion: {}\nPid: {}\nUptime: {}d {}h{:02}m{:02}s\nUptime_sec: {up}\nConfig: {}\nGeneration: {}\nPools: {}\nServers: {servers}\n",

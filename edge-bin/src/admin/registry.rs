@@ -133,7 +133,7 @@ impl Admin {
             let live = reg.live.entry(name.clone()).or_default();
             live.retain(|w| w.strong_count() > 0);
             live.push(Arc::downgrade(pool));
-            for &(addr, _) in &pool.settings.servers {
+            for &(addr, _) in &pool.members() {
                 let Some(s) = reg.servers.get_mut(&(name.clone(), addr)) else {
                     continue;
                 };

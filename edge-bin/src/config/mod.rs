@@ -300,6 +300,8 @@ fn host_error(name: &str, e: edge_sni::HostPatternError) -> String {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_discovery;
+#[cfg(test)]
 mod tests_pool_options;
 #[cfg(test)]
 mod tests_vrrp_timing;
