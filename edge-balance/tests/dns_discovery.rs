@@ -105,7 +105,7 @@ async fn the_watch_follows_updates_and_holds_through_an_outage() {
         name: knot.fqdn("app"),
         port: 80,
     };
-    tokio::spawn(watch("app".into(), Arc::new(r), source, cfg, tx));
+    tokio::spawn(watch("app".into(), Arc::new(r), source, cfg, tx, |_| ()));
     assert_eq!(next(&mut rx).await, [(sa("127.0.0.2:80"), 1)]);
 
     // The record set changes on the server: the watch follows within the TTL.

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
 use crate::config::{Discover, ResolverSettings};
+use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::state::Backend;
 
@@ -79,6 +80,7 @@ pub fn start(
     health: &HealthHandle,
     settings: &ResolverSettings,
     previous: Option<&HashMap<String, Arc<Backend>>>,
+    metrics: &Metrics,
 ) -> Discovery {
     let mut out = Discovery::default();
     if backends
@@ -114,12 +116,14 @@ pub fn start(
         let (changes_tx, mut changes) = mpsc::unbounded_channel::<(usize, Members)>();
         for (i, d) in sources.iter().enumerate() {
             let (tx, mut rx) = tokio::sync::watch::channel(Vec::new());
+            let stats = metrics.dns(name, &d.source.to_string());
             let task = tokio::spawn(watch(
                 name.clone(),
                 resolver.clone(),
                 d.source.clone(),
                 settings.discovery.clone(),
                 tx,
+                move |e| stats.lookup(e),
             ));
             out.tasks.push(task.abort_handle());
             let changes_tx = changes_tx.clone();

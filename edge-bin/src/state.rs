@@ -204,6 +204,7 @@ impl State {
             &health,
             &v.resolvers,
             previous.map(|p| &p.backends),
+            &obs.metrics,
         );
         Ok(Self {
             https: v.https.clone(),

@@ -172,8 +172,6 @@ fn servers_follow_dns_changes_without_a_failed_request() {
     // A server leaves: it stops receiving traffic.
     knot.update(&["del app.disc.test. A 127.0.0.2"]);
     app.wait_servers(&[at("127.0.0.3"), at("127.0.0.4")], "app on .3 and .4");
-    let (status, _) = curl(&[&format!("http://127.0.0.1:{management}/status.json")]);
-    assert_eq!(status, 0);
 
     // The DNS server goes away: the last servers found keep serving.
     knot.stop();
@@ -195,8 +193,26 @@ fn servers_follow_dns_changes_without_a_failed_request() {
             .contains("DNS: lookup failed, keeping the last servers"),
         "the outage is logged"
     );
+    // And shown in the metrics: lookups failing, the last set held.
+    let source = format!("app.disc.test:{port}");
+    let labels = |extra: &str| format!(r#"{{pool="app",{extra}source="{source}"}}"#);
+    let held = || {
+        let (_, m) = syslog::scrape(management);
+        syslog::metric(&m, &format!("edge_dns_last_good_held{}", labels("")))
+    };
+    assert_eq!(held(), 1.0);
+    let (_, m) = syslog::scrape(management);
+    let lookups = |result: &str| {
+        let key = format!(
+            "edge_dns_lookups_total{}",
+            labels(&format!("result=\"{result}\","))
+        );
+        syslog::metric(&m, &key)
+    };
+    assert!(lookups("failed") >= 1.0 && lookups("answered") >= 3.0);
     knot.restart(&dir);
     app.wait_servers(&[at("127.0.0.3"), at("127.0.0.4")], "app after the outage");
+    assert_eq!(held(), 0.0, "answers again: nothing held");
 
     let (n_app, n_svc) = (app.count(), svc.count());
     let failures: Vec<String> = app.failures().into_iter().chain(svc.failures()).collect();

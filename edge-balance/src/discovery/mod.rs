@@ -46,7 +46,7 @@ use std::time::Duration;
 
 #[cfg(feature = "dns")]
 pub use hickory::DnsResolver;
-pub use tracker::{Step, Tracker, watch};
+pub use tracker::{Event, Step, Tracker, watch};
 
 /// What to resolve.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

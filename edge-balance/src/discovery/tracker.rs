@@ -131,14 +131,16 @@ fn diff(before: &[(SocketAddr, u32)], after: &[(SocketAddr, u32)]) -> Event {
 }
 
 /// Resolves `source` until every receiver of `tx` is dropped, publishing
-/// each new member set on `tx` and logging each change and failure once
-/// with `name` (e.g. the pool's).
+/// each new member set on `tx`, logging each change and failure once with
+/// `name` (e.g. the pool's), and calling `observe` with every lookup's
+/// [`Event`] (e.g. to count them).
 pub async fn watch(
     name: String,
     resolver: Arc<dyn Resolve>,
     source: Source,
     cfg: DiscoveryConfig,
     tx: tokio::sync::watch::Sender<Members>,
+    observe: impl Fn(&Event) + Send + 'static,
 ) {
     let mut tracker = Tracker::new(cfg);
     let mut was_failing = false;
@@ -149,6 +151,7 @@ pub async fn watch(
             () = tx.closed() => return,
         };
         let step = tracker.on_result(Instant::now(), result);
+        observe(&step.event);
         match &step.event {
             Event::Unchanged => {}
             Event::Changed { added, removed } => tracing::info!(
@@ -293,7 +296,7 @@ mod tests {
             name: "app.test".into(),
             port: 80,
         };
-        let task = tokio::spawn(watch("p".into(), Arc::new(script), src, cfg(), tx));
+        let task = tokio::spawn(watch("p".into(), Arc::new(script), src, cfg(), tx, |_| ()));
         rx.changed().await.unwrap();
         assert_eq!(*rx.borrow_and_update(), vec![a(1, 1)]);
         rx.changed().await.unwrap();

@@ -341,9 +341,10 @@ impl Validator<'_> {
                 *dst = Some(d.get_ref().0.max(MIN_INTER));
             }
         }
-        let not_http = |what: &str| format!("{what} needs kind = \"http\"");
+        let not_http = |what: &str| format!("{what} needs kind = \"http\" or \"https\"");
+        let http = matches!(h.kind, HealthKind::Http | HealthKind::Https);
         if let Some(list) = &h.expect_status {
-            if h.kind != HealthKind::Http {
+            if !http {
                 self.err(
                     list,
                     format!("{key}.expect_status"),
@@ -368,7 +369,7 @@ impl Validator<'_> {
             }
         }
         if let Some(b) = &h.expect_body {
-            if h.kind != HealthKind::Http {
+            if !http {
                 self.err(b, format!("{key}.expect_body"), not_http("expect_body"));
             } else if b.get_ref().is_empty() {
                 self.err(

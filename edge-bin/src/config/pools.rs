@@ -81,7 +81,10 @@ impl PoolSettings {
             {
                 match h.kind {
                     HealthKind::Https => {
-                        let mut hp = HttpProbe::get(h.path.clone()).tls(tls);
+                        let mut hp = h
+                            .options
+                            .apply_http(HttpProbe::get(h.path.clone()))
+                            .tls(tls);
                         if let Some(host) = &h.host {
                             hp = hp.host(host.clone());
                         }

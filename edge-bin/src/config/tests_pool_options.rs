@@ -292,3 +292,20 @@ fn passthrough_pools_warn_about_http_only_options() {
     let v = check(&with("sticky_cookie = \"SRV\"", "")).unwrap();
     assert!(v.warnings.is_empty(), "{:?}", v.warnings);
 }
+
+/// `expect_status` and `expect_body` apply to HTTPS checks too (the pool's
+/// `[pool.tls]`), as HAProxy's `check ssl` with `http-check expect`.
+#[test]
+fn https_checks_take_the_expectations() {
+    let text = with(
+        "",
+        "[pool.tls]\nverify = false\n[pool.health]\nkind = \"https\"\nexpect_status = [204]\nexpect_body = \"ready\"\n",
+    );
+    let cfg = pool(&text).health_config();
+    let edge_health::Probe::Http(hp) = &cfg.probe else {
+        panic!("an HTTP probe: {:?}", cfg.probe);
+    };
+    assert!(hp.tls.is_some(), "over TLS");
+    assert_eq!(hp.expect_status, "204".parse().unwrap());
+    assert!(hp.body.is_some(), "the body match");
+}

@@ -32,6 +32,8 @@ pub(super) struct Families {
     pub backend_errors: IntCounterVec,
     pub backend_duration: HistogramVec,
     pub health_check_duration: HistogramVec,
+    pub dns_lookups: IntCounterVec,
+    pub dns_held: IntGaugeVec,
     pub passthrough_connections: IntCounterVec,
     pub passthrough_failed: IntCounterVec,
     pub passthrough_received: IntCounterVec,
@@ -141,6 +143,16 @@ impl Families {
                 "How long each active health check took, by server and result (pass, fail).",
                 &["pool", "server", "result"],
                 &PROBE_BUCKETS,
+            ),
+            dns_lookups: b.counters(
+                "edge_dns_lookups_total",
+                "DNS lookups of the servers given by name, by pool, source (NAME:PORT or SRV name) and result: answered, not_found (NXDOMAIN, no records), failed (SERVFAIL, timeout, unreachable).",
+                &["pool", "source", "result"],
+            ),
+            dns_held: b.gauges(
+                "edge_dns_last_good_held",
+                "1 while lookups of a source fail and the last servers found are kept (the [resolvers] hold time), else 0.",
+                &["pool", "source"],
             ),
             passthrough_connections: b.counters(
                 "edge_passthrough_connections_total",

@@ -33,7 +33,7 @@ use prometheus::{Encoder as _, Histogram, IntCounter, Registry, TextEncoder};
 
 use families::Families;
 pub use quantile::Percentiles;
-pub use server::{BackendError, ServerStats};
+pub use server::{BackendError, DnsStats, ServerStats};
 pub use snapshot::{SinkSnapshot, VrrpSnapshot};
 pub use tls::HandshakeFailure;
 
@@ -138,6 +138,7 @@ pub struct Metrics {
     passthrough: Mutex<BTreeMap<String, Arc<PassthroughStats>>>,
     sinks: Mutex<BTreeMap<String, Arc<SinkStats>>>,
     servers: Mutex<BTreeMap<(String, SocketAddr), Arc<ServerStats>>>,
+    dns: Mutex<BTreeMap<(String, String), Arc<DnsStats>>>,
     vrrp: Mutex<BTreeMap<(u8, String), VrrpEntry>>,
     /// One scrape at a time: each resets and sets the config gauges.
     scrape: Mutex<()>,
@@ -200,6 +201,7 @@ impl Metrics {
             passthrough: Mutex::default(),
             sinks: Mutex::default(),
             servers: Mutex::default(),
+            dns: Mutex::default(),
             vrrp: Mutex::default(),
             scrape: Mutex::default(),
         })
@@ -246,6 +248,13 @@ impl Metrics {
     pub fn server(&self, pool: &str, addr: SocketAddr) -> Arc<ServerStats> {
         get_or_make(&self.servers, (pool.to_owned(), addr), |(p, a)| {
             ServerStats::new(&self.f, p, &a.to_string())
+        })
+    }
+
+    /// The lookup counters of a pool's source of servers found by DNS.
+    pub fn dns(&self, pool: &str, source: &str) -> Arc<DnsStats> {
+        get_or_make(&self.dns, (pool.to_owned(), source.to_owned()), |(p, s)| {
+            DnsStats::new(&self.f, p, s)
         })
     }
 

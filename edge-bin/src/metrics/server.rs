@@ -119,3 +119,42 @@ impl ServerStats {
         quantile::percentiles(&self.latency)
     }
 }
+
+/// The lookups of one source of servers found by DNS.
+#[derive(Debug)]
+pub struct DnsStats {
+    answered: IntCounter,
+    not_found: IntCounter,
+    failed: IntCounter,
+    held: prometheus::IntGauge,
+}
+
+impl DnsStats {
+    pub(super) fn new(f: &Families, pool: &str, source: &str) -> Self {
+        let c = |r: &str| f.dns_lookups.with_label_values(&[pool, source, r]);
+        Self {
+            answered: c("answered"),
+            not_found: c("not_found"),
+            failed: c("failed"),
+            held: f.dns_held.with_label_values(&[pool, source]),
+        }
+    }
+
+    /// Counts one lookup by what it came to.
+    pub fn lookup(&self, event: &edge_balance::discovery::Event) {
+        use edge_balance::discovery::{Event, LookupError};
+        let error = match event {
+            Event::Held { error, .. } | Event::Expired { error } | Event::Failed { error } => {
+                Some(error)
+            }
+            _ => None,
+        };
+        match error {
+            None => self.answered.inc(),
+            Some(LookupError::NotFound(_)) => self.not_found.inc(),
+            Some(_) => self.failed.inc(),
+        }
+        self.held
+            .set(i64::from(matches!(event, Event::Held { .. })));
+    }
+}
