@@ -184,7 +184,7 @@ impl State {
             .with_no_client_auth()
             .with_cert_resolver(certs.clone());
         tls.alpn_protocols = v.https.alpn.clone();
-        crate::tls_tuning::tune(&mut tls)?;
+        crate::tls_tuning::tune(&mut tls, previous.map(|p| &*p.tls))?;
         let backends: HashMap<String, Arc<Backend>> = v
             .pools
             .iter()

@@ -12,6 +12,9 @@
 //!   ChaCha20-Poly1305 ticketer, keys rotated every 6 hours), as nginx and
 //!   HAProxy do by default: no per-client server state, and no 256-entry
 //!   cache limit. TLS 1.2 keeps session-ID resumption through the cache.
+//!   A reload keeps both (the ticket keys and the cache), so sessions
+//!   resume across it; they are the process's own (a restart or the other
+//!   node of a pair starts with new keys).
 //! - **One ticket per handshake** instead of rustls' two: each costs an
 //!   encryption and random bytes, and a client that resumes gets a fresh one
 //!   every time (OpenSSL sends one after a resumed handshake too).
@@ -32,9 +35,22 @@ pub fn server_provider() -> CryptoProvider {
 
 /// Applies edge's suite-order and ticket settings to a server config built
 /// with [`server_provider`].
-pub fn tune(config: &mut rustls::ServerConfig) -> Result<(), rustls::Error> {
+///
+/// `previous`: the config this one replaces (a reload). Its ticket keys and
+/// its TLS 1.2 session cache are kept, so a client resumes across a reload
+/// as if nothing happened; without one, fresh keys.
+pub fn tune(
+    config: &mut rustls::ServerConfig,
+    previous: Option<&rustls::ServerConfig>,
+) -> Result<(), rustls::Error> {
     config.ignore_client_order = true;
-    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    match previous {
+        Some(p) => {
+            config.ticketer = p.ticketer.clone();
+            config.session_storage = p.session_storage.clone();
+        }
+        None => config.ticketer = rustls::crypto::ring::Ticketer::new()?,
+    }
     config.send_tls13_tickets = 1;
     Ok(())
 }
@@ -104,7 +120,7 @@ mod tests {
             .with_no_client_auth()
             .with_single_cert(vec![der.clone()], key)
             .unwrap();
-        tune(&mut cfg).unwrap();
+        tune(&mut cfg, None).unwrap();
         (Arc::new(cfg), der)
     }
 
