@@ -312,6 +312,7 @@ async fn serve(
     );
     let notifier = Arc::new(notify::Notifier::from_env());
     let admin = admin::Admin::new(path);
+    admin.use_state_file(v.admin.state_file.clone());
     for w in &v.warnings {
         tracing::warn!("{w}");
     }

@@ -353,6 +353,7 @@ impl Reloader {
         old: &State,
     ) -> Result<(Arc<State>, bool), crate::state::BuildError> {
         let new = Arc::new(State::build_after(v, Some(old), &self.telemetry)?);
+        self.admin.use_state_file(v.admin.state_file.clone());
         let acme_carried = match (&old.acme, &new.acme) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,

@@ -31,6 +31,7 @@ pub mod client;
 pub mod command;
 mod exec;
 pub mod registry;
+mod state_file;
 mod table;
 
 use std::path::{Path, PathBuf};

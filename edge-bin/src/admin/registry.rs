@@ -90,6 +90,8 @@ pub struct Admin {
     config_path: PathBuf,
     generation: AtomicU64,
     reg: Mutex<Registry>,
+    /// `[admin] state_file`: where the servers' states are kept.
+    state_file: Mutex<Option<PathBuf>>,
 }
 
 impl Admin {
@@ -101,7 +103,84 @@ impl Admin {
             config_path: std::fs::canonicalize(&path).unwrap_or(path),
             generation: AtomicU64::new(0),
             reg: Mutex::default(),
+            state_file: Mutex::default(),
         })
+    }
+
+    /// Keeps the servers' states in `path` from now on (`[admin]
+    /// state_file`; `None`: not kept). The first time, at start, the states
+    /// the file holds are taken over (the next [`adopt`](Self::adopt)
+    /// applies them); an unreadable file is logged and left as it is until
+    /// the next change rewrites it.
+    pub fn use_state_file(&self, path: Option<PathBuf>) {
+        let mut current = self
+            .state_file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *current == path {
+            return;
+        }
+        let first = self.generation() == 0;
+        *current = path.clone();
+        drop(current);
+        let Some(path) = path else {
+            return;
+        };
+        if !first {
+            // A reload that names another file: write the states there.
+            self.persist();
+            return;
+        }
+        match super::state_file::load(&path) {
+            Ok(None) => {}
+            Ok(Some(entries)) => {
+                let mut reg = self.lock();
+                let mut n = 0;
+                for e in entries {
+                    let Some(state) = e.admin_state() else {
+                        tracing::warn!(file = %path.display(), pool = %e.pool, server = %e.server, state = %e.state, "server state file: unknown state, ignored");
+                        continue;
+                    };
+                    let weight = e.weight.zip(e.configured_weight).map(|(w, c)| (c, w));
+                    reg.servers
+                        .insert((e.pool, e.server), ServerAdmin { state, weight });
+                    n += 1;
+                }
+                tracing::info!(file = %path.display(), servers = n, "server states restored");
+            }
+            Err(e) => tracing::error!(
+                file = %path.display(), error = %e,
+                "server state file unreadable: starting without it (the next change rewrites it)"
+            ),
+        }
+    }
+
+    /// Writes every non-default server state to the state file, if any.
+    fn persist(&self) {
+        let Some(path) = self
+            .state_file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+        else {
+            return;
+        };
+        let mut entries: Vec<super::state_file::Entry> = self
+            .lock()
+            .servers
+            .iter()
+            .map(|((pool, server), s)| super::state_file::Entry {
+                pool: pool.clone(),
+                server: *server,
+                state: s.state.to_string(),
+                weight: s.weight.map(|(_, w)| w),
+                configured_weight: s.weight.map(|(c, _)| c),
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.pool, a.server).cmp(&(&b.pool, b.server)));
+        if let Err(e) = super::state_file::save(&path, entries) {
+            tracing::error!(file = %path.display(), error = %e, "server state file not written");
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Registry> {
@@ -170,6 +249,8 @@ impl Admin {
         if s.state == AdminState::Ready && s.weight.is_none() {
             reg.servers.remove(&key);
         }
+        drop(reg);
+        self.persist();
         old
     }
 
@@ -186,6 +267,8 @@ impl Admin {
         if s.state == AdminState::Ready && s.weight.is_none() {
             reg.servers.remove(&key);
         }
+        drop(reg);
+        self.persist();
     }
 
     /// A server's admin state.

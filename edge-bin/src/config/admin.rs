@@ -16,6 +16,8 @@ pub struct AdminSettings {
     pub mode: u32,
     /// Group id to own the socket.
     pub group: Option<u32>,
+    /// The server-state file (drain, maint, weights), `None`: not kept.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 /// The socket's mode when `mode` is absent: owner and group read/write.
@@ -27,6 +29,7 @@ impl Default for AdminSettings {
             socket: None,
             mode: DEFAULT_MODE,
             group: None,
+            state_file: None,
         }
     }
 }
@@ -86,6 +89,25 @@ pub(super) fn validate(
         match resolve_group(g.get_ref()) {
             Ok(gid) => out.group = Some(gid),
             Err(e) => err(g, "admin.group", e),
+        }
+    }
+    if let Some(f) = &a.state_file {
+        let p = Path::new(f.get_ref());
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
+        match full.parent() {
+            _ if f.get_ref().is_empty() => {
+                err(f, "admin.state_file", "the state file path is empty".into());
+            }
+            Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => err(
+                f,
+                "admin.state_file",
+                format!("the directory {} does not exist", dir.display()),
+            ),
+            _ => out.state_file = Some(full),
         }
     }
     if let (None, Some(s)) = (&out.socket, a.mode.as_ref().or(a.group.as_ref())) {

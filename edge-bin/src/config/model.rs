@@ -57,6 +57,9 @@ pub struct Admin {
     pub mode: Option<Spanned<String>>,
     /// Group owning the socket (name or number); default the process's.
     pub group: Option<Spanned<String>>,
+    /// Where drain/maint states and runtime weights are kept across
+    /// restarts (HAProxy's `server-state-file`); default none.
+    pub state_file: Option<Spanned<String>>,
 }
 
 /// `[[vrrp]]`: one VRRP instance (edge-vrrp) that holds the VIPs.
