@@ -89,6 +89,7 @@
 mod cert;
 mod client;
 mod config;
+mod dns01;
 mod error;
 mod event;
 mod manager;
@@ -102,8 +103,11 @@ mod wake;
 
 pub use cert::{CertError, CertInfo};
 pub use config::{
-    AcmeConfig, CertificateConfig, ChallengeConfig, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT,
+    AcmeConfig, CertificateConfig, Challenge, ChallengeConfig, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT,
     ExternalAccountBinding, KeyType, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, RenewalConfig,
+};
+pub use dns01::{
+    DEFAULT_PROPAGATION_TIMEOUT, DnsUpdateConfig, DnsUpdater, TsigAlgorithm, challenge_name,
 };
 pub use error::Error;
 pub use manager::{AcmeEvent, AcmeHandle, AcmeManager, CertificateStatus, SHUTDOWN_LIMIT};
