@@ -1,0 +1,176 @@
+//! ACME DNS-01 with real peers on loopback: Pebble validating through a
+//! Knot DNS server that accepts RFC 2136 updates signed with a TSIG key,
+//! and edge publishing the `_acme-challenge` records there. A wildcard
+//! certificate is obtained and served to `openssl s_client`; a wrong TSIG
+//! secret is a clear error, leaves no record behind and is retried.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::reload::*;
+use common::*;
+use edge_testkit::dns::{Knot, TsigKey};
+
+const WILDCARD: &str = "*.apps.example.test";
+
+fn secret() -> String {
+    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+}
+
+/// Knot for `example.test` accepting updates signed with `key`, Pebble
+/// resolving through it, and edge ordering `*.apps.example.test` over
+/// DNS-01 with `edge_secret`.
+struct Setup {
+    dir: TempDir,
+    knot: Knot,
+    _pebble: LocalPebble,
+    edge: Edge,
+    socket: std::path::PathBuf,
+    https: u16,
+}
+
+fn setup(test: &str, knot_secret: &str, edge_secret: &str) -> Setup {
+    let dir = TempDir::new(test);
+    let key = TsigKey {
+        name: "acme-update".into(),
+        algorithm: "hmac-sha256".into(),
+        secret: knot_secret.into(),
+    };
+    let knot = Knot::start_with_tsig(&dir, "example.test", &["www 60 A 127.0.0.1"], key);
+    let pki = Pki::new(&dir, "r");
+    let pebble = LocalPebble::start_with_dns(&dir, &pki, free_port(), Some(knot.addr));
+    let leaf = pki.leaf(&dir, "t", &["t.test"]);
+    let socket = dir.path("admin.sock");
+    let extra = format!(
+        "[acme]\nstorage = \"acme\"\ndirectory_url = \"https://127.0.0.1:{}/dir\"\n\
+         ca_roots = [\"{}\"]\n\
+         certificates = [{{ names = [\"{WILDCARD}\"], challenge = \"dns-01\" }}]\n\
+         [acme.dns]\nserver = \"{}\"\nzone = \"example.test\"\ntsig_key = \"acme-update\"\n\
+         tsig_secret = \"{edge_secret}\"\npropagation_timeout = \"20s\"\n\
+         [admin]\nsocket = \"{}\"\n",
+        pebble.listen,
+        pki.ca_pem.display(),
+        knot.addr,
+        socket.display()
+    );
+    let https = free_port();
+    let cfg = config(&[https], &leaf, "v1", &[free_port()], &extra);
+    let edge = start(&dir, &cfg, &[]);
+    Setup {
+        dir,
+        knot,
+        _pebble: pebble,
+        edge,
+        socket,
+        https,
+    }
+}
+
+/// `acme status`'s row of the wildcard certificate: (serial, failures,
+/// last_error), and the whole answer.
+async fn status(socket: &Path) -> ((String, u32, String), String) {
+    let (code, out, err) = edge_admin(socket, "acme status").await;
+    assert_eq!(code, 0, "acme status: {out}{err}");
+    let row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with(WILDCARD))
+        .unwrap_or_else(|| panic!("no {WILDCARD} row:\n{out}"))
+        .split_whitespace()
+        .collect();
+    // names serial not_after days_left renew_at due ordering failures last_error...
+    let failures = row[7].parse().unwrap_or_else(|_| panic!("{out}"));
+    ((row[1].to_owned(), failures, row[8..].join(" ")), out)
+}
+
+async fn wait_status(
+    s: &Setup,
+    limit: Duration,
+    done: impl Fn(&(String, u32, String)) -> bool,
+) -> (String, u32, String) {
+    let end = Instant::now() + limit;
+    loop {
+        let (row, out) = status(&s.socket).await;
+        if done(&row) {
+            return row;
+        }
+        assert!(
+            Instant::now() < end,
+            "not reached within {limit:?}:\n{out}\n{}",
+            s.edge.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The certificate edge serves for `sni`, as `openssl x509 -text` prints it.
+fn served(https: u16, sni: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{https} -servername {sni} </dev/null 2>/dev/null \
+             | openssl x509 -noout -ext subjectAltName"
+        ))
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_certificate_over_dns01_with_tsig_updates() {
+    let secret = secret();
+    let s = setup("acme-dns01", &secret, &secret);
+    let started = Instant::now();
+    let (serial, failures, error) = wait_status(&s, Duration::from_secs(60), |r| r.0 != "-").await;
+    eprintln!("wildcard certificate {serial} in {:?}", started.elapsed());
+    assert_eq!((failures, error.as_str()), (0, "-"));
+
+    let san = served(s.https, "x.apps.example.test");
+    assert!(san.contains("DNS:*.apps.example.test"), "served: {san:?}");
+    let other = served(s.https, "y.apps.example.test");
+    assert!(
+        other.contains("DNS:*.apps.example.test"),
+        "served: {other:?}"
+    );
+
+    // The challenge record went again; the zone's other records stayed.
+    let log = s.edge.log_text();
+    assert!(log.contains("DNS-01 TXT record added"), "{log}");
+    assert!(log.contains("DNS-01 TXT record removed"), "{log}");
+    assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
+    assert!(s.knot.query("www", "A").contains("127.0.0.1"));
+    drop(s.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_tsig_secret_is_a_clear_error_and_is_retried() {
+    let s = setup("acme-dns01-badkey", &secret(), &secret());
+    let (serial, failures, error) = wait_status(&s, Duration::from_secs(30), |r| r.1 >= 1).await;
+    assert_eq!(serial, "-");
+    assert_eq!(failures, 1);
+    assert!(
+        error.contains("NOTAUTH")
+            && error.contains("acme-update")
+            && error.contains(&s.knot.addr.to_string()),
+        "{error}"
+    );
+    let log = s.edge.log_text();
+    assert!(log.contains("certificate order failed"), "{log}");
+    assert!(log.contains("NOTAUTH"), "{log}");
+    // The authorization is not left pending at the CA, and no record
+    // was published (nor left).
+    assert!(log.contains("pending authorization deactivated"), "{log}");
+    assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
+    // The next attempt waits for the backoff (1 minute, jittered); asked
+    // for at once, it is made and fails the same way.
+    assert!(log.contains("retry_in="), "{log}");
+    let (code, out, err) = edge_admin(&s.socket, &format!("acme renew {WILDCARD}")).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, failures, error) = wait_status(&s, Duration::from_secs(30), |r| r.1 >= 2).await;
+    assert_eq!(failures, 2);
+    assert!(error.contains("NOTAUTH"), "{error}");
+    assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
+}
