@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::cert::{self, LoadedCert};
 use crate::config::{AcmeConfig, CertificateConfig, Challenge, KeyType};
 use crate::dns01::{self, DnsUpdater};
+use crate::dns01_records;
 use crate::error::Error;
 use crate::stop::Stop;
 use crate::storage::{self, Storage, StorageError, keys};
@@ -322,6 +323,9 @@ pub(crate) async fn order(
         }
         _ => None,
     };
+    if let Some(dns) = &dns {
+        dns01_records::sweep(storage, dns, &cert.id()).await;
+    }
     let mut published = Published::default();
     let result = order_inner(
         config,
@@ -340,10 +344,7 @@ pub(crate) async fn order(
     }
     if let Some(dns) = &dns {
         for (name, value) in published.records {
-            match dns.remove(&name, &value).await {
-                Ok(()) => tracing::info!(%name, "DNS-01 TXT record removed"),
-                Err(e) => tracing::warn!(error = %e, "could not remove the DNS-01 TXT record"),
-            }
+            dns01_records::remove(storage, dns, &cert.id(), &name, &value).await;
         }
     }
     result
@@ -356,6 +357,7 @@ async fn publish_challenge(
     storage: &Arc<dyn Storage>,
     mut authz: instant_acme::AuthorizationHandle<'_>,
     dns: Option<&DnsUpdater>,
+    cert_id: &str,
     published: &mut Published,
 ) -> Result<(), Error> {
     let err = acme_err(config);
@@ -383,9 +385,9 @@ async fn publish_challenge(
     let record = dns01::challenge_name(&name);
     let value = challenge.key_authorization().dns_value();
     // Recorded first: a request that reached the server is undone even
-    // when its answer was lost.
+    // when its answer was lost (and noted in storage, for an order given up).
     published.records.push((record.clone(), value.clone()));
-    dns.publish(&record, &value).await?;
+    dns01_records::publish(storage, dns, cert_id, &record, &value).await?;
     tracing::info!(%record, "DNS-01 TXT record added; waiting for the zone's servers");
     dns.wait_visible(&record, &value).await?;
     challenge.set_ready().await.map_err(&err)
@@ -464,7 +466,8 @@ async fn order_inner(
                 )));
             }
         }
-        if let Err(e) = publish_challenge(config, storage, authz, dns, published).await {
+        if let Err(e) = publish_challenge(config, storage, authz, dns, &cert.id(), published).await
+        {
             failure = Some(e);
             break;
         }

@@ -90,6 +90,7 @@ mod cert;
 mod client;
 mod config;
 mod dns01;
+mod dns01_records;
 mod error;
 mod event;
 mod manager;

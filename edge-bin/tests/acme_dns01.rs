@@ -106,6 +106,22 @@ async fn wait_status(
     }
 }
 
+/// The DNS-01 records noted in edge's ACME storage (not yet removed).
+fn notes(s: &Setup) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![s.dir.path("acme/dns01")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
 /// The certificate edge serves for `sni`, as `openssl x509 -text` prints it.
 fn served(https: u16, sni: &str) -> String {
     let out = Command::new("sh")
@@ -142,6 +158,7 @@ async fn wildcard_certificate_over_dns01_with_tsig_updates() {
     assert!(log.contains("DNS-01 TXT record removed"), "{log}");
     assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
     assert!(s.knot.query("www", "A").contains("127.0.0.1"));
+    assert_eq!(notes(&s), Vec::<String>::new(), "records still noted");
     drop(s.dir);
 }
 
