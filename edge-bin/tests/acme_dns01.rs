@@ -31,9 +31,15 @@ struct Setup {
     edge: Edge,
     socket: std::path::PathBuf,
     https: u16,
+    config: String,
 }
 
 fn setup(test: &str, knot_secret: &str, edge_secret: &str) -> Setup {
+    setup_with(test, knot_secret, edge_secret, "")
+}
+
+/// [`setup`] with more `[acme.dns]` lines.
+fn setup_with(test: &str, knot_secret: &str, edge_secret: &str, dns_extra: &str) -> Setup {
     let dir = TempDir::new(test);
     let key = TsigKey {
         name: "acme-update".into(),
@@ -50,7 +56,7 @@ fn setup(test: &str, knot_secret: &str, edge_secret: &str) -> Setup {
          ca_roots = [\"{}\"]\n\
          certificates = [{{ names = [\"{WILDCARD}\"], challenge = \"dns-01\" }}]\n\
          [acme.dns]\nserver = \"{}\"\nzone = \"example.test\"\ntsig_key = \"acme-update\"\n\
-         tsig_secret = \"{edge_secret}\"\npropagation_timeout = \"20s\"\n\
+         tsig_secret = \"{edge_secret}\"\npropagation_timeout = \"20s\"\n{dns_extra}\
          [admin]\nsocket = \"{}\"\n",
         pebble.listen,
         pki.ca_pem.display(),
@@ -67,6 +73,7 @@ fn setup(test: &str, knot_secret: &str, edge_secret: &str) -> Setup {
         edge,
         socket,
         https,
+        config: cfg,
     }
 }
 
@@ -190,4 +197,44 @@ async fn a_wrong_tsig_secret_is_a_clear_error_and_is_retried() {
     assert_eq!(failures, 2);
     assert!(error.contains("NOTAUTH"), "{error}");
     assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
+}
+
+/// An order given up at a stop while it waits for the record to show leaves
+/// the record published; the next order of the certificate (here by a new
+/// edge on the same storage) removes it before ordering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_left_by_an_order_given_up_is_removed_by_the_next_order() {
+    let secret = secret();
+    // A check server that never answers: the order waits for the record.
+    let dead = free_udp_port();
+    let extra = format!("check_servers = [\"127.0.0.1:{dead}\"]\n");
+    let mut s = setup_with("acme-dns01-stop", &secret, &secret, &extra);
+    let published = wait_until(Duration::from_secs(30), || {
+        !s.knot
+            .query("_acme-challenge.apps", "TXT")
+            .trim()
+            .is_empty()
+    });
+    assert!(published, "no record published:\n{}", s.edge.log_text());
+    let left = s.knot.query("_acme-challenge.apps", "TXT");
+    assert!(s.edge.terminate(), "edge did not stop cleanly");
+    assert_eq!(s.knot.query("_acme-challenge.apps", "TXT"), left);
+    assert_eq!(notes(&s).len(), 1, "the record is noted");
+
+    let config = s.config.replace(&extra, "");
+    let filter = std::env::var("EDGE_TEST_LOG").unwrap_or("info,edge::access=warn".into());
+    s.edge = Edge::builder(EDGE, s.dir.write("edge2.toml", config))
+        .rust_log(Some(&filter))
+        .start();
+    let (serial, failures, _) = wait_status(&s, Duration::from_secs(60), |r| r.0 != "-").await;
+    assert_eq!(failures, 0, "{serial}");
+    let log = s.edge.log_text();
+    assert!(
+        log.contains("removed a DNS-01 record left by an order given up"),
+        "{log}"
+    );
+    assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
+    assert_eq!(notes(&s), Vec::<String>::new());
+    let san = served(s.https, "x.apps.example.test");
+    assert!(san.contains("DNS:*.apps.example.test"), "served: {san:?}");
 }
