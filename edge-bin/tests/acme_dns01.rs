@@ -238,3 +238,72 @@ async fn a_record_left_by_an_order_given_up_is_removed_by_the_next_order() {
     let san = served(s.https, "x.apps.example.test");
     assert!(san.contains("DNS:*.apps.example.test"), "served: {san:?}");
 }
+
+/// The serial of the certificate edge on `https` serves for `sni`.
+fn served_serial(https: u16, sni: &str) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{https} -servername {sni} </dev/null 2>/dev/null \
+             | openssl x509 -noout -serial"
+        ))
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Two nodes on one storage: one orders (one set of DNS updates), the
+/// other waits for the certificate's lock and picks the result up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_on_shared_storage_orders_once_over_dns01() {
+    let secret = secret();
+    let s = setup("acme-dns01-pair", &secret, &secret);
+    let https2 = free_port();
+    let socket2 = s.dir.path("admin2.sock");
+    let config2 = s
+        .config
+        .replace(
+            &format!("\"127.0.0.1:{}\"", s.https),
+            &format!("\"127.0.0.1:{https2}\""),
+        )
+        .replace(
+            &s.socket.display().to_string(),
+            &socket2.display().to_string(),
+        );
+    let filter = std::env::var("EDGE_TEST_LOG").unwrap_or("info,edge::access=warn".into());
+    let second = Edge::builder(EDGE, s.dir.write("edge2.toml", config2))
+        .rust_log(Some(&filter))
+        .start();
+    let (serial, failures, _) = wait_status(&s, Duration::from_secs(60), |r| r.0 != "-").await;
+    assert_eq!(failures, 0);
+    let same = wait_until(Duration::from_secs(30), || {
+        let (a, b) = (
+            served_serial(s.https, "x.apps.example.test"),
+            served_serial(https2, "x.apps.example.test"),
+        );
+        !a.is_empty() && a == b
+    });
+    let logs = format!("{}\n{}", s.edge.log_text(), second.log_text());
+    assert!(
+        same,
+        "the nodes serve different certificates ({serial}):\n{logs}"
+    );
+    let count = |needle: &str| logs.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(count("ordering certificate"), 1, "{logs}");
+    // The node that did not order took the certificate from storage (after
+    // waiting for the lock when it asked while the other one ordered).
+    let (first, second) = if s.edge.log_text().contains("ordering certificate") {
+        (s.edge.log_text(), second.log_text())
+    } else {
+        (second.log_text(), s.edge.log_text())
+    };
+    assert!(first.contains("certificate obtained"), "{first}");
+    assert!(
+        second.contains("certificate loaded from storage"),
+        "{second}"
+    );
+    // One record for each of the two names, added and removed once.
+    assert_eq!(count("DNS-01 TXT record added"), 2, "{logs}");
+    assert_eq!(count("DNS-01 TXT record removed"), 2, "{logs}");
+    assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
+}
