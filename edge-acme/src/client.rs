@@ -327,7 +327,10 @@ pub(crate) async fn order(
         dns01_records::sweep(storage, dns, &cert.id()).await;
     }
     let mut published = Published::default();
-    let result = order_inner(
+    // Bounded here, not only by the caller, so that what was published is
+    // removed after a timeout too.
+    let limit = order_limit(config, cert);
+    let inner = order_inner(
         config,
         storage,
         account,
@@ -335,8 +338,13 @@ pub(crate) async fn order(
         replaces,
         dns.as_ref(),
         &mut published,
-    )
-    .await;
+    );
+    let result = tokio::time::timeout(limit, inner)
+        .await
+        .unwrap_or(Err(Error::Timeout {
+            what: "ACME order",
+            after: limit,
+        }));
     for token in published.tokens {
         if let Err(e) = storage.delete(&keys::challenge(&token)).await {
             tracing::warn!(%token, error = %e, "could not remove challenge token");
@@ -348,6 +356,20 @@ pub(crate) async fn order(
         }
     }
     result
+}
+
+/// The longest one order of `cert` may take: twice the order timeout (the
+/// CA's validation, then the certificate), plus for DNS-01 the wait for
+/// each name's record to show on the zone's servers.
+pub(crate) fn order_limit(config: &AcmeConfig, cert: &CertificateConfig) -> Duration {
+    let base = config.order_timeout.saturating_mul(2);
+    match (&config.dns, cert.challenge) {
+        (Some(dns), Challenge::Dns01) => {
+            let names = u32::try_from(cert.names.len()).unwrap_or(u32::MAX);
+            base.saturating_add(dns.propagation_timeout.saturating_mul(names))
+        }
+        _ => base,
+    }
 }
 
 /// Publishes one authorization's challenge: an HTTP-01 token in storage, or
@@ -546,6 +568,27 @@ mod tests {
             directory_id("https://acme-v02.api.letsencrypt.org/directory"),
             "acme-v02.api.letsencrypt.org_directory"
         );
+    }
+
+    /// A DNS-01 order may also wait for each name's record to show.
+    #[test]
+    fn dns01_orders_get_time_for_propagation() {
+        let mut config = AcmeConfig::default();
+        config.order_timeout(Duration::from_secs(100));
+        let http = CertificateConfig::new(["a.example.test", "b.example.test"]);
+        assert_eq!(order_limit(&config, &http), Duration::from_secs(200));
+        let dns = http.clone().dns01();
+        assert_eq!(order_limit(&config, &dns), Duration::from_secs(200));
+        let mut update = crate::DnsUpdateConfig::new(
+            "127.0.0.1:53".parse().unwrap(),
+            "example.test",
+            "k",
+            b"s".to_vec(),
+        );
+        update.propagation_timeout = Duration::from_secs(30);
+        config.dns_update(update);
+        assert_eq!(order_limit(&config, &http), Duration::from_secs(200));
+        assert_eq!(order_limit(&config, &dns), Duration::from_secs(260));
     }
 
     #[tokio::test]
