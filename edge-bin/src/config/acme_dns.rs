@@ -244,6 +244,27 @@ mod tests {
         assert_eq!(dns.tsig_algorithm, edge_acme::TsigAlgorithm::HmacSha512);
     }
 
+    /// The secret from a file (base64, a final newline ignored), relative
+    /// to the config file's directory.
+    #[test]
+    fn the_secret_may_come_from_a_file() {
+        let dir = std::env::temp_dir().join(format!("edge-tsig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tsig.key"), "c2VjcmV0\n").unwrap();
+        let dns = DNS.replace(
+            "tsig_secret = \"c2VjcmV0IGtleSBvZiAzMiBieXRlcyBmb3IgdGhlIHRlc3Q=\"",
+            "tsig_secret_file = \"tsig.key\"",
+        );
+        let text = format!("{BASE}{dns}");
+        let a = load_str(Source::new(&dir.join("t.toml"), text.clone()), &dir)
+            .map(|v| v.acme)
+            .unwrap();
+        assert_eq!(a.dns.unwrap().tsig_secret, b"secret");
+        let e = load(&text.replace("tsig.key", "absent.key")).unwrap_err();
+        assert!(e.contains("acme.dns.tsig_secret_file: cannot read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// `edge check` names the line and says what to do.
     #[test]
     fn dns01_errors_are_clear_with_their_line() {
