@@ -90,6 +90,10 @@ pub struct DnsUpdateConfig {
     /// How long to wait for every check server to serve the record
     /// (default [`DEFAULT_PROPAGATION_TIMEOUT`]).
     pub propagation_timeout: Duration,
+    /// Also wait for the servers the zone's NS records name (their
+    /// addresses as [`server`](Self::server) serves them, port 53)
+    /// (default false).
+    pub check_ns: bool,
     /// TTL of the TXT records (default 60 s).
     pub ttl: u32,
     /// Limit on each DNS exchange (default 5 s).
@@ -106,6 +110,7 @@ impl std::fmt::Debug for DnsUpdateConfig {
             .field("tsig_secret", &"<redacted>")
             .field("check_servers", &self.check_servers)
             .field("propagation_timeout", &self.propagation_timeout)
+            .field("check_ns", &self.check_ns)
             .field("ttl", &self.ttl)
             .finish()
     }
@@ -128,6 +133,7 @@ impl DnsUpdateConfig {
             tsig_secret: secret,
             check_servers: Vec::new(),
             propagation_timeout: DEFAULT_PROPAGATION_TIMEOUT,
+            check_ns: false,
             ttl: 60,
             request_timeout: Duration::from_secs(5),
         }
@@ -273,11 +279,26 @@ impl DnsUpdater {
         name: &str,
         value: &str,
     ) -> Result<bool, Error> {
+        let records = self.lookup(server, name, RecordType::TXT).await?;
+        Ok(records.iter().any(|r| match r.data() {
+            RData::TXT(txt) => txt.txt_data().iter().any(|s| &**s == value.as_bytes()),
+            _ => false,
+        }))
+    }
+
+    /// The answer records of a `rtype` query for `name` to `server` (UDP,
+    /// no recursion).
+    async fn lookup(
+        &self,
+        server: SocketAddr,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<Vec<Record>, Error> {
         let fail = |problem: String| Error::Dns {
             server,
-            problem: format!("looking up TXT {name}: {problem}"),
+            problem: format!("looking up {rtype} {name}: {problem}"),
         };
-        let query = txt_query(name).map_err(fail)?;
+        let query = query(name, rtype).map_err(fail)?;
         let id = query.id();
         let bytes = query.to_vec().map_err(|e| fail(e.to_string()))?;
         let timeout = self.config.request_timeout;
@@ -285,7 +306,41 @@ impl DnsUpdater {
             .await
             .map_err(|_| fail(format!("no answer within {timeout:?}")))?
             .map_err(|e| fail(e.to_string()))?;
-        txt_answer_has(&answer, id, value).map_err(fail)
+        read_answer(&answer, id).map_err(fail)
+    }
+
+    /// The zone's authoritative servers by its NS records, as `server`
+    /// serves them: each NS name's addresses (A, AAAA) there, port 53.
+    pub async fn name_servers(&self) -> Result<Vec<SocketAddr>, Error> {
+        let server = self.config.server;
+        let mut out = Vec::new();
+        for ns in self
+            .lookup(server, &self.config.zone, RecordType::NS)
+            .await?
+        {
+            let RData::NS(ns) = ns.data() else { continue };
+            let host = ns.0.to_ascii();
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                for r in self.lookup(server, &host, rtype).await? {
+                    let ip: std::net::IpAddr = match r.data() {
+                        RData::A(a) => a.0.into(),
+                        RData::AAAA(a) => a.0.into(),
+                        _ => continue,
+                    };
+                    let addr = SocketAddr::new(ip, 53);
+                    if !out.contains(&addr) {
+                        out.push(addr);
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(Error::Dns {
+                server,
+                problem: format!("no NS record of {} with an address", self.config.zone),
+            });
+        }
+        Ok(out)
     }
 
     /// Waits until every server of
@@ -295,6 +350,13 @@ impl DnsUpdater {
         let limit = self.config.propagation_timeout;
         let deadline = tokio::time::Instant::now() + limit;
         let mut waiting = self.config.servers_to_check();
+        if self.config.check_ns {
+            for ns in self.name_servers().await? {
+                if !waiting.contains(&ns) {
+                    waiting.push(ns);
+                }
+            }
+        }
         let mut last_problem = None;
         loop {
             let mut still = Vec::new();
@@ -368,7 +430,7 @@ pub(crate) fn check_update_answer(
     Ok(())
 }
 
-fn txt_query(name: &str) -> Result<Message, String> {
+fn query(name: &str, rtype: RecordType) -> Result<Message, String> {
     let mut owner = Name::from_ascii(name).map_err(|e| format!("{name:?}: {e}"))?;
     owner.set_fqdn(true);
     let mut message = Message::new();
@@ -377,12 +439,13 @@ fn txt_query(name: &str) -> Result<Message, String> {
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
         .set_recursion_desired(false)
-        .add_query(Query::query(owner, RecordType::TXT));
+        .add_query(Query::query(owner, rtype));
     Ok(message)
 }
 
-/// Whether an answer to the TXT query `id` carries `value`.
-pub(crate) fn txt_answer_has(answer: &[u8], id: u16, value: &str) -> Result<bool, String> {
+/// The answer records of the response to the query `id` (none for a name
+/// that does not exist).
+pub(crate) fn read_answer(answer: &[u8], id: u16) -> Result<Vec<Record>, String> {
     let message = Message::from_vec(answer).map_err(|e| format!("unreadable answer: {e}"))?;
     if message.id() != id || message.message_type() != MessageType::Response {
         return Err("the answer is not a response to the query".into());
@@ -391,10 +454,7 @@ pub(crate) fn txt_answer_has(answer: &[u8], id: u16, value: &str) -> Result<bool
         ResponseCode::NoError | ResponseCode::NXDomain => {}
         code => return Err(format!("the server answered {code}")),
     }
-    Ok(message.answers().iter().any(|r| match r.data() {
-        RData::TXT(txt) => txt.txt_data().iter().any(|s| &**s == value.as_bytes()),
-        _ => false,
-    }))
+    Ok(message.answers().to_vec())
 }
 
 /// One DNS exchange over TCP (2-byte length prefix, RFC 1035 §4.2.2).

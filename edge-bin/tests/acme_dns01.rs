@@ -57,12 +57,17 @@ fn setup_with(
     let pebble = LocalPebble::start_with_dns(&dir, &pki, free_port(), Some(knot.addr));
     let leaf = pki.leaf(&dir, "t", &["t.test"]);
     let socket = dir.path("admin.sock");
+    let dns_extra = if dns_extra.contains("propagation_timeout") {
+        dns_extra.to_owned()
+    } else {
+        format!("propagation_timeout = \"20s\"\n{dns_extra}")
+    };
     let extra = format!(
         "[acme]\nstorage = \"acme\"\ndirectory_url = \"https://127.0.0.1:{}/dir\"\n\
          ca_roots = [\"{}\"]\n\
          certificates = [{{ names = [\"{WILDCARD}\", \"apps.example.test\"], challenge = \"dns-01\" }}]\n\
          [acme.dns]\nserver = \"{}\"\nzone = \"example.test\"\ntsig_key = \"acme-update\"\ntsig_algorithm = \"{algorithm}\"\n\
-         tsig_secret = \"{edge_secret}\"\npropagation_timeout = \"20s\"\n{dns_extra}\
+         tsig_secret = \"{edge_secret}\"\n{dns_extra}\
          [admin]\nsocket = \"{}\"\n",
         pebble.listen,
         pki.ca_pem.display(),
@@ -312,5 +317,25 @@ async fn a_pair_on_shared_storage_orders_once_over_dns01() {
     // One record for each of the two names, added and removed once.
     assert_eq!(count("DNS-01 TXT record added"), 2, "{logs}");
     assert_eq!(count("DNS-01 TXT record removed"), 2, "{logs}");
+    assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
+}
+
+/// With `check_ns`, the record must show on every server the zone's NS
+/// records name too (here `ns.example.test`, 127.0.0.1 port 53, which does
+/// not serve it): the CA is not told, the attempt fails naming that server
+/// and the record is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_ns_waits_for_every_name_server() {
+    let secret = secret();
+    let extra = "check_ns = true\npropagation_timeout = \"2s\"\n";
+    let s = setup_with("acme-dns01-ns", &secret, &secret, "hmac-sha256", extra);
+    let (serial, failures, error) = wait_status(&s, Duration::from_secs(30), |r| r.1 >= 1).await;
+    assert_eq!((serial.as_str(), failures), ("-", 1));
+    assert!(
+        error.contains("not served by 127.0.0.1:53 after 2s"),
+        "{error}"
+    );
+    let log = s.edge.log_text();
+    assert!(log.contains("pending authorization deactivated"), "{log}");
     assert_eq!(s.knot.query("_acme-challenge.apps", "TXT").trim(), "");
 }

@@ -74,6 +74,9 @@ pub struct AcmeDns {
     /// The zone's servers to look the record up on; default `[server]`.
     #[serde(default)]
     pub check_servers: Vec<Spanned<String>>,
+    /// Also wait for the servers the zone's NS records name; default false.
+    #[serde(default)]
+    pub check_ns: bool,
     /// Default 2m.
     pub propagation_timeout: Option<Spanned<ConfigDuration>>,
     /// TTL of the TXT records in seconds; default 60.
@@ -193,6 +196,7 @@ impl Validator<'_> {
         out.tsig_algorithm = algorithm?;
         out.check_servers = check.into_iter().collect::<Option<_>>()?;
         out.propagation_timeout = propagation;
+        out.check_ns = dns.check_ns;
         out.ttl = ttl;
         Some(out)
     }
@@ -235,12 +239,14 @@ mod tests {
             edge_acme::DEFAULT_PROPAGATION_TIMEOUT
         );
         assert_eq!(dns.ttl, 60);
+        assert!(!dns.check_ns);
         let port53 = DNS.replace("127.0.0.1:5353", "127.0.0.2");
-        let a = load(&format!("{BASE}{certs}{port53}check_servers = [\"127.0.0.3:54\"]\npropagation_timeout = \"30s\"\nttl = 5\ntsig_algorithm = \"hmac-sha512\"\n")).unwrap();
+        let a = load(&format!("{BASE}{certs}{port53}check_servers = [\"127.0.0.3:54\"]\npropagation_timeout = \"30s\"\nttl = 5\ncheck_ns = true\ntsig_algorithm = \"hmac-sha512\"\n")).unwrap();
         let dns = a.dns.unwrap();
         assert_eq!(dns.server, "127.0.0.2:53".parse().unwrap());
         assert_eq!(dns.check_servers, ["127.0.0.3:54".parse().unwrap()]);
         assert_eq!(dns.ttl, 5);
+        assert!(dns.check_ns);
         assert_eq!(dns.tsig_algorithm, edge_acme::TsigAlgorithm::HmacSha512);
     }
 
