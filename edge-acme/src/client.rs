@@ -22,7 +22,9 @@ use rcgen::{CertificateParams, DistinguishedName, KeyPair};
 use serde::{Deserialize, Serialize};
 
 use crate::cert::{self, LoadedCert};
-use crate::config::{AcmeConfig, CertificateConfig, KeyType};
+use crate::config::{AcmeConfig, CertificateConfig, Challenge, KeyType};
+use crate::dns01::{self, DnsUpdater};
+use crate::dns01_records;
 use crate::error::Error;
 use crate::stop::Stop;
 use crate::storage::{self, Storage, StorageError, keys};
@@ -294,9 +296,19 @@ pub(crate) struct Issued {
     pub(crate) key_pem: String,
 }
 
-/// Runs one order: new order, HTTP-01 challenges published in storage,
-/// finalize with a fresh key, download and check the chain. Challenge
-/// tokens are removed from storage whatever the outcome.
+/// What an order published for the CA to see, removed after the order.
+#[derive(Default)]
+struct Published {
+    /// HTTP-01 tokens in storage.
+    tokens: Vec<String>,
+    /// DNS-01 TXT records: (name, value).
+    records: Vec<(String, String)>,
+}
+
+/// Runs one order: new order, challenges published (HTTP-01 tokens in
+/// storage, DNS-01 TXT records on the DNS server), finalize with a fresh
+/// key, download and check the chain. What was published is removed
+/// whatever the outcome.
 pub(crate) async fn order(
     config: &AcmeConfig,
     storage: &Arc<dyn Storage>,
@@ -304,14 +316,121 @@ pub(crate) async fn order(
     cert: &CertificateConfig,
     replaces: Option<&str>,
 ) -> Result<Issued, Error> {
-    let mut tokens = Vec::new();
-    let result = order_inner(config, storage, account, cert, replaces, &mut tokens).await;
-    for token in tokens {
+    let dns = match (&config.dns, cert.challenge) {
+        (Some(dns), Challenge::Dns01) => Some(DnsUpdater::new(dns.clone())?),
+        (None, Challenge::Dns01) => {
+            return Err(Error::Config("DNS-01 needs the DNS update settings".into()));
+        }
+        _ => None,
+    };
+    if let Some(dns) = &dns {
+        dns01_records::sweep(storage, dns, &cert.id()).await;
+    }
+    let mut published = Published::default();
+    // Bounded here, not only by the caller, so that what was published is
+    // removed after a timeout too.
+    let limit = order_limit(config, cert);
+    let inner = order_inner(
+        config,
+        storage,
+        account,
+        cert,
+        replaces,
+        dns.as_ref(),
+        &mut published,
+    );
+    let result = tokio::time::timeout(limit, inner)
+        .await
+        .unwrap_or(Err(Error::Timeout {
+            what: "ACME order",
+            after: limit,
+        }));
+    for token in published.tokens {
         if let Err(e) = storage.delete(&keys::challenge(&token)).await {
             tracing::warn!(%token, error = %e, "could not remove challenge token");
         }
     }
+    if let Some(dns) = &dns {
+        for (name, value) in published.records {
+            dns01_records::remove(storage, dns, &cert.id(), &name, &value).await;
+        }
+    }
     result
+}
+
+/// The longest one order of `cert` may take: twice the order timeout (the
+/// CA's validation, then the certificate), plus for DNS-01 the wait for
+/// each name's record to show on the zone's servers.
+pub(crate) fn order_limit(config: &AcmeConfig, cert: &CertificateConfig) -> Duration {
+    let base = config.order_timeout.saturating_mul(2);
+    match (&config.dns, cert.challenge) {
+        (Some(dns), Challenge::Dns01) => {
+            let names = u32::try_from(cert.names.len()).unwrap_or(u32::MAX);
+            base.saturating_add(dns.propagation_timeout.saturating_mul(names))
+        }
+        _ => base,
+    }
+}
+
+/// Publishes one authorization's challenge: an HTTP-01 token in storage, or
+/// a DNS-01 TXT record, waited for on the zone's servers. Then tells the CA.
+async fn publish_challenge(
+    config: &AcmeConfig,
+    storage: &Arc<dyn Storage>,
+    mut authz: instant_acme::AuthorizationHandle<'_>,
+    dns: Option<&DnsUpdater>,
+    cert_id: &str,
+    published: &mut Published,
+) -> Result<(), Error> {
+    let err = acme_err(config);
+    let name = authz.identifier().to_string();
+    let Some(dns) = dns else {
+        let mut challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
+            Error::Protocol(format!("the CA offers no http-01 challenge for {name}"))
+        })?;
+        let token = challenge.token.clone();
+        if !crate::responder::is_token(&token) {
+            return Err(Error::Protocol(format!(
+                "challenge token for {name} is not base64url"
+            )));
+        }
+        let key_auth = challenge.key_authorization();
+        storage
+            .store(&keys::challenge(&token), key_auth.as_str().as_bytes())
+            .await?;
+        published.tokens.push(token);
+        return challenge.set_ready().await.map_err(&err);
+    };
+    let mut challenge = authz
+        .challenge(ChallengeType::Dns01)
+        .ok_or_else(|| Error::Protocol(format!("the CA offers no dns-01 challenge for {name}")))?;
+    let record = dns01::challenge_name(&name);
+    let value = challenge.key_authorization().dns_value();
+    // Recorded first: a request that reached the server is undone even
+    // when its answer was lost (and noted in storage, for an order given up).
+    published.records.push((record.clone(), value.clone()));
+    dns01_records::publish(storage, dns, cert_id, &record, &value).await?;
+    tracing::info!(%record, "DNS-01 TXT record added; waiting for the zone's servers");
+    dns.wait_visible(&record, &value).await?;
+    challenge.set_ready().await.map_err(&err)
+}
+
+/// After a failure before validation: deactivates the order's pending
+/// authorizations, so none is left waiting at the CA for a record that
+/// will not come. Best effort (logged).
+async fn abandon(order: &mut instant_acme::Order) {
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let Ok(mut authz) = authz else { return };
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        let name = authz.identifier().to_string();
+        match authz.deactivate().await {
+            Ok(_) => tracing::info!(%name, "pending authorization deactivated"),
+            Err(e) => tracing::warn!(%name, error = %e, "could not deactivate the authorization"),
+        }
+    }
 }
 
 async fn order_inner(
@@ -320,7 +439,8 @@ async fn order_inner(
     account: &Account,
     cert: &CertificateConfig,
     replaces: Option<&str>,
-    tokens: &mut Vec<String>,
+    dns: Option<&DnsUpdater>,
+    published: &mut Published,
 ) -> Result<Issued, Error> {
     let err = acme_err(config);
     let identifiers: Vec<Identifier> = cert
@@ -355,8 +475,9 @@ async fn order_inner(
     tracing::info!(order = %order.url(), "ACME order created");
 
     let mut authorizations = order.authorizations();
+    let mut failure = None;
     while let Some(authz) = authorizations.next().await {
-        let mut authz = authz.map_err(&err)?;
+        let authz = authz.map_err(&err)?;
         match authz.status {
             AuthorizationStatus::Valid => continue,
             AuthorizationStatus::Pending => {}
@@ -367,22 +488,15 @@ async fn order_inner(
                 )));
             }
         }
-        let name = authz.identifier().to_string();
-        let mut challenge = authz.challenge(ChallengeType::Http01).ok_or_else(|| {
-            Error::Protocol(format!("the CA offers no http-01 challenge for {name}"))
-        })?;
-        let token = challenge.token.clone();
-        if !crate::responder::is_token(&token) {
-            return Err(Error::Protocol(format!(
-                "challenge token for {name} is not base64url"
-            )));
+        if let Err(e) = publish_challenge(config, storage, authz, dns, &cert.id(), published).await
+        {
+            failure = Some(e);
+            break;
         }
-        let key_auth = challenge.key_authorization();
-        storage
-            .store(&keys::challenge(&token), key_auth.as_str().as_bytes())
-            .await?;
-        tokens.push(token);
-        challenge.set_ready().await.map_err(&err)?;
+    }
+    if let Some(e) = failure {
+        abandon(&mut order).await;
+        return Err(e);
     }
 
     let poll = RetryPolicy::new()
@@ -454,6 +568,27 @@ mod tests {
             directory_id("https://acme-v02.api.letsencrypt.org/directory"),
             "acme-v02.api.letsencrypt.org_directory"
         );
+    }
+
+    /// A DNS-01 order may also wait for each name's record to show.
+    #[test]
+    fn dns01_orders_get_time_for_propagation() {
+        let mut config = AcmeConfig::default();
+        config.order_timeout(Duration::from_secs(100));
+        let http = CertificateConfig::new(["a.example.test", "b.example.test"]);
+        assert_eq!(order_limit(&config, &http), Duration::from_secs(200));
+        let dns = http.clone().dns01();
+        assert_eq!(order_limit(&config, &dns), Duration::from_secs(200));
+        let mut update = crate::DnsUpdateConfig::new(
+            "127.0.0.1:53".parse().unwrap(),
+            "example.test",
+            "k",
+            b"s".to_vec(),
+        );
+        update.propagation_timeout = Duration::from_secs(30);
+        config.dns_update(update);
+        assert_eq!(order_limit(&config, &http), Duration::from_secs(200));
+        assert_eq!(order_limit(&config, &dns), Duration::from_secs(260));
     }
 
     #[tokio::test]

@@ -41,14 +41,28 @@ impl std::fmt::Debug for ExternalAccountBinding {
     }
 }
 
+/// How the CA validates a certificate's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Challenge {
+    /// HTTP-01: a token served on port 80 (default).
+    #[default]
+    Http01,
+    /// DNS-01: a TXT record published through RFC 2136 updates (see
+    /// [`AcmeConfig::dns_update`]); the only way to wildcard names.
+    Dns01,
+}
+
 /// One certificate to obtain and keep renewed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateConfig {
-    /// DNS names (the first one names the certificate in storage). HTTP-01
-    /// cannot validate wildcards.
+    /// DNS names (the first one names the certificate in storage). Only
+    /// DNS-01 can validate wildcards (`*.example.com`).
     pub names: Vec<String>,
     /// Key type (default [`KeyType::EcdsaP256`]).
     pub key_type: KeyType,
+    /// The challenge type (default [`Challenge::Http01`]).
+    pub challenge: Challenge,
 }
 
 impl CertificateConfig {
@@ -60,7 +74,15 @@ impl CertificateConfig {
                 .map(|n| n.into().trim_end_matches('.').to_ascii_lowercase())
                 .collect(),
             key_type: KeyType::default(),
+            challenge: Challenge::default(),
         }
+    }
+
+    /// The same, validated over DNS-01.
+    #[must_use]
+    pub fn dns01(mut self) -> Self {
+        self.challenge = Challenge::Dns01;
+        self
     }
 
     /// The storage id: the first name, `*` spelled `_`.
@@ -171,6 +193,7 @@ pub struct AcmeConfig {
     pub(crate) node_id: String,
     pub(crate) renewal: RenewalConfig,
     pub(crate) challenge: ChallengeConfig,
+    pub(crate) dns: Option<crate::dns01::DnsUpdateConfig>,
 }
 
 impl Default for AcmeConfig {
@@ -188,6 +211,7 @@ impl Default for AcmeConfig {
             node_id: default_node_id(),
             renewal: RenewalConfig::default(),
             challenge: ChallengeConfig::default(),
+            dns: None,
         }
     }
 }
@@ -303,6 +327,13 @@ impl AcmeConfig {
         self
     }
 
+    /// Where DNS-01 certificates publish their TXT records (default none;
+    /// needed by any [`Challenge::Dns01`] certificate).
+    pub fn dns_update(&mut self, dns: crate::dns01::DnsUpdateConfig) -> &mut Self {
+        self.dns = Some(dns);
+        self
+    }
+
     /// The challenge responder settings.
     pub fn challenge_config(&self) -> &ChallengeConfig {
         &self.challenge
@@ -328,15 +359,34 @@ impl AcmeConfig {
         if self.lock_wait > Duration::from_secs(86_400) {
             return bad(format!("lock_wait {:?} is over 24 h", self.lock_wait));
         }
+        if let Some(dns) = &self.dns {
+            dns.validate()
+                .map_err(|e| crate::Error::Config(format!("DNS-01: {e}")))?;
+        }
         let mut ids = std::collections::HashSet::new();
         for cert in &self.certificates {
             if cert.names.is_empty() {
                 return bad("a certificate has no names".into());
             }
+            if cert.challenge == Challenge::Dns01 && self.dns.is_none() {
+                return bad(format!(
+                    "{}: DNS-01 needs the DNS update settings",
+                    cert.id()
+                ));
+            }
             for name in &cert.names {
-                if name.starts_with("*.") {
+                if let Some(dns) = self
+                    .dns
+                    .as_ref()
+                    .filter(|_| cert.challenge == Challenge::Dns01)
+                    && !dns.covers(name)
+                {
+                    return bad(format!("{name} is not in the DNS-01 zone {}", dns.zone));
+                }
+                if name.starts_with("*.") && cert.challenge == Challenge::Http01 {
                     return bad(format!("{name}: HTTP-01 cannot validate wildcard names"));
                 }
+                let name = name.strip_prefix("*.").unwrap_or(name);
                 let ok = !name.is_empty()
                     && name.len() <= 253
                     && name.split('.').all(|l| {
@@ -400,5 +450,42 @@ mod tests {
         c.lock_ttl(DEFAULT_LOCK_TTL)
             .lock_wait(Duration::from_secs(90_000));
         assert!(err(&c).contains("lock_wait"), "{}", err(&c));
+    }
+
+    /// Wildcards only over DNS-01, which needs the update settings and
+    /// names in their zone.
+    #[test]
+    fn dns01_validation() {
+        let err = |c: &AcmeConfig| c.validate().unwrap_err().to_string();
+        let wildcard = CertificateConfig::new(["*.apps.example.test", "apps.example.test"]).dns01();
+        let mut c = AcmeConfig::default();
+        c.certificate_config(wildcard.clone());
+        assert!(
+            err(&c).contains("needs the DNS update settings"),
+            "{}",
+            err(&c)
+        );
+        let dns = crate::DnsUpdateConfig::new(
+            "127.0.0.1:53".parse().unwrap(),
+            "example.test",
+            "k",
+            b"secret".to_vec(),
+        );
+        c.dns_update(dns.clone());
+        c.validate().unwrap();
+        assert_eq!(c.certificates()[0].id(), "_.apps.example.test");
+        c.certificate_config(CertificateConfig::new(["www.other.test"]).dns01());
+        assert!(
+            err(&c).contains("not in the DNS-01 zone example.test"),
+            "{}",
+            err(&c)
+        );
+        let mut c = AcmeConfig::default();
+        c.dns_update(dns).certificate(["*.example.test"]);
+        assert!(
+            err(&c).contains("HTTP-01 cannot validate wildcard"),
+            "{}",
+            err(&c)
+        );
     }
 }

@@ -84,6 +84,15 @@ pub enum Error {
         /// When an order will be allowed again.
         retry_in: Duration,
     },
+    /// A DNS-01 update or lookup failed (refused, wrong TSIG key, no
+    /// answer, record not served in time).
+    #[error("DNS-01 via {server}: {problem}")]
+    Dns {
+        /// The DNS server asked.
+        server: std::net::SocketAddr,
+        /// What went wrong.
+        problem: String,
+    },
     /// The configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -1,5 +1,5 @@
-//! Automatic certificates over ACME HTTP-01, shared by the two nodes of an
-//! HA pair.
+//! Automatic certificates over ACME HTTP-01 and DNS-01, shared by the two
+//! nodes of an HA pair.
 //!
 //! Port 80 stays open only so the CA can validate HTTP-01 challenges; the
 //! certificates are obtained and renewed in the background, and both nodes
@@ -19,6 +19,14 @@
 //!   and hands everything else to [`HttpsRedirect`]: a permanent redirect
 //!   to HTTPS (301 for GET and HEAD, 308 otherwise) or 404. A server
 //!   without ACME serves `HttpsRedirect` alone on port 80.
+//! - DNS-01 (the only way to wildcard names): a certificate marked
+//!   [`Challenge::Dns01`] publishes `_acme-challenge` TXT records through
+//!   RFC 2136 dynamic updates signed with TSIG ([`DnsUpdater`], configured
+//!   by [`DnsUpdateConfig`] and [`AcmeConfig::dns_update`]), waits until the
+//!   zone's servers serve them, then tells the CA; the records are removed
+//!   after the order (noted in storage first, so an order given up leaves
+//!   none for long), and a failure deactivates the order's pending
+//!   authorizations.
 //! - [`CertResolver`] is a rustls [`ResolvesServerCert`](rustls::server::ResolvesServerCert)
 //!   choosing by SNI (exact, then wildcard), swapped atomically on renewal,
 //!   with static certificate files beside the ACME ones.
@@ -89,6 +97,8 @@
 mod cert;
 mod client;
 mod config;
+mod dns01;
+mod dns01_records;
 mod error;
 mod event;
 mod manager;
@@ -102,8 +112,11 @@ mod wake;
 
 pub use cert::{CertError, CertInfo};
 pub use config::{
-    AcmeConfig, CertificateConfig, ChallengeConfig, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT,
+    AcmeConfig, CertificateConfig, Challenge, ChallengeConfig, DEFAULT_LOCK_TTL, DEFAULT_LOCK_WAIT,
     ExternalAccountBinding, KeyType, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING, RenewalConfig,
+};
+pub use dns01::{
+    DEFAULT_PROPAGATION_TIMEOUT, DnsUpdateConfig, DnsUpdater, TsigAlgorithm, challenge_name,
 };
 pub use error::Error;
 pub use manager::{AcmeEvent, AcmeHandle, AcmeManager, CertificateStatus, SHUTDOWN_LIMIT};

@@ -668,7 +668,8 @@ impl CertTask {
             &self.cert,
             replaces.as_deref(),
         );
-        let limit = config.order_timeout.saturating_mul(2);
+        // A backstop: the order bounds itself (and cleans up) first.
+        let limit = client::order_limit(config, &self.cert).saturating_add(Duration::from_secs(60));
         let order = async {
             tokio::time::timeout(limit, order)
                 .await

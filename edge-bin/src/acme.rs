@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use edge_acme::{
-    AcmeConfig, AcmeHandle, AcmeManager, CertResolver, ChallengeConfig, ChallengeResponder,
-    DirStorage, Fallback, HttpsRedirect, Storage,
+    AcmeConfig, AcmeHandle, AcmeManager, CertResolver, CertificateConfig, ChallengeConfig,
+    ChallengeResponder, DirStorage, Fallback, HttpsRedirect, Storage,
 };
 
 use crate::config::{AcmeSettings, HttpSettings};
@@ -57,8 +57,13 @@ pub fn start(
     for r in &a.ca_roots {
         cfg.trust_root(r.clone());
     }
-    for names in &a.certificates {
-        cfg.certificate(names.iter().cloned());
+    for (names, challenge) in a.certificates.iter().zip(&a.challenges) {
+        let mut cert = CertificateConfig::new(names.iter().cloned());
+        cert.challenge = *challenge;
+        cfg.certificate_config(cert);
+    }
+    if let Some(dns) = &a.dns {
+        cfg.dns_update(dns.clone());
     }
     if let Some(ttl) = a.lock_ttl {
         cfg.lock_ttl(ttl);

@@ -14,6 +14,10 @@ pub struct AcmeSettings {
     pub ca_roots: Vec<rustls_pki_types::CertificateDer<'static>>,
     pub peer: Option<http::Uri>,
     pub certificates: Vec<Vec<String>>,
+    /// The challenge of each of `certificates`, in the same order.
+    pub challenges: Vec<edge_acme::Challenge>,
+    /// `[acme.dns]`: where DNS-01 certificates publish their TXT records.
+    pub dns: Option<edge_acme::DnsUpdateConfig>,
     /// `lock_ttl` / `lock_wait`; `None`: edge-acme's defaults (30 s, 10 min).
     pub lock_ttl: Option<std::time::Duration>,
     pub lock_wait: Option<std::time::Duration>,
@@ -57,26 +61,9 @@ impl Validator<'_> {
                 ),
             }
         }
+        out.dns = a.dns.as_ref().and_then(|d| self.acme_dns(d));
         for (i, c) in a.certificates.iter().enumerate() {
-            if c.get_ref().is_empty() {
-                self.err(
-                    c,
-                    format!("acme.certificates[{i}]"),
-                    "a certificate needs at least one name",
-                );
-            }
-            for n in c.get_ref() {
-                match n.parse::<HostPattern>() {
-                    Err(e) => self.err(c, format!("acme.certificates[{i}]"), host_error(n, e)),
-                    Ok(p) if p.is_wildcard() => self.err(
-                        c,
-                        format!("acme.certificates[{i}]"),
-                        format!("{n:?}: HTTP-01 cannot validate wildcard names (serve it from a [[certificate]])"),
-                    ),
-                    Ok(_) => {}
-                }
-            }
-            out.certificates.push(c.get_ref().clone());
+            self.acme_certificate(a, c, &format!("acme.certificates[{i}]"), &mut out);
         }
         self.acme_locks(a, &mut out);
         if !a.certificates.is_empty() && a.storage.is_none() {
@@ -87,6 +74,64 @@ impl Validator<'_> {
             ));
         }
         out
+    }
+
+    /// One `[acme] certificates` entry: its names and challenge; wildcards
+    /// only over DNS-01, whose names must be in `[acme.dns] zone`.
+    fn acme_certificate(
+        &mut self,
+        a: &model::Acme,
+        c: &toml::Spanned<super::acme_dns::AcmeCertificate>,
+        key: &str,
+        out: &mut AcmeSettings,
+    ) {
+        let entry = c.get_ref();
+        if entry.names.is_empty() {
+            self.err(c, key, "a certificate needs at least one name");
+        }
+        let challenge = match entry.challenge.as_deref() {
+            None | Some("http-01") => edge_acme::Challenge::Http01,
+            Some("dns-01") => edge_acme::Challenge::Dns01,
+            Some(other) => {
+                self.err(
+                    c,
+                    key,
+                    format!("unknown challenge {other:?} (expected \"http-01\" or \"dns-01\")"),
+                );
+                edge_acme::Challenge::Http01
+            }
+        };
+        let dns01 = challenge == edge_acme::Challenge::Dns01;
+        if dns01 && a.dns.is_none() {
+            self.err(
+                c,
+                key,
+                "challenge = \"dns-01\" needs an [acme.dns] table (server, zone, TSIG key)",
+            );
+        }
+        for n in &entry.names {
+            match n.parse::<HostPattern>() {
+                Err(e) => self.err(c, key, host_error(n, e)),
+                Ok(p) if p.is_wildcard() && !dns01 => self.err(
+                    c,
+                    key,
+                    format!("{n:?}: HTTP-01 cannot validate wildcard names (use challenge = \"dns-01\" with [acme.dns], or serve it from a [[certificate]])"),
+                ),
+                Ok(_) => {
+                    if let Some(dns) = out.dns.as_ref().filter(|_| dns01)
+                        && !dns.covers(n)
+                    {
+                        self.err(
+                            c,
+                            key,
+                            format!("{n:?} is not in the [acme.dns] zone {:?}", dns.zone),
+                        );
+                    }
+                }
+            }
+        }
+        out.certificates.push(entry.names.clone());
+        out.challenges.push(challenge);
     }
 
     /// `[acme] lock_ttl` and `lock_wait`: the lock is refreshed every third of

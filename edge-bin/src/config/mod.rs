@@ -9,6 +9,7 @@
 //! can be read, tested and changed on its own.
 
 mod acme;
+mod acme_dns;
 mod admin;
 mod backend_tls;
 mod certificates;

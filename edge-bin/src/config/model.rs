@@ -109,7 +109,8 @@ pub struct Vrrp {
     pub garp_master_refresh_repeat: Option<Spanned<i64>>,
 }
 
-/// `[acme]`: HTTP-01 challenges on the plain port and automatic certificates.
+/// `[acme]`: HTTP-01 challenges on the plain port, DNS-01 updates and
+/// automatic certificates.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Acme {
@@ -123,8 +124,11 @@ pub struct Acme {
     pub ca_roots: Vec<Spanned<String>>,
     /// The peer node's plain-HTTP address, asked for tokens this node does not know.
     pub peer: Option<Spanned<String>>,
-    /// Certificates to obtain: each a list of names.
-    pub certificates: Vec<Spanned<Vec<String>>>,
+    /// Certificates to obtain: each a list of names, or a table with
+    /// `names` and `challenge`.
+    pub certificates: Vec<Spanned<super::acme_dns::AcmeCertificate>>,
+    /// `[acme.dns]`: RFC 2136 updates for DNS-01 certificates.
+    pub dns: Option<Spanned<super::acme_dns::AcmeDns>>,
     /// Expiry of the storage lock held while ordering (edge-acme's default).
     pub lock_ttl: Option<Spanned<ConfigDuration>>,
     /// How long to wait for the other node's lock (edge-acme's default).

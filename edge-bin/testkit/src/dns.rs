@@ -1,12 +1,25 @@
 //! A real authoritative DNS server for tests: Knot DNS (Debian's `knot`)
 //! on 127.0.0.1, serving one zone that the test changes with RFC 2136
 //! dynamic updates (`knsupdate`), as an operator's DNS would change.
+//! Updates are allowed from 127.0.0.1, or only when signed with a TSIG key
+//! ([`Knot::start_with_tsig`]).
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::{Proc, TempDir, free_port, wait_until};
+
+/// A TSIG key knotd accepts updates signed with (`key:` of knot.conf).
+#[derive(Debug, Clone)]
+pub struct TsigKey {
+    /// The key's name, e.g. `acme-update`.
+    pub name: String,
+    /// `hmac-sha256`, `hmac-sha512`...
+    pub algorithm: String,
+    /// The secret in base64.
+    pub secret: String,
+}
 
 /// knotd in the foreground with its own config and zone; killed on drop.
 #[derive(Debug)]
@@ -18,12 +31,33 @@ pub struct Knot {
     pub zone: String,
     /// Where it answers (UDP and TCP).
     pub addr: SocketAddr,
+    /// The key updates must be signed with, if any.
+    pub tsig: Option<TsigKey>,
 }
 
 impl Knot {
     /// Starts knotd with `zone` holding `records` (zone-file lines relative
     /// to the zone, e.g. `app 2 A 127.0.0.2`); ready when it answers.
     pub fn start(dir: &TempDir, zone: &str, records: &[&str]) -> Self {
+        Self::start_inner(dir, zone, records, None)
+    }
+
+    /// Like [`start`](Self::start), accepting only updates signed with
+    /// `key` (an ACL with `key:` instead of the address-only one).
+    pub fn start_with_tsig(dir: &TempDir, zone: &str, records: &[&str], key: TsigKey) -> Self {
+        Self::start_inner(dir, zone, records, Some(key))
+    }
+
+    fn start_inner(dir: &TempDir, zone: &str, records: &[&str], tsig: Option<TsigKey>) -> Self {
+        let acl = match &tsig {
+            None => "acl:\n  - id: local_update\n    address: 127.0.0.1\n    action: update\n"
+                .to_owned(),
+            Some(k) => format!(
+                "key:\n  - id: {}\n    algorithm: {}\n    secret: {}\n\
+                 acl:\n  - id: local_update\n    key: {}\n    action: update\n",
+                k.name, k.algorithm, k.secret, k.name
+            ),
+        };
         let zone = format!("{}.", zone.trim_end_matches('.'));
         let port = free_port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -36,7 +70,7 @@ impl Knot {
                 "server:\n    rundir: \"{w}\"\n    listen: 127.0.0.1@{port}\n\
                  database:\n    storage: \"{w}\"\n\
                  log:\n  - target: stderr\n    any: info\n\
-                 acl:\n  - id: local_update\n    address: 127.0.0.1\n    action: update\n\
+                 {acl}\
                  template:\n  - id: default\n    storage: \"{w}\"\n    file: \"%s.zone\"\n    \
                  zonefile-sync: -1\n    journal-content: changes\n\
                  zone:\n  - domain: {zone}\n    acl: local_update\n"
@@ -59,6 +93,7 @@ impl Knot {
             dir: work,
             zone,
             addr,
+            tsig,
         };
         let ready = wait_until(Duration::from_secs(10), || {
             k.query(&format!("ns.{}", k.zone), "A")
@@ -109,6 +144,9 @@ impl Knot {
             self.addr.port(),
             self.zone
         );
+        if let Some(k) = &self.tsig {
+            script.push_str(&format!("key {}:{} {}\n", k.algorithm, k.name, k.secret));
+        }
         for l in lines {
             script.push_str(l);
             script.push('\n');

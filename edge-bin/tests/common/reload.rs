@@ -58,13 +58,25 @@ pub struct LocalPebble {
 impl LocalPebble {
     /// Starts both and waits until Pebble listens.
     pub fn start(dir: &TempDir, pki: &Pki, http_port: u16) -> Self {
+        Self::start_with_dns(dir, pki, http_port, None)
+    }
+
+    /// Like [`start`](Self::start); with `dns`, Pebble resolves (and
+    /// validates DNS-01 challenges) through that server instead of
+    /// pebble-challtestsrv, which is not started.
+    pub fn start_with_dns(
+        dir: &TempDir,
+        pki: &Pki,
+        http_port: u16,
+        dns: Option<std::net::SocketAddr>,
+    ) -> Self {
         assert!(
             Path::new("/usr/bin/pebble").exists(),
             "Debian package pebble is needed (.ci/test installs it)"
         );
         // Pebble's own HTTPS certificate, from the test CA edge is told to trust.
         let pebble_tls = pki.leaf(dir, "pebble", &["localhost", "127.0.0.1"]);
-        let (dns, listen, mgmt) = (free_port(), free_port(), free_port());
+        let (listen, mgmt) = (free_port(), free_port());
         let pebble_config = dir.write(
             "pebble.json",
             format!(
@@ -80,19 +92,24 @@ impl LocalPebble {
             let cmd = std::mem::replace(cmd, Command::new("true"));
             Proc::spawn(cmd, name, dir.path(&format!("{name}.log")))
         };
-        let chall = spawn(
-            Command::new("pebble-challtestsrv")
-                .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-                .args(["-dns01", &format!("127.0.0.1:{dns}")])
-                .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-                .args(["-management", &format!("127.0.0.1:{}", free_port())]),
-            "challtestsrv",
-        );
+        let mut procs = Vec::new();
+        let dns = dns.unwrap_or_else(|| {
+            let dns = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+            procs.push(spawn(
+                Command::new("pebble-challtestsrv")
+                    .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
+                    .args(["-dns01", &dns.to_string()])
+                    .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                    .args(["-management", &format!("127.0.0.1:{}", free_port())]),
+                "challtestsrv",
+            ));
+            dns
+        });
         let pebble = spawn(
             Command::new("pebble")
                 .arg("-config")
                 .arg(&pebble_config)
-                .args(["-dnsserver", &format!("127.0.0.1:{dns}")])
+                .args(["-dnsserver", &dns.to_string()])
                 .env("PEBBLE_VA_NOSLEEP", "1")
                 .env("PEBBLE_WFE_NONCEREJECT", "0")
                 .env("PEBBLE_AUTHZREUSE", "0"),
@@ -102,8 +119,9 @@ impl LocalPebble {
             wait_port(listen, Duration::from_secs(20)),
             "Pebble did not start"
         );
+        procs.push(pebble);
         Self {
-            _procs: vec![chall, pebble],
+            _procs: procs,
             listen,
             mgmt,
         }
