@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -224,92 +223,4 @@ async fn weight_share_raises_the_alert_and_a_slow_hook_is_killed_at_its_timeout(
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "start 2 10\n");
     h.shutdown().await;
-}
-
-#[derive(Clone, Default)]
-struct LogBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn every_change_is_logged_once_with_its_reason_and_alerts_are_structured() {
-    let buf = LogBuf::default();
-    let writer = buf.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let p = Arc::new(ScriptProbe::default());
-    let t = addrs(2);
-    p.set(
-        t[0],
-        vec![
-            Step::Pass,
-            Step::Fail,
-            Step::Fail,
-            Step::Fail,
-            Step::Fail,
-            Step::Fail,
-            Step::Pass,
-        ],
-    );
-    let mut c = HealthChecker::new(SchedulerConfig::default()).unwrap();
-    c.add_pool(
-        PoolConfig::new("web", t.clone())
-            .probe(Probe::Custom(Arc::new(Script(Arc::clone(&p)))))
-            .check(
-                CheckConfig::default()
-                    .inter(Duration::from_secs(1))
-                    .rise(1)
-                    .fall(2),
-            )
-            .capacity(CapacityConfig {
-                min_healthy_percent: 75,
-                ..CapacityConfig::default()
-            }),
-    )
-    .unwrap();
-    let h = c.spawn();
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    h.shutdown().await;
-    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
-    let lines_for = |needle: &str| {
-        log.lines()
-            .filter(|l| l.contains(needle) && l.contains(&format!("target={}", t[0])))
-            .count()
-    };
-    assert_eq!(lines_for("target out of rotation"), 1, "{log}");
-    assert_eq!(
-        lines_for("target in rotation"),
-        2,
-        "first pass and recovery: {log}"
-    );
-    let down = log
-        .lines()
-        .find(|l| l.contains("target out of rotation"))
-        .unwrap();
-    assert!(
-        down.contains("WARN") && down.contains("custom probe: scripted failure"),
-        "{down}"
-    );
-    let low = log
-        .lines()
-        .find(|l| l.contains("pool capacity low"))
-        .unwrap();
-    assert!(
-        low.contains("WARN") && low.contains("healthy=1") && low.contains("total=2"),
-        "{low}"
-    );
-    assert!(log.contains("pool capacity recovered"), "{log}");
 }
