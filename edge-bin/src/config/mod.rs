@@ -12,6 +12,7 @@ mod acme;
 mod admin;
 mod backend_tls;
 mod certificates;
+mod client_auth;
 mod client_limits;
 mod coverage;
 mod discovery;
@@ -35,6 +36,7 @@ pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
 pub use backend_tls::BackendTlsSettings;
 pub use certificates::LoadedCert;
+pub use client_auth::ClientAuthSettings;
 pub use client_limits::ClientLimitSettings;
 pub use discovery::{Discover, ResolverSettings};
 pub use duration::ConfigDuration;
@@ -59,6 +61,8 @@ pub struct Validated {
     pub https: HttpsSettings,
     pub http: HttpSettings,
     pub certificates: Vec<LoadedCert>,
+    /// `[[client_auth]]`: client certificates asked for by SNI.
+    pub client_auth: Vec<ClientAuthSettings>,
     pub passthrough: Vec<PassthroughRule>,
     pub routes: Vec<RouteRule>,
     pub pools: Vec<PoolSettings>,
@@ -211,6 +215,7 @@ impl Validator<'_> {
         // Pools first: everything else refers to them.
         let (pools, pool_names) = self.pools(&f.pools);
         let (certificates, cert_names) = self.certificates(&f.certificates);
+        let client_auth = self.client_auth(&f.client_auth);
         let (https, http) = self.listeners(&f.https, &f.http, &cert_names);
         let passthrough = self.passthrough(&f.passthrough, &pool_names);
         let routes = self.routes(&f.routes, &pool_names);
@@ -252,6 +257,7 @@ impl Validator<'_> {
             https,
             http,
             certificates,
+            client_auth,
             passthrough,
             routes,
             pools,
@@ -299,6 +305,8 @@ fn host_error(name: &str, e: edge_sni::HostPatternError) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_client_auth;
 #[cfg(test)]
 mod tests_discovery;
 #[cfg(test)]
