@@ -16,7 +16,8 @@ use common::*;
 struct Setup {
     dir: TempDir,
     port: u16,
-    _edge: Edge,
+    edge: Edge,
+    clients: Pki,
     _backend: Edge,
     ca: String,
     alice: Leaf,
@@ -57,7 +58,8 @@ fn setup(test: &str) -> Setup {
         ca: server.ca_pem.display().to_string(),
         dir,
         port,
-        _edge: edge,
+        edge,
+        clients,
         _backend: backend,
         alice,
         revoked,
@@ -217,4 +219,27 @@ fn optional_client_certificate_and_demanding_route() {
     let (_, out) = s.curl("open.test", "/", None, &[]);
     assert!(out.contains("status=200"), "{out}");
     assert!(out.contains("x-client-cert-verify: NONE"), "{out}");
+}
+
+#[test]
+fn a_new_crl_applies_at_reload() {
+    let s = setup("mtls-reload");
+    let (_, out) = s.curl("req.test", "/", Some(&s.alice), &[]);
+    assert!(out.contains("status=200"), "{out}");
+    // The same file now revokes alice too; the config text is unchanged.
+    s.clients.crl(&s.dir, "clients", &[10, 11]);
+    let config = std::fs::read_to_string(s.edge.config()).unwrap();
+    let log = s.edge.reload(&config, 1);
+    assert!(log.contains("reload"), "{log}");
+    let out = s.s_client("req.test", Some(&s.alice), "-tls1_3");
+    assert!(out.contains("alert certificate revoked"), "{out}");
+    let (code, out) = s.curl("req.test", "/", Some(&s.alice), &[]);
+    assert_ne!(code, 0, "{out}");
+    // A CRL file that no longer parses: the reload is refused with the
+    // key, the running config keeps serving.
+    std::fs::write(s.dir.0.join("clients.crl"), "garbage\n").unwrap();
+    let log = s.edge.reload(&config, 2);
+    assert!(log.contains("client_auth[0].crl_file"), "{log}");
+    let (_, out) = s.curl("opt.test", "/", None, &[]);
+    assert!(out.contains("status=200"), "{out}");
 }
