@@ -165,6 +165,47 @@ impl Validator<'_> {
     }
 }
 
+impl Validator<'_> {
+    /// A warning per `[[route]]` with `client_certificate = "required"`
+    /// whose hosts no `[[client_auth]]` covers: no client certificate is
+    /// ever asked for there, so it would answer 403 to everyone.
+    pub(super) fn certificate_route_warnings(
+        &self,
+        routes: &[super::model::Route],
+        client_auth: &[ClientAuthSettings],
+    ) -> Vec<super::ConfigError> {
+        let mut warnings = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            let Some(c) = &r.client_certificate else {
+                continue;
+            };
+            if c.get_ref() != "required" {
+                continue;
+            }
+            let covered = |h: &str| {
+                client_auth
+                    .iter()
+                    .any(|a| a.covers(h) || a.hosts.iter().any(|p| p.to_string() == h))
+            };
+            let asked = if r.host.is_empty() {
+                !client_auth.is_empty()
+            } else {
+                r.host
+                    .iter()
+                    .any(|h| covered(&h.get_ref().to_ascii_lowercase()))
+            };
+            if !asked {
+                warnings.push(self.src.error(
+                    c.span(),
+                    format!("route[{i}].client_certificate"),
+                    "no [[client_auth]] covers this route's hosts: no client certificate is asked for, every request gets 403",
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 /// rustls' WebPKI client verifier over `roots` and `crls`.
 fn build_verifier(
     roots: rustls::RootCertStore,

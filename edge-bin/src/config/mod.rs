@@ -267,6 +267,8 @@ impl Validator<'_> {
         v.warnings = self.uncovered_route_hosts(&f.routes, &v);
         v.warnings
             .extend(self.passthrough_pool_warnings(&f.pools, &f.passthrough));
+        v.warnings
+            .extend(self.certificate_route_warnings(&f.routes, &v.client_auth));
         v
     }
 

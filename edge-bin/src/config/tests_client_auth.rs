@@ -69,6 +69,21 @@ fn client_auth_defaults_and_errors() {
     assert!(!v.client_auth[1].required);
     assert!(v.client_auth[1].covers("x.b.test") && !v.client_auth[1].covers("b.test"));
     assert!(v.routes[1].client_certificate && !v.routes[0].client_certificate);
+    assert!(v.warnings.is_empty(), "{:?}", v.warnings);
+    // A demanding route no [[client_auth]] covers: a warning, not an error.
+    let v = check(
+        &dir,
+        "[[client_auth]]\nhosts = [\"a.test\"]\nca_file = \"ca.pem\"\n\
+         [[route]]\nhost = [\"b.test\"]\nclient_certificate = \"required\"\nrespond = { status = 200, body = \"x\" }\n\
+         [[route]]\nhost = [\"A.test\"]\nclient_certificate = \"required\"\nrespond = { status = 200, body = \"x\" }\n",
+    )
+    .unwrap();
+    assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    let w = v.warnings[0].to_string();
+    assert!(
+        w.contains("t.toml:14:22: route[1].client_certificate: no [[client_auth]] covers"),
+        "{w}"
+    );
 
     let e = error(
         &dir,
