@@ -255,12 +255,17 @@ impl State {
             .map_or(&self.tls, |(_, tls)| tls)
     }
 
-    /// The `[[client_auth]]` that covers `name` (an SNI or a Host).
+    /// The `[[client_auth]]` that covers `name` (an SNI or a Host): one
+    /// that lists it exactly, else one with a wildcard for it.
     pub fn client_auth_of(
         &self,
         name: &str,
     ) -> Option<&(crate::config::ClientAuthSettings, Arc<rustls::ServerConfig>)> {
-        self.client_auth.iter().find(|(c, _)| c.covers(name))
+        self.client_auth
+            .iter()
+            .filter_map(|e| Some((e.0.match_rank(name)?, e)))
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, e)| e)
     }
 
     /// The first route matching host, path and headers, in file order.

@@ -46,7 +46,18 @@ pub struct ClientAuthSettings {
 impl ClientAuthSettings {
     /// Whether `name` (an SNI or a Host) is one of these hosts.
     pub fn covers(&self, name: &str) -> bool {
-        self.hosts.iter().any(|h| h.matches(name))
+        self.match_rank(name).is_some()
+    }
+
+    /// How `name` matches these hosts: `Some(0)` exactly, `Some(1)` by a
+    /// wildcard, `None` not at all (exact names win over wildcards, as
+    /// for certificates and passthrough).
+    pub fn match_rank(&self, name: &str) -> Option<u8> {
+        self.hosts
+            .iter()
+            .filter(|h| h.matches(name))
+            .map(|h| u8::from(h.is_wildcard()))
+            .min()
     }
 }
 

@@ -68,6 +68,8 @@ fn client_auth_defaults_and_errors() {
     assert!(v.client_auth[0].required, "required is the default");
     assert!(!v.client_auth[1].required);
     assert!(v.client_auth[1].covers("x.b.test") && !v.client_auth[1].covers("b.test"));
+    assert_eq!(v.client_auth[1].match_rank("X.b.test."), Some(1));
+    assert_eq!(v.client_auth[0].match_rank("a.test"), Some(0));
     assert!(v.routes[1].client_certificate && !v.routes[0].client_certificate);
     assert!(v.warnings.is_empty(), "{:?}", v.warnings);
     // A demanding route no [[client_auth]] covers: a warning, not an error.
