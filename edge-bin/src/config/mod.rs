@@ -269,6 +269,8 @@ impl Validator<'_> {
             .extend(self.passthrough_pool_warnings(&f.pools, &f.passthrough));
         v.warnings
             .extend(self.certificate_route_warnings(&f.routes, &v.client_auth));
+        v.warnings
+            .extend(self.same_key_type_warnings(&f.certificates, &v.certificates));
         v
     }
 

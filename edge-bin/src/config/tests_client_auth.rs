@@ -143,3 +143,20 @@ fn client_auth_defaults_and_errors() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn two_certificates_of_one_key_type_for_a_name_warn() {
+    let dir = files("same-key-type");
+    let v = check(
+        &dir,
+        "[[certificate]]\nname = \"b\"\nnames = [\"c.test\", \"A.test\"]\nself_signed = true\n",
+    )
+    .unwrap();
+    assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+    let w = v.warnings[0].to_string();
+    assert!(
+        w.contains("t.toml:11:20: certificate[1].names[1]: another [[certificate]] with an ECDSA key serves \"a.test\""),
+        "{w}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
