@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::{SignatureAlgorithm, SignatureScheme};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::cert::{self, CertInfo, LoadedCert};
@@ -30,13 +31,46 @@ struct Entry {
     info: CertInfo,
 }
 
+/// The certificates of one name: at most one per key type, the preferred
+/// first (ECDSA, Ed25519, RSA: see [`key_rank`]).
+type Candidates = Vec<Arc<CertifiedKey>>;
+
 /// The immutable lookup table readers use; replaced whole on every change.
 #[derive(Default)]
 struct Table {
-    exact: HashMap<String, Arc<CertifiedKey>>,
+    exact: HashMap<String, Candidates>,
     /// `*.example.com` stored as `example.com`.
-    wildcard: HashMap<String, Arc<CertifiedKey>>,
-    default: Option<Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Candidates>,
+    default: Option<Candidates>,
+}
+
+/// The preference among a name's certificates by key type: ECDSA (small,
+/// fast), then Ed25519, then RSA (for clients without ECDSA), as HAProxy
+/// and nginx choose.
+fn key_rank(c: &CertifiedKey) -> u8 {
+    match c.key.algorithm() {
+        SignatureAlgorithm::ECDSA => 0,
+        SignatureAlgorithm::ED25519 => 1,
+        SignatureAlgorithm::RSA => 2,
+        _ => 3,
+    }
+}
+
+/// The first of `candidates` whose key can sign with one of the client's
+/// `schemes`; the preferred one when none can (the handshake then fails
+/// as it would with that certificate alone).
+fn choose(
+    candidates: &[Arc<CertifiedKey>],
+    schemes: &[SignatureScheme],
+) -> Option<Arc<CertifiedKey>> {
+    if let [only] = candidates {
+        return Some(Arc::clone(only));
+    }
+    candidates
+        .iter()
+        .find(|c| c.key.choose_scheme(schemes).is_some())
+        .or(candidates.first())
+        .cloned()
 }
 
 #[derive(Debug, Clone)]
@@ -61,7 +95,11 @@ struct Sources {
 ///   the meaning of [`edge_sni::HostPattern`], RFC 6125 §6.4.3).
 ///   Names are matched case-insensitively.
 /// - ACME-managed certificates take precedence over static ones for the
-///   same name; static certificates serve names ACME does not manage.
+///   same name and key type; static certificates serve names ACME does
+///   not manage.
+/// - A name may have one certificate per key type (ECDSA, Ed25519, RSA):
+///   a client gets the first its signature algorithms allow, ECDSA before
+///   RSA (HAProxy's and nginx's choice), so old clients get RSA.
 /// - Updates swap an immutable table atomically: handshakes in progress
 ///   keep the certificate they chose, established connections are never
 ///   touched, new handshakes see the new certificate.
@@ -82,6 +120,18 @@ impl fmt::Debug for CertResolver {
 
 fn normalize(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The key of a static certificate: its first name (given, else its own,
+/// else its serial) and its key type, so an ECDSA and an RSA certificate
+/// for the same names are two entries.
+fn static_id(names: &[String], loaded: &LoadedCert) -> String {
+    let name = names
+        .first()
+        .or(loaded.info.names.first())
+        .cloned()
+        .unwrap_or_else(|| loaded.info.serial.clone());
+    format!("{name}#{}", key_rank(&loaded.certified))
 }
 
 fn file_stamp(cert: &Path, key: &Path) -> Option<(SystemTime, u64, SystemTime, u64)> {
@@ -108,39 +158,68 @@ impl CertResolver {
 
     fn rebuild(&self, sources: &Sources) {
         let mut table = Table::default();
-        // BTreeMap order puts Acme before Static: first insert wins.
+        // BTreeMap order puts Acme before Static: for each name and key
+        // type, the first insert wins.
         for entry in sources.entries.values() {
+            let rank = key_rank(&entry.certified);
             for name in &entry.names {
                 let map = match name.strip_prefix("*.") {
                     Some(_) => &mut table.wildcard,
                     None => &mut table.exact,
                 };
                 let key = name.strip_prefix("*.").unwrap_or(name).to_owned();
-                map.entry(key)
-                    .or_insert_with(|| Arc::clone(&entry.certified));
+                let candidates = map.entry(key).or_default();
+                if candidates.iter().all(|c| key_rank(c) != rank) {
+                    candidates.push(Arc::clone(&entry.certified));
+                    candidates.sort_by_key(|c| key_rank(c));
+                }
             }
         }
         if let Some(default) = &sources.default_name {
-            table.default = Self::lookup_in(&table, default);
+            table.default = Self::candidates_in(&table, default).cloned();
         }
         self.table.store(Arc::new(table));
     }
 
-    fn lookup_in(table: &Table, name: &str) -> Option<Arc<CertifiedKey>> {
+    fn candidates_in<'t>(table: &'t Table, name: &str) -> Option<&'t Candidates> {
         let name = normalize(name);
         if let Some(found) = table.exact.get(&name) {
-            return Some(Arc::clone(found));
+            return Some(found);
         }
         // `*` is one whole left-most label: edge-sni's `HostPattern` meaning.
-        table
-            .wildcard
-            .get(edge_sni::wildcard_parent(&name)?)
+        table.wildcard.get(edge_sni::wildcard_parent(&name)?)
+    }
+
+    /// The certificate a client asking for `server_name` gets when it
+    /// supports every key type (the preferred one: ECDSA before RSA).
+    pub fn lookup(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
+        Self::candidates_in(&self.table.load(), server_name)?
+            .first()
             .cloned()
     }
 
-    /// The certificate a client asking for `server_name` gets.
-    pub fn lookup(&self, server_name: &str) -> Option<Arc<CertifiedKey>> {
-        Self::lookup_in(&self.table.load(), server_name)
+    /// The certificate a client asking for `server_name` (`None`: no SNI)
+    /// and offering the signature `schemes` gets: of the name's
+    /// certificates (one per key type), the first, ECDSA before RSA, whose
+    /// key signs with one of the schemes.
+    pub fn lookup_for(
+        &self,
+        server_name: Option<&str>,
+        schemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
+        let candidates = match server_name {
+            Some(name) => Self::candidates_in(&table, name),
+            None => table.default.as_ref(),
+        }?;
+        choose(candidates, schemes)
+    }
+
+    /// Every certificate that serves `name`, the preferred first.
+    pub fn lookup_all(&self, name: &str) -> Vec<Arc<CertifiedKey>> {
+        Self::candidates_in(&self.table.load(), name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Serve the certificate of `name` to clients that send no SNI.
@@ -196,7 +275,9 @@ impl CertResolver {
 
     /// Adds a certificate not managed by ACME. `names` may be empty: the
     /// certificate's own DNS names are used. Replaces a static certificate
-    /// added before under the same first name.
+    /// added before under the same first name with the same key type (an
+    /// ECDSA and an RSA one for the same names both serve: see
+    /// [`lookup_for`](Self::lookup_for)).
     pub fn add_static(
         &self,
         names: &[&str],
@@ -205,11 +286,7 @@ impl CertResolver {
     ) -> Result<(), Error> {
         let loaded = cert::load_der(cert_chain, key)?;
         let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
-        let id = names
-            .first()
-            .or(loaded.info.names.first())
-            .cloned()
-            .unwrap_or_else(|| loaded.info.serial.clone());
+        let id = static_id(&names, &loaded);
         self.insert(Source::Static(id), &loaded, Some(names));
         Ok(())
     }
@@ -234,11 +311,7 @@ impl CertResolver {
         for (names, chain, key) in certs {
             let loaded = cert::load_der(chain, key)?;
             let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
-            let id = names
-                .first()
-                .or(loaded.info.names.first())
-                .cloned()
-                .unwrap_or_else(|| loaded.info.serial.clone());
+            let id = static_id(&names, &loaded);
             let names = if names.is_empty() {
                 loaded.info.names.iter().map(|n| normalize(n)).collect()
             } else {
@@ -350,11 +423,7 @@ impl CertResolver {
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let table = self.table.load();
-        match client_hello.server_name() {
-            Some(name) => Self::lookup_in(&table, name),
-            None => table.default.clone(),
-        }
+        self.lookup_for(client_hello.server_name(), client_hello.signature_schemes())
     }
 }
 
@@ -435,6 +504,104 @@ mod tests {
         r.set_acme("a", &a2);
         assert!(Arc::ptr_eq(&r.lookup("a.example").unwrap(), &a2.certified));
         assert!(Arc::ptr_eq(&r.lookup("b.example").unwrap(), &w.certified));
+    }
+
+    /// A self-signed RSA certificate for `names` (the key from `openssl
+    /// genpkey`: ring cannot generate RSA keys), as (chain, key).
+    fn rsa_self_signed(names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .expect("openssl must be installed");
+        let pem = String::from_utf8(out.stdout).unwrap();
+        let key = rcgen::KeyPair::from_pem(&pem).unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        (
+            vec![cert.der().clone()],
+            PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap(),
+        )
+    }
+
+    fn ecdsa(names: &[&str]) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) {
+        let (c, k) = self_signed(names);
+        (
+            vec![CertificateDer::from_pem_slice(c.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(k.as_bytes()).unwrap(),
+        )
+    }
+
+    fn alg(c: &CertifiedKey) -> SignatureAlgorithm {
+        c.key.algorithm()
+    }
+
+    #[test]
+    fn ecdsa_and_rsa_for_one_name_chosen_by_the_client_schemes() {
+        use SignatureScheme as S;
+        let r = CertResolver::new();
+        let (rc, rk) = rsa_self_signed(&["both.example", "*.w.example"]);
+        let (ec, ek) = ecdsa(&["both.example", "*.w.example"]);
+        // RSA first in the list: the order of the config does not matter.
+        r.replace_static(
+            vec![
+                (vec!["both.example".into(), "*.w.example".into()], rc, rk),
+                (vec!["both.example".into(), "*.w.example".into()], ec, ek),
+            ],
+            Some("both.example"),
+        )
+        .unwrap();
+        let modern = [
+            S::ECDSA_NISTP256_SHA256,
+            S::RSA_PSS_SHA256,
+            S::RSA_PKCS1_SHA256,
+        ];
+        let rsa_only = [S::RSA_PSS_SHA256, S::RSA_PKCS1_SHA256];
+        for name in [Some("both.example"), Some("x.w.example"), None] {
+            let got = r.lookup_for(name, &modern).unwrap();
+            assert_eq!(alg(&got), SignatureAlgorithm::ECDSA, "{name:?}");
+            let got = r.lookup_for(name, &rsa_only).unwrap();
+            assert_eq!(alg(&got), SignatureAlgorithm::RSA, "{name:?}");
+            // Neither usable: the preferred one (the handshake fails later).
+            let got = r.lookup_for(name, &[S::ED448]).unwrap();
+            assert_eq!(alg(&got), SignatureAlgorithm::ECDSA, "{name:?}");
+        }
+        // ECDSA on another curve than the client's: RSA.
+        let got = r
+            .lookup_for(
+                Some("both.example"),
+                &[S::ECDSA_NISTP384_SHA384, S::RSA_PSS_SHA256],
+            )
+            .unwrap();
+        assert_eq!(alg(&got), SignatureAlgorithm::RSA);
+        assert_eq!(
+            alg(&r.lookup("both.example").unwrap()),
+            SignatureAlgorithm::ECDSA
+        );
+        assert_eq!(r.lookup_all("both.example").len(), 2);
+        assert_eq!(r.names(), ["*.w.example", "both.example"]);
+
+        // ACME's ECDSA certificate wins over the static ECDSA one, the
+        // static RSA one still serves RSA-only clients.
+        let a = loaded(&["both.example"]);
+        r.set_acme("a", &a);
+        assert!(Arc::ptr_eq(
+            &r.lookup_for(Some("both.example"), &modern).unwrap(),
+            &a.certified
+        ));
+        let got = r.lookup_for(Some("both.example"), &rsa_only).unwrap();
+        assert_eq!(alg(&got), SignatureAlgorithm::RSA);
+        // One certificate alone is served whatever the client offers.
+        let (c, k) = ecdsa(&["one.example"]);
+        r.add_static(&["one.example"], c, k).unwrap();
+        assert!(r.lookup_for(Some("one.example"), &rsa_only).is_some());
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub fn summarize(old: &str, new: &str) -> Result<Vec<Change>, String> {
     out.keyed(&old, &new, "certificate", "certificate", &|t, _| {
         str_key(t, "name")
     });
+    out.keyed(&old, &new, "client_auth", "client_auth", &|t, i| {
+        t.get("hosts")
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| format!("#{i}"))
+    });
     out.keyed(&old, &new, "passthrough", "passthrough", &|t, i| {
         t.get("sni")
             .map(|v| v.to_string())
@@ -133,6 +138,7 @@ pub fn summarize(old: &str, new: &str) -> Result<Vec<Change>, String> {
         "management",
         "access_log",
         "certificate",
+        "client_auth",
         "passthrough",
         "route",
         "pool",

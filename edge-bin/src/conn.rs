@@ -31,6 +31,8 @@ pub struct ConnInfo {
     pub ja4: Option<Arc<str>>,
     /// Negotiated TLS cipher suite (access log).
     pub tls_cipher: Option<&'static str>,
+    /// The client certificate verified in the handshake (`[[client_auth]]`).
+    pub client_cert: Option<Arc<crate::client_cert::ClientCert>>,
 }
 
 impl ConnInfo {
@@ -46,6 +48,7 @@ impl ConnInfo {
             seq: AtomicUsize::new(0),
             ja4: None,
             tls_cipher: None,
+            client_cert: None,
         }
     }
 

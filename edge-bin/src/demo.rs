@@ -99,6 +99,14 @@ async fn handle(name: &str, mut req: Request<Incoming>) -> Response<EdgeBody> {
             text.push_str(&format!("{h}: {v}\n"));
         }
     }
+    // Every value of the client certificate headers edge sets (a forged
+    // one that got through would show as a second line).
+    for (k, v) in req.headers() {
+        if k.as_str().starts_with("x-client-cert-") {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            text.push_str(&format!("{k}: {v}\n"));
+        }
+    }
     let body: Bytes = req
         .into_body()
         .collect()

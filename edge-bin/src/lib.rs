@@ -47,6 +47,7 @@ pub mod accesslog;
 pub mod acme;
 pub mod admin;
 pub mod certs;
+pub mod client_cert;
 pub mod confdiff;
 pub mod config;
 pub mod conn;

@@ -101,7 +101,12 @@ pub struct State {
     pub limits: Limits,
     /// Per-client limits (`[client_limits]`), `None` when off.
     pub client_limits: Option<Arc<edge_balance::client_limit::ClientLimits>>,
+    /// The TLS settings of hosts without `[[client_auth]]`.
     pub tls: Arc<rustls::ServerConfig>,
+    /// `[[client_auth]]`, each with its own TLS settings (rustls picks the
+    /// client verifier per config, so one config per setting), chosen by
+    /// the SNI edge reads before the handshake ([`State::tls_for`]).
+    pub client_auth: Vec<(crate::config::ClientAuthSettings, Arc<rustls::ServerConfig>)>,
     /// Certificates by SNI: static files, self-signed, and ACME-managed.
     pub certs: Arc<edge_acme::CertResolver>,
     /// Port 80's challenge responder, when `[acme] storage` is set.
@@ -178,13 +183,30 @@ impl State {
                 http: &p.http,
             }),
         )?;
-        let provider = Arc::new(crate::tls_tuning::server_provider());
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_cert_resolver(certs.clone());
-        tls.alpn_protocols = v.https.alpn.clone();
-        crate::tls_tuning::tune(&mut tls, previous.map(|p| &*p.tls))?;
+        let tls = server_config(
+            v,
+            &certs,
+            rustls::server::WebPkiClientVerifier::no_client_auth(),
+            previous.map(|p| &*p.tls),
+        )?;
+        // Each [[client_auth]] keeps its own ticket keys, carried over from
+        // the running config's section with the same hosts and setting.
+        let client_auth = v
+            .client_auth
+            .iter()
+            .map(|c| {
+                let before = previous.and_then(|p| {
+                    p.client_auth
+                        .iter()
+                        .find(|(o, _)| o.hosts == c.hosts && o.required == c.required)
+                        .map(|(_, t)| &**t)
+                });
+                Ok((
+                    c.clone(),
+                    server_config(v, &certs, c.verifier.clone(), before)?,
+                ))
+            })
+            .collect::<Result<_, BuildError>>()?;
         let backends: HashMap<String, Arc<Backend>> = v
             .pools
             .iter()
@@ -211,7 +233,8 @@ impl State {
             http: v.http.clone(),
             limits: v.limits.clone(),
             client_limits: v.client_limits.limits(),
-            tls: Arc::new(tls),
+            tls,
+            client_auth,
             certs,
             challenges,
             acme,
@@ -239,6 +262,26 @@ impl State {
         })
     }
 
+    /// The TLS settings of a connection whose ClientHello named `sni`:
+    /// those of its `[[client_auth]]`, or the common ones.
+    pub fn tls_for(&self, sni: Option<&str>) -> &Arc<rustls::ServerConfig> {
+        sni.and_then(|name| self.client_auth_of(name))
+            .map_or(&self.tls, |(_, tls)| tls)
+    }
+
+    /// The `[[client_auth]]` that covers `name` (an SNI or a Host): one
+    /// that lists it exactly, else one with a wildcard for it.
+    pub fn client_auth_of(
+        &self,
+        name: &str,
+    ) -> Option<&(crate::config::ClientAuthSettings, Arc<rustls::ServerConfig>)> {
+        self.client_auth
+            .iter()
+            .filter_map(|e| Some((e.0.match_rank(name)?, e)))
+            .min_by_key(|(rank, _)| *rank)
+            .map(|(_, e)| e)
+    }
+
     /// The first route matching host, path and headers, in file order.
     pub fn route(&self, host: &str, path: &str, headers: &http::HeaderMap) -> Option<&RouteRule> {
         self.routes.iter().find(|r| {
@@ -250,4 +293,24 @@ impl State {
                 })
         })
     }
+}
+
+/// A TLS server config over the certificate resolver, with `verifier` for
+/// client certificates (each config has its own ticket keys and session
+/// cache: a session resumes only under the settings it began with), taking
+/// over those of `previous` (the same settings before a reload).
+fn server_config(
+    v: &Validated,
+    certs: &Arc<edge_acme::CertResolver>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    previous: Option<&rustls::ServerConfig>,
+) -> Result<Arc<rustls::ServerConfig>, BuildError> {
+    let provider = Arc::new(crate::tls_tuning::server_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(certs.clone());
+    tls.alpn_protocols = v.https.alpn.clone();
+    crate::tls_tuning::tune(&mut tls, previous)?;
+    Ok(Arc::new(tls))
 }

@@ -105,7 +105,8 @@ pub async fn terminate(conn: TlsConnection<Inbound>) {
     let (state, client) = (inbound.state.clone(), inbound.client);
     let l = &state.limits;
     let ja4: Arc<str> = info.ja4.as_str().into();
-    let acceptor = tokio_rustls::TlsAcceptor::from(state.tls.clone());
+    // The TLS settings of the SNI (its `[[client_auth]]`, if any).
+    let acceptor = tokio_rustls::TlsAcceptor::from(state.tls_for(info.sni.as_deref()).clone());
     let accepted = tokio::select! {
         r = tokio::time::timeout(l.tls_handshake_timeout.0, acceptor.accept(replay)) => r,
         () = state.closing.stopped() => return,
@@ -138,7 +139,14 @@ pub async fn terminate(conn: TlsConnection<Inbound>) {
     let cipher = session
         .negotiated_cipher_suite()
         .and_then(|c| c.suite().as_str());
-    let conn = Arc::new(ConnInfo::new(client, sni, version).with_tls_details(Some(ja4), cipher));
+    // Verified by rustls (`[[client_auth]]`): the leaf comes first.
+    let client_cert = session
+        .peer_certificates()
+        .and_then(<[_]>::first)
+        .map(|leaf| Arc::new(crate::client_cert::ClientCert::of(leaf)));
+    let mut conn = ConnInfo::new(client, sni, version).with_tls_details(Some(ja4), cipher);
+    conn.client_cert = client_cert;
+    let conn = Arc::new(conn);
     let clog = ConnLog::new(&state.obs, h2);
     let guard = Guard::new(conn.clone(), !h2, l.max_header_bytes.max(8192));
     let io = Metered::new(tls, (guard, clog.meter()));

@@ -55,6 +55,10 @@ struct View<'a> {
     request_id: Option<&'a str>,
     tls_version: Option<&'a str>,
     tls_cipher: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cert_subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cert_fingerprint: Option<&'a str>,
     attempts: u32,
     error: Option<&'a str>,
     tunnel_ms: Option<f64>,
@@ -89,6 +93,8 @@ fn json(rec: &AccessRecord, path: Option<&str>, truncated: bool, out: &mut Vec<u
         request_id: rec.request_id.as_deref(),
         tls_version: rec.tls_version,
         tls_cipher: rec.tls_cipher,
+        client_cert_subject: rec.client_cert.as_ref().map(|c| c.subject.as_str()),
+        client_cert_fingerprint: rec.client_cert.as_ref().map(|c| c.fingerprint.as_str()),
         attempts: rec.attempts,
         error: rec.error.as_deref(),
         tunnel_ms: rec.tunnel_time.map(ms),

@@ -68,6 +68,8 @@ pub struct AccessRecord {
     pub request_id: Option<String>,
     pub tls_version: Option<&'static str>,
     pub tls_cipher: Option<&'static str>,
+    /// The client certificate verified on the connection (`[[client_auth]]`).
+    pub client_cert: Option<Arc<crate::client_cert::ClientCert>>,
     pub attempts: u32,
     /// Index of the matched route in `State::routes` (for metrics).
     pub route_index: Option<usize>,

@@ -111,3 +111,39 @@ impl Validator<'_> {
         (certificates, cert_names)
     }
 }
+
+impl Validator<'_> {
+    /// A warning per `[[certificate]]` name that an earlier one with a key
+    /// of the same type already serves: a name has one certificate per key
+    /// type (ECDSA, Ed25519, RSA), so only one of the two is served.
+    pub(super) fn same_key_type_warnings(
+        &self,
+        list: &[model::Certificate],
+        loaded: &[LoadedCert],
+    ) -> Vec<super::ConfigError> {
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut out = Vec::new();
+        for (i, c) in list.iter().enumerate() {
+            let Some(l) = loaded.iter().find(|l| l.name == *c.name.get_ref()) else {
+                continue;
+            };
+            let Ok(key) = rustls::crypto::ring::sign::any_supported_type(&l.pair.key) else {
+                continue;
+            };
+            let kind = format!("{:?}", key.algorithm());
+            for (j, n) in c.names.iter().enumerate() {
+                let name = n.get_ref().to_ascii_lowercase();
+                if !seen.insert((name.clone(), kind.clone())) {
+                    out.push(self.src.error(
+                        n.span(),
+                        format!("certificate[{i}].names[{j}]"),
+                        format!(
+                            "another [[certificate]] with an {kind} key serves {name:?}: a name has one certificate per key type (ECDSA, Ed25519, RSA), only one of them is served"
+                        ),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}

@@ -13,6 +13,7 @@ mod acme_dns;
 mod admin;
 mod backend_tls;
 mod certificates;
+mod client_auth;
 mod client_limits;
 mod coverage;
 mod discovery;
@@ -36,6 +37,7 @@ pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
 pub use backend_tls::BackendTlsSettings;
 pub use certificates::LoadedCert;
+pub use client_auth::ClientAuthSettings;
 pub use client_limits::ClientLimitSettings;
 pub use discovery::{Discover, ResolverSettings};
 pub use duration::ConfigDuration;
@@ -60,6 +62,8 @@ pub struct Validated {
     pub https: HttpsSettings,
     pub http: HttpSettings,
     pub certificates: Vec<LoadedCert>,
+    /// `[[client_auth]]`: client certificates asked for by SNI.
+    pub client_auth: Vec<ClientAuthSettings>,
     pub passthrough: Vec<PassthroughRule>,
     pub routes: Vec<RouteRule>,
     pub pools: Vec<PoolSettings>,
@@ -212,6 +216,7 @@ impl Validator<'_> {
         // Pools first: everything else refers to them.
         let (pools, pool_names) = self.pools(&f.pools);
         let (certificates, cert_names) = self.certificates(&f.certificates);
+        let client_auth = self.client_auth(&f.client_auth);
         let (https, http) = self.listeners(&f.https, &f.http, &cert_names);
         let passthrough = self.passthrough(&f.passthrough, &pool_names);
         let routes = self.routes(&f.routes, &pool_names);
@@ -253,6 +258,7 @@ impl Validator<'_> {
             https,
             http,
             certificates,
+            client_auth,
             passthrough,
             routes,
             pools,
@@ -262,6 +268,10 @@ impl Validator<'_> {
         v.warnings = self.uncovered_route_hosts(&f.routes, &v);
         v.warnings
             .extend(self.passthrough_pool_warnings(&f.pools, &f.passthrough));
+        v.warnings
+            .extend(self.certificate_route_warnings(&f.routes, &v.client_auth));
+        v.warnings
+            .extend(self.same_key_type_warnings(&f.certificates, &v.certificates));
         v
     }
 
@@ -300,6 +310,8 @@ fn host_error(name: &str, e: edge_sni::HostPatternError) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_client_auth;
 #[cfg(test)]
 mod tests_discovery;
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct ConfigFile {
     pub limits: Limits,
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<Certificate>,
+    #[serde(default, rename = "client_auth")]
+    pub client_auth: Vec<super::client_auth::ClientAuthFile>,
     #[serde(default, rename = "passthrough")]
     pub passthrough: Vec<Passthrough>,
     #[serde(default, rename = "route")]
@@ -321,6 +323,9 @@ pub struct Route {
     pub pool: Option<Spanned<String>>,
     pub redirect: Option<Redirect>,
     pub respond: Option<Respond>,
+    /// `"required"`: answer 403 unless the connection carries a verified
+    /// client certificate (`[[client_auth]]`); `"none"` (default): no check.
+    pub client_certificate: Option<Spanned<String>>,
 }
 
 fn default_prefix() -> Spanned<String> {

@@ -21,6 +21,9 @@ pub struct RouteRule {
     pub path_prefix: String,
     pub headers: Vec<(http::HeaderName, Option<http::HeaderValue>)>,
     pub action: RouteAction,
+    /// `client_certificate = "required"`: 403 without a verified client
+    /// certificate on the connection.
+    pub client_certificate: bool,
 }
 
 /// What a matched route does.
@@ -111,6 +114,23 @@ impl Validator<'_> {
                     ),
                 }
             }
+            let client_certificate = match r.client_certificate.as_ref() {
+                None => false,
+                Some(c) => match c.get_ref().as_str() {
+                    "required" => true,
+                    "none" => false,
+                    other => {
+                        self.err(
+                            c,
+                            format!("{key}.client_certificate"),
+                            format!(
+                                "unknown client_certificate {other:?} (expected \"required\" or \"none\")"
+                            ),
+                        );
+                        false
+                    }
+                },
+            };
             if let Some(action) = self.route_action(r, &key, pool_names) {
                 routes.push(RouteRule {
                     name: r.name.clone().unwrap_or_else(|| format!("route{i}")),
@@ -118,6 +138,7 @@ impl Validator<'_> {
                     path_prefix: r.path_prefix.get_ref().clone(),
                     headers,
                     action,
+                    client_certificate,
                 });
             }
         }

@@ -41,6 +41,24 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Whether the request's Host falls under another `[[client_auth]]` than
+/// the connection's SNI (or under one while the SNI is under none, or the
+/// reverse): the certificate, or its absence, was settled by the SNI's
+/// setting, so it says nothing for this Host (nginx answers 421 too).
+fn client_auth_mismatch(state: &State, conn: &ConnInfo, host: &str) -> bool {
+    let by_host = state.client_auth_of(host).map(|(c, _)| c);
+    let by_sni = conn
+        .sni
+        .as_deref()
+        .and_then(|s| state.client_auth_of(s))
+        .map(|(c, _)| c);
+    match (by_host, by_sni) {
+        (None, None) => false,
+        (Some(h), Some(s)) => !std::ptr::eq(h, s),
+        _ => true,
+    }
+}
+
 /// Serves one request on a terminated (HTTPS) connection.
 pub async fn serve(
     state: Arc<State>,
@@ -60,6 +78,7 @@ pub async fn serve(
         tls_version: conn.tls_version,
         tls_cipher: conn.tls_cipher,
         ja4: conn.ja4.clone(),
+        client_cert: conn.client_cert.clone(),
         ..Default::default()
     };
     let resp = serve_inner(&state, &conn, req, &mut rec).await;
@@ -124,7 +143,13 @@ async fn serve_inner(
     };
     let id = set_forwarding(req.headers_mut(), &forward, new_request_id);
     rec.request_id = Some(id.clone());
+    // Always: a client never forges the certificate headers.
+    crate::client_cert::set_headers(req.headers_mut(), conn.client_cert.as_deref());
     if state.https.strict_host && conn.sni.as_ref().is_some_and(|sni| *sni != host) {
+        return respond::error(StatusCode::MISDIRECTED_REQUEST, &id);
+    }
+    if client_auth_mismatch(state, conn, &host) {
+        rec.error = Some("Host and SNI differ in client certificate settings".into());
         return respond::error(StatusCode::MISDIRECTED_REQUEST, &id);
     }
     let Some(route) = state.route(&host, req.uri().path(), req.headers()) else {
@@ -132,6 +157,10 @@ async fn serve_inner(
     };
     rec.route = Some(route.name.clone());
     rec.route_index = state.routes.iter().position(|r| std::ptr::eq(r, route));
+    if route.client_certificate && conn.client_cert.is_none() {
+        rec.error = Some("no client certificate".into());
+        return respond::error(StatusCode::FORBIDDEN, &id);
+    }
     match &route.action {
         RouteAction::Respond {
             status,

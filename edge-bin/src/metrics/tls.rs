@@ -13,6 +13,9 @@ pub enum HandshakeFailure {
     Incompatible,
     /// No certificate for the requested name.
     NoCertificate,
+    /// `[[client_auth]]`: the client sent no certificate where one is
+    /// required, or one that did not verify (unknown CA, revoked, expired).
+    ClientCertificate,
     /// The client sent an alert (for example it rejected the certificate).
     Alert,
     /// Malformed or unexpected messages.
@@ -25,11 +28,12 @@ pub enum HandshakeFailure {
 
 impl HandshakeFailure {
     /// Every reason, so each has a series from the start.
-    pub const ALL: [HandshakeFailure; 8] = [
+    pub const ALL: [HandshakeFailure; 9] = [
         Self::ClientHello,
         Self::Timeout,
         Self::Incompatible,
         Self::NoCertificate,
+        Self::ClientCertificate,
         Self::Alert,
         Self::Protocol,
         Self::Io,
@@ -43,6 +47,7 @@ impl HandshakeFailure {
             Self::Timeout => "timeout",
             Self::Incompatible => "incompatible",
             Self::NoCertificate => "no_certificate",
+            Self::ClientCertificate => "client_certificate",
             Self::Alert => "alert",
             Self::Protocol => "protocol",
             Self::Io => "io",
@@ -65,9 +70,37 @@ impl HandshakeFailure {
             | rustls::Error::InappropriateMessage { .. }
             | rustls::Error::InappropriateHandshakeMessage { .. }
             | rustls::Error::DecryptError => Self::Protocol,
-            rustls::Error::NoCertificatesPresented => Self::NoCertificate,
+            // Only a server that asks for a client certificate meets these.
+            rustls::Error::NoCertificatesPresented
+            | rustls::Error::InvalidCertificate(_)
+            | rustls::Error::InvalidCertRevocationList(_) => Self::ClientCertificate,
             rustls::Error::General(m) if m.contains("certificate") => Self::NoCertificate,
             _ => Self::Other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_certificate_failures_have_their_reason() {
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        for e in [
+            rustls::Error::NoCertificatesPresented,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked),
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        ] {
+            assert_eq!(
+                HandshakeFailure::classify(&io(e)).as_str(),
+                "client_certificate"
+            );
+        }
+        let e = rustls::Error::General("no server certificate chain resolved".into());
+        assert_eq!(
+            HandshakeFailure::classify(&io(e)),
+            HandshakeFailure::NoCertificate
+        );
     }
 }

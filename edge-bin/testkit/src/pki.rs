@@ -86,6 +86,46 @@ impl Pki {
         }
     }
 
+    /// A client certificate (extended key usage clientAuth) with subject
+    /// `CN=CN,O=edge tests` and serial `serial`, in `DIR/STEM.pem` and
+    /// `DIR/STEM.key` (for `[[client_auth]]` and [`crl`](Self::crl)).
+    pub fn client_leaf(&self, dir: &TempDir, stem: &str, cn: &str, serial: u64) -> Leaf {
+        self.leaf_with(dir, stem, &[], |p| {
+            p.distinguished_name = rcgen::DistinguishedName::new();
+            p.distinguished_name
+                .push(rcgen::DnType::OrganizationName, "edge tests");
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            p.serial_number = Some(rcgen::SerialNumber::from(serial));
+        })
+    }
+
+    /// A CRL of this CA revoking the certificates of `serials`, valid from
+    /// yesterday for 30 days, as PEM in `DIR/STEM.crl`.
+    pub fn crl(&self, dir: &TempDir, stem: &str, serials: &[u64]) -> PathBuf {
+        let now = std::time::SystemTime::now();
+        let day = std::time::Duration::from_secs(86_400);
+        let revoked = serials
+            .iter()
+            .map(|s| rcgen::RevokedCertParams {
+                serial_number: rcgen::SerialNumber::from(*s),
+                revocation_time: (now - day).into(),
+                reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+            .collect();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: (now - day).into(),
+            next_update: (now + 30 * day).into(),
+            crl_number: rcgen::SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.ca).unwrap();
+        dir.write(&format!("{stem}.crl"), crl.pem().unwrap())
+    }
+
     /// A rustls client trusting only this CA, offering `alpn`.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
