@@ -18,7 +18,6 @@ use tokio::task::AbortHandle;
 use crate::config::{Discover, ResolverSettings};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
-use crate::state::Backend;
 
 /// The running discovery of one state's pools; stops them on drop.
 #[derive(Debug, Default)]
@@ -71,45 +70,41 @@ fn apply(pool: &Pool, health: &HealthHandle, discovered: &[(SocketAddr, u32)]) {
     health.set_targets(&pool.settings.name, all);
 }
 
-/// Starts discovery for every pool of `backends` with servers by name.
+/// Starts discovery for every pool of `pools` with servers by name.
 /// A pool that had the same names in `previous` (the state this one
 /// replaces) starts with the servers found there, so a reload opens no
 /// gap while the names are looked up again.
 pub fn start(
-    backends: &HashMap<String, Arc<Backend>>,
+    pools: &HashMap<String, Arc<Pool>>,
     health: &HealthHandle,
     settings: &ResolverSettings,
-    previous: Option<&HashMap<String, Arc<Backend>>>,
+    previous: &HashMap<String, Arc<Pool>>,
     metrics: &Metrics,
 ) -> Discovery {
     let mut out = Discovery::default();
-    if backends
-        .values()
-        .all(|b| b.pool.settings.discover.is_empty())
-    {
+    if pools.values().all(|p| p.settings.discover.is_empty()) {
         return out;
     }
     let Some(resolver) = resolver(settings) else {
         return out;
     };
-    for (name, b) in backends {
-        let sources = b.pool.settings.discover.clone();
+    for (name, pool) in pools {
+        let sources = pool.settings.discover.clone();
         if sources.is_empty() {
             continue;
         }
         // Servers found before a reload, kept until every name answered.
         let mut seeded: Members = Vec::new();
-        if let Some(prev) = previous.and_then(|p| p.get(name))
-            && prev.pool.settings.discover == sources
+        if let Some(prev) = previous.get(name)
+            && prev.settings.discover == sources
         {
-            let statics = &prev.pool.settings.servers;
+            let statics = &prev.settings.servers;
             seeded = prev
-                .pool
                 .members()
                 .into_iter()
                 .filter(|m| !statics.contains(m))
                 .collect();
-            apply(&b.pool, health, &seeded);
+            apply(pool, health, &seeded);
         }
         // Each source's watch forwards its changes, tagged, to the pool's
         // task.
@@ -138,7 +133,7 @@ pub fn start(
             out.tasks.push(forward.abort_handle());
         }
         drop(changes_tx);
-        let (pool, health) = (b.pool.clone(), health.clone());
+        let (pool, health) = (pool.clone(), health.clone());
         let task = tokio::spawn(async move {
             let mut latest: Vec<Option<Members>> = vec![None; sources.len()];
             while let Some((i, members)) = changes.recv().await {

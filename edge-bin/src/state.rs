@@ -215,19 +215,22 @@ impl State {
         for b in backends.values() {
             b.pool.set_metrics(&obs.metrics);
         }
-        let pools = backends
+        let pools: HashMap<String, Arc<Pool>> = backends
             .iter()
             .map(|(k, b)| (k.clone(), b.pool.clone()))
             .collect();
         let health = crate::health::start(&pools, previous.map(|p| &p.health))
             .map_err(|e| BuildError::Health(e.to_string()))?;
-        let discovery = crate::discovery::start(
-            &backends,
-            &health,
-            &v.resolvers,
-            previous.map(|p| &p.backends),
-            &obs.metrics,
-        );
+        let previous_pools: HashMap<String, Arc<Pool>> = previous
+            .map(|p| {
+                p.backends
+                    .iter()
+                    .map(|(k, b)| (k.clone(), b.pool.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let discovery =
+            crate::discovery::start(&pools, &health, &v.resolvers, &previous_pools, &obs.metrics);
         Ok(Self {
             https: v.https.clone(),
             http: v.http.clone(),

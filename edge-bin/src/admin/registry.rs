@@ -25,6 +25,18 @@ pub enum AdminState {
     Maint,
 }
 
+impl AdminState {
+    /// The state named `s` (`ready`, `drain`, `maint`), as `Display` writes it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ready" => Some(Self::Ready),
+            "drain" => Some(Self::Drain),
+            "maint" => Some(Self::Maint),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for AdminState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -137,7 +149,7 @@ impl Admin {
                 let mut reg = self.lock();
                 let mut n = 0;
                 for e in entries {
-                    let Some(state) = e.admin_state() else {
+                    let Some(state) = AdminState::parse(&e.state) else {
                         tracing::warn!(file = %path.display(), pool = %e.pool, server = %e.server, state = %e.state, "server state file: unknown state, ignored");
                         continue;
                     };

@@ -13,8 +13,6 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::registry::AdminState;
-
 /// One server's operator state as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Entry {
@@ -27,17 +25,6 @@ pub(super) struct Entry {
     pub weight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configured_weight: Option<u32>,
-}
-
-impl Entry {
-    pub(super) fn admin_state(&self) -> Option<AdminState> {
-        match self.state.as_str() {
-            "ready" => Some(AdminState::Ready),
-            "drain" => Some(AdminState::Drain),
-            "maint" => Some(AdminState::Maint),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

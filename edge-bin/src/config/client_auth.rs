@@ -11,25 +11,10 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
 use rustls_pki_types::CertificateRevocationListDer;
 use rustls_pki_types::pem::PemObject as _;
-use serde::Deserialize;
-use toml::Spanned;
 
+use super::shapes::ClientAuthFile;
 use super::{HostPattern, Validator};
 use crate::certs;
-
-/// `[[client_auth]]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientAuthFile {
-    /// SNI names (exact or `*.example.com`) this setting applies to.
-    pub hosts: Vec<Spanned<String>>,
-    /// `"required"` (default) or `"optional"`.
-    pub verify: Option<Spanned<String>>,
-    /// PEM file of the CAs a client certificate must chain to.
-    pub ca_file: Spanned<String>,
-    /// PEM (or DER) certificate revocation list(s) of those CAs.
-    pub crl_file: Option<Spanned<String>>,
-}
 
 /// `[[client_auth]]`, validated: the hosts and the rustls verifier.
 #[derive(Debug, Clone)]

@@ -7,40 +7,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use edge_balance::discovery::{DiscoveryConfig, Source};
-use serde::Deserialize;
 use toml::Spanned;
 
 use super::Validator;
 use super::duration::ConfigDuration;
 use super::model;
-
-/// `[resolvers]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ResolversFile {
-    /// `IP` or `IP:PORT` (port 53); empty: `/etc/resolv.conf`.
-    pub nameservers: Vec<Spanned<String>>,
-    pub timeout: Spanned<ConfigDuration>,
-    pub min_ttl: Spanned<ConfigDuration>,
-    pub max_ttl: Spanned<ConfigDuration>,
-    pub retry: Spanned<ConfigDuration>,
-    pub hold: Spanned<ConfigDuration>,
-}
-
-impl Default for ResolversFile {
-    fn default() -> Self {
-        let d = DiscoveryConfig::default();
-        let s = |d: Duration| Spanned::new(0..0, ConfigDuration(d));
-        Self {
-            nameservers: Vec::new(),
-            timeout: s(Duration::from_secs(2)),
-            min_ttl: s(d.min_ttl),
-            max_ttl: s(d.max_ttl),
-            retry: s(d.retry),
-            hold: s(d.hold),
-        }
-    }
-}
+use super::shapes::ResolversFile;
 
 /// `[resolvers]`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,6 +26,7 @@ pub mod observability;
 mod pool_options;
 mod pools;
 mod routes;
+mod shapes;
 mod vrrp;
 
 use std::net::SocketAddr;

@@ -25,7 +25,7 @@ pub struct ConfigFile {
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<Certificate>,
     #[serde(default, rename = "client_auth")]
-    pub client_auth: Vec<super::client_auth::ClientAuthFile>,
+    pub client_auth: Vec<super::shapes::ClientAuthFile>,
     #[serde(default, rename = "passthrough")]
     pub passthrough: Vec<Passthrough>,
     #[serde(default, rename = "route")]
@@ -46,7 +46,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub client_limits: super::client_limits::ClientLimitsFile,
     #[serde(default)]
-    pub resolvers: super::discovery::ResolversFile,
+    pub resolvers: super::shapes::ResolversFile,
 }
 
 /// `[admin]`: the runtime API on a local unix socket (see `crate::admin`).
@@ -420,7 +420,7 @@ pub struct Pool {
     #[serde(default)]
     pub fail_open: bool,
     /// `[pool.capacity]`: capacity alert thresholds and hooks.
-    pub capacity: Option<Spanned<super::pool_options::Capacity>>,
+    pub capacity: Option<Spanned<super::shapes::Capacity>>,
     /// Sticky sessions by a cookie of this name that edge sets; default off.
     pub sticky_cookie: Option<Spanned<String>>,
     /// `[pool.tls]`: TLS to the servers (absent: plaintext).
@@ -541,12 +541,12 @@ pub struct Health {
     /// Interval while a server is fully down; default `interval`.
     pub downinter: Option<Spanned<ConfigDuration>>,
     /// Statuses that pass: codes and `"lo-hi"` ranges; default 200-399.
-    pub expect_status: Option<Spanned<Vec<super::pool_options::StatusItem>>>,
+    pub expect_status: Option<Spanned<Vec<super::shapes::StatusItem>>>,
     /// Text the response body must contain; default none.
     pub expect_body: Option<Spanned<String>>,
     /// State before the first check: `"up"` (default) or `"down"`.
     #[serde(default)]
-    pub initial_state: super::pool_options::InitialStateFile,
+    pub initial_state: super::shapes::InitialStateFile,
 }
 
 // The `[pool.health]` defaults are edge-health's (`HttpProbe` and `CheckConfig`).

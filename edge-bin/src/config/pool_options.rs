@@ -9,55 +9,15 @@ use std::time::Duration;
 
 use edge_balance::HashSource;
 use edge_health::{AlertHook, CapacityConfig, CheckConfig, HttpProbe, InitialState, StatusSet};
-use serde::Deserialize;
 use toml::Spanned;
 
-use super::duration::ConfigDuration;
+use super::shapes::{Capacity, InitialStateFile, StatusItem};
 use super::{HealthKind, Policy, Validator, model};
 
 /// Shortest `fastinter` / `downinter` (as `interval`'s floor).
 const MIN_INTER: Duration = Duration::from_millis(50);
 /// Longest `hook_timeout`.
 const MAX_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// One entry of `expect_status`: a code (`200`) or a range (`"200-299"`).
-#[derive(Debug, Deserialize, Clone)]
-#[serde(untagged)]
-pub enum StatusItem {
-    Code(i64),
-    Range(String),
-}
-
-/// `initial_state` of `[pool.health]`.
-#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum InitialStateFile {
-    /// In rotation from the start; `fall` failed checks take it out.
-    #[default]
-    Up,
-    /// Out of rotation until its first check passes.
-    Down,
-}
-
-/// `[pool.capacity]`: when the pool's capacity alert is raised, and what
-/// is called when it is raised or cleared.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct Capacity {
-    /// Low when fewer servers than this are up; default 1.
-    pub min_up: Option<Spanned<i64>>,
-    /// Low when fewer than this share of servers (percent) are up; default 50.
-    pub min_up_percent: Option<Spanned<i64>>,
-    /// Low when the servers up carry less than this share (percent) of the
-    /// pool's weight; default 0 (off).
-    pub min_weight_percent: Option<Spanned<i64>>,
-    /// A program and its arguments, run (no shell) on every change.
-    pub command: Option<Spanned<Vec<String>>>,
-    /// An `http://` or `https://` URL that gets a JSON POST on every change.
-    pub webhook: Option<Spanned<String>>,
-    /// How long a hook may run; default 10s.
-    pub hook_timeout: Option<Spanned<ConfigDuration>>,
-}
 
 /// The validated options of a `[[pool]]` beyond servers, timeouts and
 /// queueing.
