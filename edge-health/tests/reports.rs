@@ -11,13 +11,12 @@ use edge_health::{
     CheckConfig, HealthChecker, HttpProbe, PoolConfig, Probe, ProbeReport, Reason, SchedulerConfig,
 };
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_probe_is_reported_with_its_result_and_duration() {
-    let b = Backend::http().await;
-    let seen: Arc<Mutex<Vec<ProbeReport>>> = Arc::default();
+/// A checker of pool `web` = [`target`]: HTTP checks of `/health` every
+/// 30 ms, rise 1, fall 1.
+fn checker(target: std::net::SocketAddr) -> HealthChecker {
     let mut c = HealthChecker::new(SchedulerConfig::default()).unwrap();
     c.add_pool(
-        PoolConfig::new("web", [b.addr])
+        PoolConfig::new("web", [target])
             .probe(Probe::Http(HttpProbe::get("/health")))
             .check(
                 CheckConfig::default()
@@ -28,6 +27,14 @@ async fn each_probe_is_reported_with_its_result_and_duration() {
             ),
     )
     .unwrap();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_probe_is_reported_with_its_result_and_duration() {
+    let b = Backend::http().await;
+    let seen: Arc<Mutex<Vec<ProbeReport>>> = Arc::default();
+    let mut c = checker(b.addr);
     let log = seen.clone();
     c.on_probe(move |r| log.lock().unwrap().push(r.clone()));
     let before = SystemTime::now();
@@ -68,19 +75,7 @@ async fn each_probe_is_reported_with_its_result_and_duration() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_join_and_leave_a_running_pool() {
     let (a, b) = (Backend::http().await, Backend::http().await);
-    let mut c = HealthChecker::new(SchedulerConfig::default()).unwrap();
-    c.add_pool(
-        PoolConfig::new("web", [a.addr])
-            .probe(Probe::Http(HttpProbe::get("/health")))
-            .check(
-                CheckConfig::default()
-                    .inter(Duration::from_millis(30))
-                    .rise(1)
-                    .fall(1)
-                    .timeout(Duration::from_secs(1)),
-            ),
-    )
-    .unwrap();
+    let c = checker(a.addr);
     let h = c.spawn();
     let mut ev = h.subscribe();
     wait_health(&mut ev, a.addr, true).await;
