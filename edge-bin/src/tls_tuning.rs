@@ -8,13 +8,14 @@
 //!   so edge prefers AES-128-GCM on CPUs with AES instructions and
 //!   ChaCha20-Poly1305 on CPUs without them (where software AES is slow
 //!   and not constant-time), then the others. Every suite stays enabled.
-//! - **Tickets.** TLS 1.3 resumption with stateless tickets (rustls'
+//! - **Tickets.** TLS 1.3 resumption with stateless tickets (edge-sni's
 //!   ChaCha20-Poly1305 ticketer, keys rotated every 6 hours), as nginx and
 //!   HAProxy do by default: no per-client server state, and no 256-entry
 //!   cache limit. TLS 1.2 keeps session-ID resumption through the cache.
 //!   A reload keeps both (the ticket keys and the cache), so sessions
-//!   resume across it; they are the process's own (a restart or the other
-//!   node of a pair starts with new keys).
+//!   resume across it; the ticket keys also survive a restart with
+//!   `[tickets] keys_file` and are shared with the other node of a pair
+//!   over `[peer]` (`crate::peer`).
 //! - **One ticket per handshake** instead of rustls' two: each costs an
 //!   encryption and random bytes, and a client that resumes gets a fresh one
 //!   every time (OpenSSL sends one after a resumed handshake too).
@@ -36,9 +37,13 @@ pub fn server_provider() -> CryptoProvider {
 /// Applies edge's suite-order and ticket settings to a server config built
 /// with [`server_provider`].
 ///
+/// Tickets are encrypted with the process's ticket keys
+/// (`crate::peer::tickets`: kept in `[tickets] keys_file` across restarts
+/// and shared with the other node of a pair over `[peer]`).
+///
 /// `previous`: the config this one replaces (a reload). Its ticket keys and
 /// its TLS 1.2 session cache are kept, so a client resumes across a reload
-/// as if nothing happened; without one, fresh keys.
+/// as if nothing happened.
 pub fn tune(
     config: &mut rustls::ServerConfig,
     previous: Option<&rustls::ServerConfig>,
@@ -49,7 +54,7 @@ pub fn tune(
             config.ticketer = p.ticketer.clone();
             config.session_storage = p.session_storage.clone();
         }
-        None => config.ticketer = rustls::crypto::ring::Ticketer::new()?,
+        None => config.ticketer = crate::peer::tickets::ticketer()?,
     }
     config.send_tls13_tickets = 1;
     Ok(())

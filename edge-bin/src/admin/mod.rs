@@ -44,7 +44,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
 pub(crate) use exec::policy_name;
-pub use registry::{Admin, AdminState, Usage};
+pub use registry::{Admin, AdminState, ChangeHook, Origin, Stamp, Usage};
+pub use state_file::Entry as ServerRecord;
 
 use crate::config::AdminSettings;
 use crate::state::SharedState;
