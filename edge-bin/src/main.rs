@@ -149,7 +149,10 @@ fn main() -> ExitCode {
         Command::Admin { args } => admin::client::main(&args),
         Command::PeerKey { out, force } => match edge_bin::peer::write_credentials(&out, force) {
             Ok(()) => {
-                println!("edge: peer credentials written to {} (mode 0600)", out.display());
+                println!(
+                    "edge: peer credentials written to {} (mode 0600)",
+                    out.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {

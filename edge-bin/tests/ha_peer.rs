@@ -30,7 +30,13 @@ fn socket(lab: &Lab, i: usize) -> PathBuf {
 
 /// Node `i`'s config: its pool (`servers`, or none: it answers `node{i}`),
 /// its admin socket, the peer link with `credentials`, `tickets` lines.
-fn node_config(lab: &Lab, i: usize, servers: &[String], credentials: &Path, tickets: &str) -> String {
+fn node_config(
+    lab: &Lab,
+    i: usize,
+    servers: &[String],
+    credentials: &Path,
+    tickets: &str,
+) -> String {
     let extra = fixture("ha_peer.toml")
         .set("socket", socket(lab, i).display())
         .set("listen", NODE[i])
@@ -57,7 +63,13 @@ fn node_config(lab: &Lab, i: usize, servers: &[String], credentials: &Path, tick
 fn s_client(lab: &Lab, version: &str, input: Option<&Path>, out: Option<&Path>) -> (String, bool) {
     let mut args = vec!["timeout", "10", "openssl", "s_client", "-connect"];
     let target = format!("{VIP}:443");
-    args.extend([target.as_str(), "-servername", "vip.test", version, "-ign_eof"]);
+    args.extend([
+        target.as_str(),
+        "-servername",
+        "vip.test",
+        version,
+        "-ign_eof",
+    ]);
     let (i, o);
     if let Some(p) = out {
         o = p.to_string_lossy().into_owned();
@@ -103,7 +115,11 @@ fn assert_resumes(lab: &Lab, sessions: &[PathBuf; 2], node: &str, when: &str, ed
     for (v, s) in VERSIONS.iter().zip(sessions) {
         let (body, reused) = s_client(lab, v, Some(s), None);
         assert_eq!(body, node, "{when}: answered by {body}");
-        assert!(reused, "{v}: the session did not resume {when}\n{}", logs(edges));
+        assert!(
+            reused,
+            "{v}: the session did not resume {when}\n{}",
+            logs(edges)
+        );
     }
 }
 
@@ -121,14 +137,24 @@ fn sessions_resume_on_the_backup_after_a_crash_and_after_a_reload_and_a_restart(
     };
     let backup = start_edge(&lab, 1, "a", &config(1));
     let mut master = start_edge(&lab, 0, "a", &config(0));
-    wait_body(&lab, "node0", Instant::now(), Duration::from_secs(15), &[&master, &backup]);
+    wait_body(
+        &lab,
+        "node0",
+        Instant::now(),
+        Duration::from_secs(15),
+        &[&master, &backup],
+    );
     // The two nodes converge on one key set (the files are written 0600).
     let t0 = Instant::now();
     let same = wait_until(Duration::from_secs(10), || {
         let (a, b) = (std::fs::read(keys(0)), std::fs::read(keys(1)));
         a.is_ok() && a.ok() == b.ok()
     });
-    assert!(same, "the ticket keys did not converge:\n{}", logs(&[&master, &backup]));
+    assert!(
+        same,
+        "the ticket keys did not converge:\n{}",
+        logs(&[&master, &backup])
+    );
     eprintln!("ticket keys shared {:?} after node0 served", t0.elapsed());
     for i in 0..2 {
         use std::os::unix::fs::PermissionsExt as _;
@@ -139,21 +165,38 @@ fn sessions_resume_on_the_backup_after_a_crash_and_after_a_reload_and_a_restart(
     let sessions = VERSIONS.map(|v| lab.dir.join(format!("session{v}.pem")));
     for (v, s) in VERSIONS.iter().zip(&sessions) {
         let (body, reused) = s_client(&lab, v, None, Some(s));
-        assert_eq!((body.as_str(), reused), ("node0", false), "{v}: a first handshake");
+        assert_eq!(
+            (body.as_str(), reused),
+            ("node0", false),
+            "{v}: a first handshake"
+        );
     }
     assert_resumes(&lab, &sessions, "node0", "on node0", &[&master]);
 
     master.crash();
     assert!(
-        wait_until(master_down_interval(100) + MARGIN, || lab.holds("node1", VIP)),
+        wait_until(master_down_interval(100) + MARGIN, || lab
+            .holds("node1", VIP)),
         "node1 did not take the VIP:\n{}",
         logs(&[&backup])
     );
-    assert_resumes(&lab, &sessions, "node1", "on the backup after kill -9 of the master", &[&backup]);
+    assert_resumes(
+        &lab,
+        &sessions,
+        "node1",
+        "on the backup after kill -9 of the master",
+        &[&backup],
+    );
 
     backup.signal("-HUP");
     backup.wait_reloads(1, Duration::from_secs(20));
-    assert_resumes(&lab, &sessions, "node1", "after a SIGHUP reload", &[&backup]);
+    assert_resumes(
+        &lab,
+        &sessions,
+        "node1",
+        "after a SIGHUP reload",
+        &[&backup],
+    );
 
     // Alone now: a restart resumes from its keys file.
     let mut backup = backup;
@@ -161,11 +204,18 @@ fn sessions_resume_on_the_backup_after_a_crash_and_after_a_reload_and_a_restart(
     drop(backup);
     let backup = start_edge(&lab, 1, "b", &config(1));
     assert!(
-        wait_until(master_down_interval(100) + MARGIN, || lab.holds("node1", VIP)),
+        wait_until(master_down_interval(100) + MARGIN, || lab
+            .holds("node1", VIP)),
         "the restarted node1 did not take the VIP:\n{}",
         logs(&[&backup])
     );
-    assert_resumes(&lab, &sessions, "node1", "after kill -9 and a restart", &[&backup]);
+    assert_resumes(
+        &lab,
+        &sessions,
+        "node1",
+        "after kill -9 and a restart",
+        &[&backup],
+    );
 }
 
 /// `edge admin -s SOCKET ARGS`: its output; it must succeed.
@@ -178,7 +228,11 @@ fn admin(socket: &Path, args: &str) -> String {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "edge admin {args}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "edge admin {args}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text
 }
 
@@ -214,9 +268,17 @@ fn a_drain_on_the_master_holds_on_the_backup_after_failover_and_after_a_crash() 
     let config = |i: usize| node_config(&lab, i, &servers, &creds, "");
     let backup = start_edge(&lab, 1, "a", &config(1));
     let mut master = start_edge(&lab, 0, "a", &config(0));
-    wait_body(&lab, &format!("via {}", NODE[0]), Instant::now(), Duration::from_secs(15), &[&master, &backup]);
+    wait_body(
+        &lab,
+        &format!("via {}", NODE[0]),
+        Instant::now(),
+        Duration::from_secs(15),
+        &[&master, &backup],
+    );
     assert!(
-        wait_until(Duration::from_secs(10), || backup.log_plain().contains("peer link up")
+        wait_until(Duration::from_secs(10), || backup
+            .log_plain()
+            .contains("peer link up")
             && master.log_plain().contains("peer link up")),
         "the peer link did not come up:\n{}",
         logs(&[&master, &backup])
@@ -224,21 +286,29 @@ fn a_drain_on_the_master_holds_on_the_backup_after_failover_and_after_a_crash() 
 
     let drained = backend_addr(0);
     let t0 = Instant::now();
-    let out = admin(&socket(&lab, 0), &format!("drain app {drained} --timeout 1s"));
+    let out = admin(
+        &socket(&lab, 0),
+        &format!("drain app {drained} --timeout 1s"),
+    );
     assert!(out.starts_with("drained:"), "{out}");
     let want = Some(("drain".to_owned(), "peer".to_owned()));
     assert!(
-        wait_until(Duration::from_secs(5), || server_state(&lab, 1, &drained) == want),
+        wait_until(Duration::from_secs(5), || server_state(&lab, 1, &drained)
+            == want),
         "the drain did not reach node1: {:?}\n{}",
         server_state(&lab, 1, &drained),
         logs(&[&master, &backup])
     );
     let reached = t0.elapsed();
-    assert_eq!(server_state(&lab, 0, &drained), Some(("drain".into(), "local".into())));
+    assert_eq!(
+        server_state(&lab, 0, &drained),
+        Some(("drain".into(), "local".into()))
+    );
 
     master.crash();
     assert!(
-        wait_until(master_down_interval(100) + MARGIN, || lab.holds("node1", VIP)),
+        wait_until(master_down_interval(100) + MARGIN, || lab
+            .holds("node1", VIP)),
         "node1 did not take the VIP:\n{}",
         logs(&[&backup])
     );
@@ -247,7 +317,10 @@ fn a_drain_on_the_master_holds_on_the_backup_after_failover_and_after_a_crash() 
         "drain on node0 in force on node1 {reached:?} after the command (drain included); \
          after the failover node1 answered with {after_failover:?}"
     );
-    assert!(after_failover.len() >= 8, "node1 does not serve: {after_failover:?}");
+    assert!(
+        after_failover.len() >= 8,
+        "node1 does not serve: {after_failover:?}"
+    );
     assert!(
         after_failover.iter().all(|b| b == "backend1"),
         "the drained server got requests on node1: {after_failover:?}"
@@ -258,12 +331,16 @@ fn a_drain_on_the_master_holds_on_the_backup_after_failover_and_after_a_crash() 
     drop(master);
     let master = start_edge(&lab, 0, "b", &config(0));
     assert!(
-        wait_until(Duration::from_secs(10), || server_state(&lab, 0, &drained) == want),
+        wait_until(Duration::from_secs(10), || server_state(&lab, 0, &drained)
+            == want),
         "the restarted node0 did not learn the drain: {:?}\n{}",
         server_state(&lab, 0, &drained),
         logs(&[&master, &backup])
     );
-    assert!(wait_until(MARGIN, || lab.holds("node0", VIP)), "node0 did not take the VIP back");
+    assert!(
+        wait_until(MARGIN, || lab.holds("node0", VIP)),
+        "node0 did not take the VIP back"
+    );
     let after_restart = answered_by(&lab);
     eprintln!("after node0 restarted it answered with {after_restart:?}");
     assert!(
@@ -281,7 +358,13 @@ fn a_peer_with_other_credentials_is_refused_and_nothing_is_applied() {
     let (ours, theirs) = (peer_key(&lab, "peer0.pem"), peer_key(&lab, "peer1.pem"));
     let backup = start_edge(&lab, 1, "a", &node_config(&lab, 1, &servers, &theirs, ""));
     let master = start_edge(&lab, 0, "a", &node_config(&lab, 0, &servers, &ours, ""));
-    wait_body(&lab, &format!("via {}", NODE[0]), Instant::now(), Duration::from_secs(15), &[&master, &backup]);
+    wait_body(
+        &lab,
+        &format!("via {}", NODE[0]),
+        Instant::now(),
+        Duration::from_secs(15),
+        &[&master, &backup],
+    );
     let drained = backend_addr(0);
     admin(&socket(&lab, 0), &format!("maint app {drained}"));
     // Each node refuses the other (as server and as client), naming it.
@@ -290,14 +373,26 @@ fn a_peer_with_other_credentials_is_refused_and_nothing_is_applied() {
             wait_until(Duration::from_secs(5), || e
                 .log_plain()
                 .lines()
-                .any(|l| l.contains("WARN") && l.contains("refused") && l.contains(other))),
+                .any(|l| l.contains("WARN")
+                    && l.contains("refused")
+                    && l.contains(other))),
             "no refusal of {other} logged:\n{}",
             logs(&[e])
         );
     }
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(server_state(&lab, 1, &drained), Some(("ready".into(), "-".into())));
-    assert_eq!(server_state(&lab, 0, &drained), Some(("maint".into(), "local".into())));
-    assert!(!backup.log_plain().contains("peer link up"), "{}", logs(&[&backup]));
+    assert_eq!(
+        server_state(&lab, 1, &drained),
+        Some(("ready".into(), "-".into()))
+    );
+    assert_eq!(
+        server_state(&lab, 0, &drained),
+        Some(("maint".into(), "local".into()))
+    );
+    assert!(
+        !backup.log_plain().contains("peer link up"),
+        "{}",
+        logs(&[&backup])
+    );
     assert!(!backup.log_plain().contains("peer: server state applied"));
 }

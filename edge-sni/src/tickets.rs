@@ -428,14 +428,19 @@ mod tests {
         let a = TicketKeys::new(set.clone());
         let t = a.encrypt(b"x").unwrap();
         assert_eq!(a.rotate_if_due(T0 + 60).unwrap(), None, "not due yet");
-        let r1 = a.rotate_if_due(T0 + ROTATE_EVERY.as_secs()).unwrap().unwrap();
+        let r1 = a
+            .rotate_if_due(T0 + ROTATE_EVERY.as_secs())
+            .unwrap()
+            .unwrap();
         assert_eq!(r1.generation(), 1);
         assert!(a.decrypt(&t).is_some(), "as previous");
         // A node that has not rotated yet reads tickets of the rotated
         // one (its next key).
         let b = TicketKeys::new(set.clone());
         assert!(b.decrypt(&a.encrypt(b"y").unwrap()).is_some());
-        a.rotate_if_due(T0 + 2 * ROTATE_EVERY.as_secs()).unwrap().unwrap();
+        a.rotate_if_due(T0 + 2 * ROTATE_EVERY.as_secs())
+            .unwrap()
+            .unwrap();
         assert_eq!(a.decrypt(&t), None, "erased after two rotations");
     }
 
@@ -475,14 +480,20 @@ mod tests {
     #[test]
     fn decode_refuses_bad_sets() {
         let e = KeySet::generate(T0).unwrap().encode();
-        assert_eq!(KeySet::decode(&e[1..]), Err(KeySetError::Length(e.len() - 1)));
+        assert_eq!(
+            KeySet::decode(&e[1..]),
+            Err(KeySetError::Length(e.len() - 1))
+        );
         let mut f = e.clone();
         f[0] = 9;
         assert_eq!(KeySet::decode(&f), Err(KeySetError::Format(9)));
         let mut d = e.clone();
         let second = 25 + ID_LEN + SECRET_LEN;
         d.copy_within(25..25 + ID_LEN, second);
-        assert!(matches!(KeySet::decode(&d), Err(KeySetError::DuplicateId(_))));
+        assert!(matches!(
+            KeySet::decode(&d),
+            Err(KeySetError::DuplicateId(_))
+        ));
         assert!(!format!("{:?}", KeySet::decode(&e).unwrap()).contains("secret"));
     }
 

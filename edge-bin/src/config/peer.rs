@@ -105,9 +105,12 @@ pub(super) fn validate_peer(
     let listen = addr(&p.listen, "peer.listen");
     let address = addr(&p.address, "peer.address");
     let credentials_file = full(base, p.credentials.get_ref());
-    let read = |path: &Path| std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    };
     let creds = read(&credentials_file).and_then(|pem| {
-        edge_vrrp::peer::parse_credentials(&pem).map_err(|e| format!("{}: {e}", credentials_file.display()))
+        edge_vrrp::peer::parse_credentials(&pem)
+            .map_err(|e| format!("{}: {e}", credentials_file.display()))
     });
     let (cert_chain, key) = match creds {
         Ok(c) => c,
@@ -129,7 +132,11 @@ pub(super) fn validate_peer(
             match certs {
                 Ok(c) if !c.is_empty() => c,
                 Ok(_) => {
-                    errors.push(src.error(s.span(), "peer.peer_certificate", format!("{}: no CERTIFICATE block", path.display())));
+                    errors.push(src.error(
+                        s.span(),
+                        "peer.peer_certificate",
+                        format!("{}: no CERTIFICATE block", path.display()),
+                    ));
                     return None;
                 }
                 Err(e) => {
@@ -140,19 +147,30 @@ pub(super) fn validate_peer(
         }
     };
     let dur = |d: &Option<Spanned<ConfigDuration>>, default: u64| {
-        d.as_ref().map_or(Duration::from_secs(default), |d| d.get_ref().0)
+        d.as_ref()
+            .map_or(Duration::from_secs(default), |d| d.get_ref().0)
     };
     let (keepalive, timeout) = (dur(&p.keepalive, 1), dur(&p.timeout, 5));
     if keepalive.is_zero() || timeout <= keepalive {
-        let span = p.timeout.as_ref().or(p.keepalive.as_ref()).map_or(0..0, |s| s.span());
+        let span = p
+            .timeout
+            .as_ref()
+            .or(p.keepalive.as_ref())
+            .map_or(0..0, |s| s.span());
         errors.push(src.error(
             span,
             "peer.timeout",
-            format!("keepalive ({keepalive:?}) must be more than 0 and less than timeout ({timeout:?})"),
+            format!(
+                "keepalive ({keepalive:?}) must be more than 0 and less than timeout ({timeout:?})"
+            ),
         ));
     }
     if listen.is_some() && listen == address {
-        errors.push(src.error(p.address.span(), "peer.address", "the peer's address is this node's listen address"));
+        errors.push(src.error(
+            p.address.span(),
+            "peer.address",
+            "the peer's address is this node's listen address",
+        ));
     }
     if errors.len() > n {
         return None;

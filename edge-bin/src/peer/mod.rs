@@ -84,7 +84,9 @@ impl PeerHandler<PeerMessage> for Node {
                 match self.tickets.offer(&theirs) {
                     Offered::Same => {}
                     // Ours wins: the peer should take it.
-                    Offered::Kept => self.to_peer.send(PeerMessage::keys(&self.tickets.key_set())),
+                    Offered::Kept => self
+                        .to_peer
+                        .send(PeerMessage::keys(&self.tickets.key_set())),
                     Offered::Changed(merged) if merged != theirs => {
                         self.to_peer.send(PeerMessage::keys(&merged))
                     }

@@ -106,7 +106,10 @@ impl TicketStore {
     pub fn offer(&self, theirs: &KeySet) -> Offered {
         let o = self.keys.offer(theirs);
         if let Offered::Changed(set) = &o {
-            tracing::info!(generation = set.generation(), "ticket keys: the pair's key set adopted");
+            tracing::info!(
+                generation = set.generation(),
+                "ticket keys: the pair's key set adopted"
+            );
             self.persist();
         }
         o

@@ -34,7 +34,10 @@ pub(crate) fn codec(max: usize) -> LengthDelimitedCodec {
 pub(crate) fn encode<M: Serialize>(frame: &Frame<M>, max: usize) -> Result<Bytes, PeerError> {
     let bytes = serde_json::to_vec(frame).map_err(|e| PeerError::Encode(e.to_string()))?;
     if bytes.len() > max {
-        return Err(PeerError::FrameTooLong { len: bytes.len(), max });
+        return Err(PeerError::FrameTooLong {
+            len: bytes.len(),
+            max,
+        });
     }
     Ok(bytes.into())
 }
@@ -87,7 +90,13 @@ mod tests {
 
     #[test]
     fn garbage_is_a_decode_error() {
-        for bad in [&b""[..], b"{", b"{\"t\":\"nope\"}", b"\xff\xfe", b"{\"t\":\"msg\",\"m\":3}"] {
+        for bad in [
+            &b""[..],
+            b"{",
+            b"{\"t\":\"nope\"}",
+            b"\xff\xfe",
+            b"{\"t\":\"msg\",\"m\":3}",
+        ] {
             assert!(decode::<String>(bad).is_err(), "{bad:?}");
         }
     }

@@ -104,8 +104,12 @@ impl PeerLink {
     }
 }
 
-async fn accept_loop<M, H>(listener: TcpListener, acceptor: TlsAcceptor, s: Settings, handler: Arc<H>)
-where
+async fn accept_loop<M, H>(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    s: Settings,
+    handler: Arc<H>,
+) where
     M: Serialize + DeserializeOwned + Send + 'static,
     H: PeerHandler<M>,
 {

@@ -78,8 +78,16 @@ async fn messages_flow_both_ways_and_the_snapshot_follows_each_reconnect() {
     let (a, a_tx, a_h) = node("a", a_addr, b_addr, &creds, &creds).await;
     let (b, b_tx, b_h) = node("b", b_addr, a_addr, &creds, &creds).await;
     assert!(wait(|| a.is_up() && b.is_up()).await);
-    assert!(wait(|| got(&a_h) == ["snapshot from b"]).await, "{:?}", got(&a_h));
-    assert!(wait(|| got(&b_h) == ["snapshot from a"]).await, "{:?}", got(&b_h));
+    assert!(
+        wait(|| got(&a_h) == ["snapshot from b"]).await,
+        "{:?}",
+        got(&a_h)
+    );
+    assert!(
+        wait(|| got(&b_h) == ["snapshot from a"]).await,
+        "{:?}",
+        got(&b_h)
+    );
     a_tx.send("drain x".into());
     b_tx.send("weight y".into());
     assert!(wait(|| got(&b_h).last().map(String::as_str) == Some("drain x")).await);
@@ -92,7 +100,11 @@ async fn messages_flow_both_ways_and_the_snapshot_follows_each_reconnect() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (b2, _b2_tx, b2_h) = node("b", b_addr, a_addr, &creds, &creds).await;
     assert!(wait(|| b2.is_up()).await);
-    assert!(wait(|| got(&b2_h) == ["snapshot from a"]).await, "{:?}", got(&b2_h));
+    assert!(
+        wait(|| got(&b2_h) == ["snapshot from a"]).await,
+        "{:?}",
+        got(&b2_h)
+    );
     assert!(wait(|| got(&a_h).iter().filter(|m| *m == "snapshot from b").count() == 2).await);
 }
 
