@@ -103,7 +103,8 @@ fn s_client(lab: &Lab, version: &str, input: Option<&Path>, out: Option<&Path>) 
     // "closed" follows.
     let body = text
         .lines()
-        .find_map(|l| l.find("node").map(|at| l[at..at + 5].to_owned()))
+        .find_map(|l| l.find("node").and_then(|at| l.get(at..at + 5)))
+        .map(str::to_owned)
         .unwrap_or_default();
     (body, text.contains("Reused, TLSv1."))
 }

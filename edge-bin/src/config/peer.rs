@@ -224,3 +224,77 @@ pub(super) fn validate_tickets(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::{Source, load_str};
+
+    fn check(text: &str, base: &Path) -> Result<crate::config::Validated, String> {
+        let text = format!("[[route]]\nrespond = {{ status = 200 }}\n{text}");
+        load_str(Source::new(Path::new("t.toml"), text), base).map_err(|e| e.to_string())
+    }
+
+    fn dir(tag: &str) -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("edge-peer-config-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn peer_settings_are_read_and_checked() {
+        let d = dir("peer");
+        crate::peer::write_credentials(&d.join("peer.pem"), false).unwrap();
+        std::fs::write(d.join("bad.pem"), "no pem here").unwrap();
+        let peer = |extra: &str| {
+            format!("[peer]\nlisten = \"127.0.0.1:7400\"\naddress = \"127.0.0.2:7400\"\n{extra}")
+        };
+        let v = check(&peer("credentials = \"peer.pem\""), &d).unwrap();
+        let p = v.peer.unwrap();
+        assert_eq!(p.credentials.pinned, p.credentials.cert_chain[..1]);
+        assert_eq!(p.keepalive, std::time::Duration::from_secs(1));
+        assert_eq!(p.timeout, std::time::Duration::from_secs(5));
+        assert_eq!(v.tickets.keys_file, None);
+
+        let e = check(&peer("credentials = \"bad.pem\""), &d).unwrap_err();
+        assert!(
+            e.contains("peer.credentials") && e.contains("no CERTIFICATE"),
+            "{e}"
+        );
+        let e = check(&peer("credentials = \"none.pem\""), &d).unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
+        let e = check(&peer("credentials = \"peer.pem\"\nkeepalive = \"5s\""), &d).unwrap_err();
+        assert!(e.contains("peer.timeout"), "{e}");
+        let e = check(
+            &peer("credentials = \"peer.pem\"\npeer_certificate = \"bad.pem\""),
+            &d,
+        )
+        .unwrap_err();
+        assert!(e.contains("peer.peer_certificate"), "{e}");
+        let e = check(
+            "[peer]\nlisten = \"x\"\naddress = \"127.0.0.2:1\"\ncredentials = \"peer.pem\"",
+            &d,
+        )
+        .unwrap_err();
+        assert!(e.contains("peer.listen"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn ticket_keys_go_beside_the_state_file_unless_named() {
+        let d = dir("tickets");
+        let v = check("[admin]\nstate_file = \"state.json\"", &d).unwrap();
+        assert_eq!(v.tickets.keys_file, Some(d.join("state.json.ticket-keys")));
+        let v = check(
+            "[admin]\nstate_file = \"state.json\"\n[tickets]\nkeys_file = \"k\"",
+            &d,
+        )
+        .unwrap();
+        assert_eq!(v.tickets.keys_file, Some(d.join("k")));
+        let e = check("[tickets]\nkeys_file = \"no/such/dir/k\"", &d).unwrap_err();
+        assert!(e.contains("tickets.keys_file"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

@@ -22,6 +22,9 @@ use super::frame::{self, Frame};
 use super::pinned::Pinned;
 use super::{Outbox, PeerConfig, PeerError, PeerHandler};
 
+/// Incoming connections open at once (handshaking or established).
+const MAX_INCOMING: usize = 4;
+
 /// The settings both tasks read.
 #[derive(Debug, Clone, Copy)]
 struct Settings {
@@ -125,6 +128,12 @@ async fn accept_loop<M, H>(
                 continue;
             }
         };
+        if connections.len() >= MAX_INCOMING {
+            // The peer needs one; more are someone else's (each is dropped
+            // before its handshake costs anything).
+            tracing::warn!(peer = %addr, "peer link: refused a connection ({MAX_INCOMING} already open)");
+            continue;
+        }
         let (acceptor, handler) = (acceptor.clone(), handler.clone());
         connections.spawn(async move {
             let tls = match tokio::time::timeout(s.connect_timeout, acceptor.accept(tcp)).await {
