@@ -28,8 +28,8 @@ pub use tickets::TicketStore;
 use crate::admin::{Admin, ServerRecord};
 use crate::config::PeerSettings;
 
-/// A message between the nodes of a pair.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A message between the nodes of a pair. `Debug` never shows key bytes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PeerMessage {
     /// The sender's ticket key set (edge-sni's encoding, base64). Travels
@@ -37,6 +37,15 @@ pub enum PeerMessage {
     TicketKeys { set: String },
     /// One server's admin state with its stamp.
     Server(ServerRecord),
+}
+
+impl std::fmt::Debug for PeerMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerMessage::TicketKeys { .. } => f.write_str("TicketKeys(..)"),
+            PeerMessage::Server(r) => f.debug_tuple("Server").field(r).finish(),
+        }
+    }
 }
 
 impl PeerMessage {
@@ -133,4 +142,31 @@ pub async fn start(
     PeerLink::start(config, outbox, node)
         .await
         .map_err(|e| format!("cannot start the peer link on {}: {e}", settings.listen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire form is stable JSON, and no key byte shows in `Debug`.
+    #[test]
+    fn messages_serialise_and_hide_keys() {
+        let set = KeySet::generate(1_700_000_000).unwrap();
+        let m = PeerMessage::keys(&set);
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(
+            json.starts_with(r#"{"kind":"ticket_keys","set":""#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<PeerMessage>(&json).unwrap(), m);
+        let PeerMessage::TicketKeys { set: b64 } = &m else {
+            unreachable!()
+        };
+        assert!(!format!("{m:?}").contains(b64.as_str()));
+        let r: PeerMessage = serde_json::from_str(
+            r#"{"kind":"server","pool":"app","server":"10.0.0.2:80","state":"drain","stamp_ms":5,"node":"a"}"#,
+        )
+        .unwrap();
+        assert!(matches!(r, PeerMessage::Server(ref e) if e.state == "drain" && e.stamp_ms == 5));
+    }
 }
