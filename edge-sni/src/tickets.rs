@@ -17,7 +17,8 @@
 //! higher generation wins (a rotation adds one; a set made at start without
 //! saved keys is generation 0, so any set already in use beats it). Two
 //! different sets of the same generation (made or rotated apart) resolve to
-//! the one with the larger set id, with its generation raised by one. Both
+//! the one in use longer (the earlier `rotated_at`: its tickets are out
+//! there), then the larger set id, with its generation raised by one. Both
 //! sides compute the same result from the same two sets, in either order.
 //!
 //! Tickets are ChaCha20-Poly1305 (ring's AEAD): `key id (4) | nonce (12) |
@@ -172,10 +173,11 @@ impl KeySet {
         if a == b {
             return a.clone();
         }
-        // Same generation, different sets: the larger id (then the larger
-        // encoding, for a coincidence of ids), one generation up so that it
-        // beats both.
-        let mut w = if (a.set_id, a.encode()) > (b.set_id, b.encode()) {
+        // Same generation, different sets: the one in use longer, then the
+        // larger id (then the larger encoding, for a coincidence of ids),
+        // one generation up so that it beats both.
+        let rank = |k: &Self| (std::cmp::Reverse(k.rotated_at), k.set_id, k.encode());
+        let mut w = if rank(a) > rank(b) {
             a.clone()
         } else {
             b.clone()
@@ -462,6 +464,10 @@ mod tests {
     fn merge_is_the_same_from_both_sides() {
         let a = KeySet::generate(T0).unwrap();
         let b = KeySet::generate(T0).unwrap();
+        // The set in use longer wins a tie, whichever id it has.
+        let later = KeySet::generate(T0 + 60).unwrap();
+        assert_eq!(a.merge(&later).set_id(), a.set_id());
+        assert_eq!(later.merge(&a).set_id(), a.set_id());
         let m = a.merge(&b);
         assert_eq!(m, b.merge(&a));
         assert_eq!(m.generation(), 1, "a tie goes one generation up");

@@ -4,7 +4,7 @@
 //! a restart; shared with the other node of a pair over the peer link so
 //! they resume on it after a failover. Rotated every 6 hours, with or
 //! without a peer; both nodes converge by edge-sni's rule (the higher
-//! generation wins; a tie goes to the larger set id, one generation up).
+//! generation wins; a tie goes to the set in use longer, one generation up).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
