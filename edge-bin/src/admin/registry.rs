@@ -207,12 +207,15 @@ impl Admin {
         else {
             return;
         };
-        // A server back to ready with its configured weight is left out.
+        // A server back to ready with its configured weight is left out,
+        // unless the pair shares states: then its stamp must outlive a
+        // restart, or an older drain from the peer would undo the enable.
+        let keep_ready = self.sync.sharing();
         let mut entries: Vec<super::state_file::Entry> = self
             .lock()
             .servers
             .iter()
-            .filter(|(_, s)| s.state != AdminState::Ready || s.weight.is_some())
+            .filter(|(_, s)| keep_ready || s.state != AdminState::Ready || s.weight.is_some())
             .map(|((pool, server), s)| record(pool, *server, s))
             .collect();
         entries.sort_by(|a, b| (&a.pool, a.server).cmp(&(&b.pool, b.server)));

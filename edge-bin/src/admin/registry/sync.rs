@@ -90,6 +90,11 @@ impl SyncState {
         s.origin = Origin::Local;
     }
 
+    /// Whether changes are shared with a peer.
+    pub(super) fn sharing(&self) -> bool {
+        lock(&self.hook).is_some()
+    }
+
     pub(super) fn announce(&self, e: Entry) {
         let hook = lock(&self.hook).clone();
         if let Some(h) = hook {
@@ -222,5 +227,27 @@ mod tests {
         d.set_state("app", addr, AdminState::Ready);
         assert_eq!(d.records()[0].stamp_ms, u64::MAX - 9);
         assert!(!d.apply_peer(&entry("bogus", u64::MAX, "z")));
+    }
+
+    /// While shared, an `enable` stays in the state file with its stamp.
+    #[test]
+    fn a_shared_enable_is_kept_in_the_state_file() {
+        let dir = std::env::temp_dir().join(format!("edge-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("state.json");
+        let a = Admin::new("a.toml");
+        a.use_state_file(Some(path.clone()));
+        let addr = "127.0.0.1:1".parse().unwrap();
+        a.set_state("app", addr, AdminState::Drain);
+        a.set_state("app", addr, AdminState::Ready);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("ready"));
+        a.share_changes("a".into(), Arc::new(|_| {}));
+        a.set_state("app", addr, AdminState::Ready);
+        let saved = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            saved.contains("\"ready\"") && saved.contains("\"node\": \"a\""),
+            "{saved}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
