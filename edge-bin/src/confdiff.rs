@@ -56,6 +56,13 @@ const RESTART_ONLY: &[&str] = &[
     "admin.group",
     "management.listen",
     "management.allow_non_loopback",
+    "peer.listen",
+    "peer.address",
+    "peer.credentials",
+    "peer.peer_certificate",
+    "peer.keepalive",
+    "peer.timeout",
+    "tickets.keys_file",
 ];
 
 /// The changes from `old` to `new` (both config file texts).
@@ -76,6 +83,8 @@ pub fn summarize(old: &str, new: &str) -> Result<Vec<Change>, String> {
         "acme",
         "admin",
         "management",
+        "peer",
+        "tickets",
     ] {
         let skip: &[&str] = if section == "https" || section == "http" {
             &["listen"]
@@ -136,6 +145,8 @@ pub fn summarize(old: &str, new: &str) -> Result<Vec<Change>, String> {
         "acme",
         "admin",
         "management",
+        "peer",
+        "tickets",
         "access_log",
         "certificate",
         "client_auth",

@@ -62,6 +62,7 @@ pub mod management;
 pub mod metrics;
 pub mod notify;
 pub mod passthrough;
+pub mod peer;
 pub mod pool;
 pub mod reload;
 pub mod server;

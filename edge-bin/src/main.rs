@@ -6,6 +6,7 @@
 //! edge check -c new.toml --diff-against old.toml | --running [FILE]
 //!                            ... and print what a reload would change
 //! edge admin [-s SOCKET] CMD  send one command to a running edge's admin socket
+//! edge peer-key -o FILE     write a pair's peer link credentials (0600)
 //! edge completions bash|zsh|fish
 //!                            print a shell completion script
 //! edge --version
@@ -88,6 +89,20 @@ enum Command {
         )]
         args: Vec<String>,
     },
+    /// Write the credentials file of a pair's peer link
+    ///
+    /// Writes a new self-signed certificate and its private key (PEM) to
+    /// FILE with mode 0600, for `[peer] credentials`. Copy the same file to
+    /// both nodes of the pair (as a secret): each accepts only a peer that
+    /// presents this certificate.
+    PeerKey {
+        /// Where to write the credentials.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Print the version
     Version,
     /// Print a shell completion script
@@ -132,6 +147,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Admin { args } => admin::client::main(&args),
+        Command::PeerKey { out, force } => match edge_bin::peer::write_credentials(&out, force) {
+            Ok(()) => {
+                println!(
+                    "edge: peer credentials written to {} (mode 0600)",
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edge: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Check {
             file,
             diff_against,
@@ -313,6 +341,9 @@ async fn serve(
     let notifier = Arc::new(notify::Notifier::from_env());
     let admin = admin::Admin::new(path);
     admin.use_state_file(v.admin.state_file.clone());
+    // Before the first TLS config is built: it takes these keys.
+    let tickets = edge_bin::peer::TicketStore::init(v.tickets.keys_file.clone())?;
+    let peer_settings = v.peer.clone();
     for w in &v.warnings {
         tracing::warn!("{w}");
     }
@@ -331,6 +362,11 @@ async fn serve(
     )
     .await?;
     telemetry.reopen_on_sigusr1();
+    let _rotation = tickets.spawn_rotation();
+    let _peer = match &peer_settings {
+        Some(p) => Some(edge_bin::peer::start(p, admin.clone(), tickets).await?),
+        None => None,
+    };
     // `[management]` (metrics) is bound once: a reload keeps it (restart to change it).
     if let Some(m) = &management_settings {
         let l = management::bind(m)

@@ -36,9 +36,13 @@ pub fn server_provider() -> CryptoProvider {
 /// Applies edge's suite-order and ticket settings to a server config built
 /// with [`server_provider`].
 ///
+/// Tickets are encrypted with the process's ticket keys
+/// (`crate::peer::tickets`: kept in `[tickets] keys_file` across restarts
+/// and shared with the other node of a pair over `[peer]`).
+///
 /// `previous`: the config this one replaces (a reload). Its ticket keys and
 /// its TLS 1.2 session cache are kept, so a client resumes across a reload
-/// as if nothing happened; without one, fresh keys.
+/// as if nothing happened.
 pub fn tune(
     config: &mut rustls::ServerConfig,
     previous: Option<&rustls::ServerConfig>,
@@ -49,7 +53,7 @@ pub fn tune(
             config.ticketer = p.ticketer.clone();
             config.session_storage = p.session_storage.clone();
         }
-        None => config.ticketer = rustls::crypto::ring::Ticketer::new()?,
+        None => config.ticketer = crate::peer::tickets::ticketer()?,
     }
     config.send_tls13_tickets = 1;
     Ok(())

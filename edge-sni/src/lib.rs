@@ -57,6 +57,8 @@ mod reader;
 mod record;
 mod router;
 pub mod service;
+#[cfg(feature = "tickets")]
+pub mod tickets;
 
 pub use client_hello::{ClientHello, ext, parse_client_hello, parse_client_hello_with};
 pub use encode::{ClientHelloBuilder, alert, fatal_alert, frame_records};

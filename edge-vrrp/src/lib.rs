@@ -64,6 +64,8 @@ mod instance;
 mod netlink;
 mod network;
 mod packet;
+#[cfg(feature = "peer")]
+pub mod peer;
 mod router;
 mod stats;
 mod vmac;

@@ -111,9 +111,22 @@ def main():
                 if src in got:
                     fail(f"{host}: {src} leaked into edge.toml")
 
+        # The peer link: this node's address, the other's, the installed key.
+        peer = cfg.get("peer", {})
+        port = 7400
+        expect(f"{host} peer.listen", peer.get("listen"), f"{node}:{port}")
+        expect(f"{host} peer.address", peer.get("address"), f"{hv['edge_peer_address']}:{port}")
+        if not os.path.isfile(peer.get("credentials", "")):
+            fail(f"{host} peer.credentials: {peer.get('credentials')!r} is not an installed file")
+        keys_file = cfg.get("tickets", {}).get("keys_file", "")
+        if not keys_file.startswith(os.path.join(render_dir, host)):
+            fail(f"{host} tickets.keys_file: {keys_file!r} is not under the state directory")
+
         # Everything but the VRRP instance must be the same on both nodes.
         other = copy.deepcopy(cfg)
         del other["vrrp"]
+        del other["peer"]
+        del other["tickets"]
         other.get("acme", {}).pop("peer", None)
         other.get("acme", {}).pop("storage", None)
         other["http"]["listen"] = [x for x in other["http"]["listen"] if not x.startswith(node + ":")]

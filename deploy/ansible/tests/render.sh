@@ -38,6 +38,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj "/CN=www.example.com" -addext "subjectAltName=DNS:www.example.com,DNS:example.com" \
     -keyout "$work/tls/www.example.com.key" -out "$work/tls/www.example.com.crt" 2>/dev/null
 
+# The pair's peer link credentials (group_vars: edge_peer_credentials_src).
+"$EDGE_BIN" peer-key -o "$work/tls/peer.pem" >/dev/null
+
 # Does this edge-bin accept [[vrrp]] yet? (VRRP config lands in edge-bin
 # after the data path; until then the files are checked without it and the
 # gap is printed.)
@@ -75,6 +78,8 @@ play "$work/out" >"$work/play1.log" 2>&1 ||
 for host in edge-a edge-b; do
     "$EDGE_BIN" check -c "$work/out/$host/edge.toml" ||
         { cat -n "$work/out/$host/edge.toml"; echo "render: FAILED: edge check on $host" >&2; exit 1; }
+    mode="$(stat -c %a "$work/out/$host/tls/peer.pem")"
+    [ "$mode" = 600 ] || { echo "render: FAILED: $host's peer.pem has mode $mode, not 600" >&2; exit 1; }
     if [ "$vrrp" = true ]; then
         cmp "$work/out/$host/edge.toml" "$work/out/$host/full.toml" ||
             { echo "render: FAILED: the validated file is not the complete one" >&2; exit 1; }

@@ -261,6 +261,7 @@ impl Ctx {
             "queue",
             "requests",
             "failures",
+            "from",
         ]);
         for name in pool_names(&state) {
             if only.is_some_and(|p| p != name) {
@@ -292,6 +293,9 @@ impl Ctx {
                     u.queued.to_string(),
                     s.requests.to_string(),
                     s.failures.to_string(),
+                    self.admin
+                        .origin_of(&name, s.addr)
+                        .map_or("-".into(), |o| o.to_string()),
                 ]);
             }
         }

@@ -7,9 +7,9 @@
 //!
 //! ```text
 //! $ edge admin -s /run/edge/admin.sock show servers app
-//! # pool server         admin health reason since weight in_flight queue requests failures
-//! app    127.0.0.1:8001 ready up     passed 120s  1      0         0     5310     0
-//! app    127.0.0.1:8002 drain up     passed 120s  1      2         0     5122     0
+//! # pool server         admin health reason since weight in_flight queue requests failures from
+//! app    127.0.0.1:8001 ready up     passed 120s  1      0         0     5310     0        -
+//! app    127.0.0.1:8002 drain up     passed 120s  1      2         0     5122     0        peer
 //! ```
 //!
 //! An answer line that starts with `error:` is a failed command (`edge
@@ -24,7 +24,9 @@
 //! Drain and maint take a server out of the balancer's rotation
 //! (edge-balance `drain`), which HTTP forwarding and passthrough both pick
 //! from; health is tracked apart, so an enabled server goes back in
-//! rotation only while its checks pass.
+//! rotation only while its checks pass. With `[peer]`, states are shared
+//! with the other node of a pair (`registry`'s `sync`: the newest change
+//! wins) and `show servers` says where each came from.
 
 pub(crate) mod certs;
 pub mod client;
@@ -44,7 +46,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
 pub(crate) use exec::policy_name;
-pub use registry::{Admin, AdminState, Usage};
+pub use registry::{Admin, AdminState, ChangeHook, Origin, Stamp, Usage};
+pub use state_file::Entry as ServerRecord;
 
 use crate::config::AdminSettings;
 use crate::state::SharedState;

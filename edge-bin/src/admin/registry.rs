@@ -1,6 +1,9 @@
 //! Operator state of servers (ready / drain / maint, weights set at
 //! runtime), kept by pool name and server address outside the swapped
-//! [`State`], so it survives a reload for the servers that stay.
+//! [`State`], so it survives a reload for the servers that stay; shared
+//! with the other node of a pair (`sync`).
+
+mod sync;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,6 +15,8 @@ use std::time::Instant;
 
 use crate::pool::Pool;
 use crate::state::State;
+
+pub use sync::{ChangeHook, Origin, Stamp};
 
 /// What an operator made of a server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,11 +52,15 @@ impl fmt::Display for AdminState {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct ServerAdmin {
     state: AdminState,
     /// `(configured weight when set, weight set)`.
     weight: Option<(u32, u32)>,
+    /// When and where it was last changed (the last writer wins).
+    stamp: Stamp,
+    /// Where this node learnt it.
+    origin: Origin,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +77,19 @@ impl Registry {
             .get(pool)
             .map(|v| v.iter().filter_map(Weak::upgrade).collect())
             .unwrap_or_default()
+    }
+}
+
+/// A server's state as stored and sent to the peer.
+fn record(pool: &str, server: SocketAddr, s: &ServerAdmin) -> super::state_file::Entry {
+    super::state_file::Entry {
+        pool: pool.to_string(),
+        server,
+        state: s.state.to_string(),
+        weight: s.weight.map(|(_, w)| w),
+        configured_weight: s.weight.map(|(c, _)| c),
+        stamp_ms: s.stamp.ms,
+        node: s.stamp.node.clone(),
     }
 }
 
@@ -104,6 +126,8 @@ pub struct Admin {
     reg: Mutex<Registry>,
     /// `[admin] state_file`: where the servers' states are kept.
     state_file: Mutex<Option<PathBuf>>,
+    /// This node's name in change stamps, and who hears of local changes.
+    sync: sync::SyncState,
 }
 
 impl Admin {
@@ -116,6 +140,7 @@ impl Admin {
             generation: AtomicU64::new(0),
             reg: Mutex::default(),
             state_file: Mutex::default(),
+            sync: sync::SyncState::default(),
         })
     }
 
@@ -154,8 +179,13 @@ impl Admin {
                         continue;
                     };
                     let weight = e.weight.zip(e.configured_weight).map(|(w, c)| (c, w));
-                    reg.servers
-                        .insert((e.pool, e.server), ServerAdmin { state, weight });
+                    let admin = ServerAdmin {
+                        state,
+                        weight,
+                        stamp: Stamp::new(e.stamp_ms, e.node),
+                        origin: Origin::StateFile,
+                    };
+                    reg.servers.insert((e.pool, e.server), admin);
                     n += 1;
                 }
                 tracing::info!(file = %path.display(), servers = n, "server states restored");
@@ -177,17 +207,16 @@ impl Admin {
         else {
             return;
         };
+        // A server back to ready with its configured weight is left out,
+        // unless the pair shares states: then its stamp must outlive a
+        // restart, or an older drain from the peer would undo the enable.
+        let keep_ready = self.sync.sharing();
         let mut entries: Vec<super::state_file::Entry> = self
             .lock()
             .servers
             .iter()
-            .map(|((pool, server), s)| super::state_file::Entry {
-                pool: pool.clone(),
-                server: *server,
-                state: s.state.to_string(),
-                weight: s.weight.map(|(_, w)| w),
-                configured_weight: s.weight.map(|(c, _)| c),
-            })
+            .filter(|(_, s)| keep_ready || s.state != AdminState::Ready || s.weight.is_some())
+            .map(|((pool, server), s)| record(pool, *server, s))
             .collect();
         entries.sort_by(|a, b| (&a.pool, a.server).cmp(&(&b.pool, b.server)));
         if let Err(e) = super::state_file::save(&path, entries) {
@@ -258,11 +287,11 @@ impl Admin {
         let key = (pool.to_string(), addr);
         let s = reg.servers.entry(key.clone()).or_default();
         let old = std::mem::replace(&mut s.state, state);
-        if s.state == AdminState::Ready && s.weight.is_none() {
-            reg.servers.remove(&key);
-        }
+        self.sync.stamp_local(s);
+        let changed = record(&key.0, addr, s);
         drop(reg);
         self.persist();
+        self.sync.announce(changed);
         old
     }
 
@@ -276,11 +305,11 @@ impl Admin {
         let key = (pool.to_string(), addr);
         let s = reg.servers.entry(key.clone()).or_default();
         s.weight = (weight != configured).then_some((configured, weight));
-        if s.state == AdminState::Ready && s.weight.is_none() {
-            reg.servers.remove(&key);
-        }
+        self.sync.stamp_local(s);
+        let changed = record(&key.0, addr, s);
         drop(reg);
         self.persist();
+        self.sync.announce(changed);
     }
 
     /// A server's admin state.

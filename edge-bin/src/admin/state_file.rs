@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// One server's operator state as stored.
+/// One server's operator state as stored, and as sent to the peer node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(super) struct Entry {
+pub struct Entry {
     pub pool: String,
     pub server: SocketAddr,
     /// `ready`, `drain` or `maint`.
@@ -25,6 +25,13 @@ pub(super) struct Entry {
     pub weight: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub configured_weight: Option<u32>,
+    /// When the change was made (Unix milliseconds, wall clock) and on
+    /// which node: the last writer wins between the nodes of a pair.
+    /// Absent in files of older versions: older than any change.
+    #[serde(default)]
+    pub stamp_ms: u64,
+    #[serde(default)]
+    pub node: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,6 +86,8 @@ mod tests {
             state: "maint".into(),
             weight: Some(3),
             configured_weight: Some(1),
+            stamp_ms: 1_700_000_000_000,
+            node: "198.18.0.2:7400".into(),
         }];
         save(&path, e.clone()).unwrap();
         assert_eq!(load(&path), Ok(Some(e)));

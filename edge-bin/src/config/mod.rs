@@ -23,6 +23,7 @@ mod listeners;
 pub mod model;
 pub mod net;
 pub mod observability;
+mod peer;
 mod pool_options;
 mod pools;
 mod routes;
@@ -48,6 +49,7 @@ pub use listeners::{HttpSettings, HttpsSettings};
 pub use model::{BackendProtocol, HealthKind, Limits, Policy, ProxyProtocolOut};
 pub use net::{HostMatch, IpNet};
 pub use observability::{AccessLogSettings, ManagementSettings};
+pub use peer::{PeerCredentials, PeerSettings, TicketSettings};
 pub use pool_options::{HealthOptions, PoolOptions};
 pub use pools::{HealthSettings, PoolSettings};
 pub use routes::{PassthroughRule, RouteAction, RouteRule};
@@ -76,6 +78,10 @@ pub struct Validated {
     pub admin: AdminSettings,
     /// `[resolvers]`: how servers found by DNS are looked up.
     pub resolvers: discovery::ResolverSettings,
+    /// `[peer]`: the link to the other node of a pair.
+    pub peer: Option<PeerSettings>,
+    /// `[tickets]`: where the TLS session-ticket keys are kept.
+    pub tickets: TicketSettings,
     /// Problems that do not stop a run (`edge check` prints them, a run
     /// logs them): a route host that no certificate covers.
     pub warnings: Vec<ConfigError>,
@@ -244,8 +250,21 @@ impl Validator<'_> {
         let access_logs = self.access_logs(&f.access_logs);
         let management = self.management(f.management.as_ref());
         let resolvers = self.resolvers(&f.resolvers);
+        let peer = f
+            .peer
+            .as_ref()
+            .and_then(|p| peer::validate_peer(p, self.src, self.base, &mut self.errors));
+        let tickets = peer::validate_tickets(
+            &f.tickets,
+            admin.state_file.as_deref(),
+            self.src,
+            self.base,
+            &mut self.errors,
+        );
 
         let mut v = Validated {
+            peer,
+            tickets,
             resolvers,
             admin,
             access_logs,

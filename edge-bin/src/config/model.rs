@@ -47,6 +47,9 @@ pub struct ConfigFile {
     pub client_limits: super::client_limits::ClientLimitsFile,
     #[serde(default)]
     pub resolvers: super::shapes::ResolversFile,
+    pub peer: Option<super::peer::PeerFile>,
+    #[serde(default)]
+    pub tickets: super::peer::TicketsFile,
 }
 
 /// `[admin]`: the runtime API on a local unix socket (see `crate::admin`).
