@@ -8,13 +8,14 @@
 //!   so edge prefers AES-128-GCM on CPUs with AES instructions and
 //!   ChaCha20-Poly1305 on CPUs without them (where software AES is slow
 //!   and not constant-time), then the others. Every suite stays enabled.
-//! - **Tickets.** TLS 1.3 resumption with stateless tickets (rustls'
-//!   ChaCha20-Poly1305 ticketer, keys rotated every 6 hours), as nginx and
-//!   HAProxy do by default: no per-client server state, and no 256-entry
-//!   cache limit. TLS 1.2 keeps session-ID resumption through the cache.
-//!   A reload keeps both (the ticket keys and the cache), so sessions
-//!   resume across it; they are the process's own (a restart or the other
-//!   node of a pair starts with new keys).
+//! - **Tickets.** TLS 1.3 resumption with stateless tickets (edge-sni's
+//!   ticketer: ChaCha20-Poly1305, a key set rotated every 6 hours), as nginx
+//!   and HAProxy do by default: no per-client server state, and no
+//!   256-entry cache limit. TLS 1.2 keeps session-ID resumption through the
+//!   cache. A reload keeps both (the ticket keys and the cache); the keys
+//!   also survive a restart through `[tickets] keys_file` and are shared
+//!   with the other node of a pair over `[peer]`, so a client resumes
+//!   after a failover too.
 //! - **One ticket per handshake** instead of rustls' two: each costs an
 //!   encryption and random bytes, and a client that resumes gets a fresh one
 //!   every time (OpenSSL sends one after a resumed handshake too).
