@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use edge_health::{HealthChecker, HealthHandle, InitialState, SchedulerConfig};
+use edge_health::{HealthChecker, HealthHandle, InitialState, SchedulerConfig, TargetState};
 
 use crate::pool::Pool;
 
@@ -15,16 +15,19 @@ use crate::pool::Pool;
 ///
 /// `previous` is the checker of the config this one replaces (a reload): a
 /// server that stays in a pool of the same name starts in the state it had
-/// there (up: `fall` failures take it out; down: `rise` passes bring it
-/// back), so a reload moves no server in or out of rotation.
+/// there (up: `fall` failures take it out; down or ejected: `rise` passes
+/// bring it back; not checked yet: its first check decides), so a reload
+/// moves no server in or out of rotation. A new server starts as its pool
+/// says: down until its first check with `[pool.health]` (unless
+/// `initial_state = "up"`), up without.
 pub fn start(
     pools: &HashMap<String, Arc<Pool>>,
     previous: Option<&HealthHandle>,
 ) -> Result<HealthHandle, edge_health::ConfigError> {
     let before = previous.map(HealthHandle::targets).unwrap_or_default();
-    let known: HashMap<(&str, std::net::SocketAddr), bool> = before
+    let known: HashMap<(&str, std::net::SocketAddr), InitialState> = before
         .iter()
-        .map(|e| ((&*e.pool, e.target), e.healthy))
+        .map(|e| ((&*e.pool, e.target), carried(e.state)))
         .collect();
     let mut checker = HealthChecker::new(SchedulerConfig::default())?;
     // Probe durations, by server (`edge_health_check_duration_seconds`),
@@ -45,12 +48,7 @@ pub fn start(
     for p in pools.values() {
         let mut cfg = p.settings.health_config();
         for (addr, _) in &p.settings.servers {
-            if let Some(&up) = known.get(&(p.settings.name.as_str(), *addr)) {
-                let s = if up {
-                    InitialState::AssumedUp
-                } else {
-                    InitialState::AssumedDown
-                };
+            if let Some(&s) = known.get(&(p.settings.name.as_str(), *addr)) {
                 cfg = cfg.initial_state(*addr, s);
             }
         }
@@ -83,4 +81,14 @@ pub fn start(
         }
     });
     Ok(handle)
+}
+
+/// The initial state in a new checker of a server that was in `state` in
+/// the checker it replaces.
+fn carried(state: TargetState) -> InitialState {
+    match state {
+        TargetState::Up => InitialState::AssumedUp,
+        TargetState::Unchecked => InitialState::DownUntilFirstPass,
+        _ => InitialState::AssumedDown,
+    }
 }

@@ -51,7 +51,7 @@ pub use observability::{AccessLogSettings, ManagementSettings};
 pub use pool_options::{HealthOptions, PoolOptions};
 pub use pools::{HealthSettings, PoolSettings};
 pub use routes::{PassthroughRule, RouteAction, RouteRule};
-pub use vrrp::VrrpSettings;
+pub use vrrp::{DEFAULT_STARTUP_HOLD, VrrpSettings};
 
 /// A validated, compiled config.
 #[derive(Debug)]
