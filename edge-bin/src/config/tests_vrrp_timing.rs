@@ -63,7 +63,10 @@ fn preempt_delay_and_garp_keys_reach_edge_vrrp() {
 
 #[test]
 fn startup_hold_defaults_to_five_seconds() {
-    assert_eq!(check("").unwrap().vrrp[0].startup_hold, DEFAULT_STARTUP_HOLD);
+    assert_eq!(
+        check("").unwrap().vrrp[0].startup_hold,
+        DEFAULT_STARTUP_HOLD
+    );
     assert_eq!(DEFAULT_STARTUP_HOLD, Duration::from_secs(5));
     let v = check("startup_hold = \"30s\"\n").unwrap();
     assert_eq!(v.vrrp[0].startup_hold, Duration::from_secs(30));
