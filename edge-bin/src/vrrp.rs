@@ -143,9 +143,8 @@ async fn spawn(
         }
     });
     let (control, rx) = mpsc::unbounded_channel();
-    let held_until = Instant::now() + s.startup_hold;
     let tracking = Tracking::new(s, health, 0);
-    tokio::spawn(track(vrid, handle, tracking, rx, held_until));
+    tokio::spawn(track(vrid, handle, tracking, rx, s.startup_hold));
     Ok(RunningInstance {
         spawned_priority: s.priority,
         settings: s.clone(),
@@ -154,16 +153,17 @@ async fn spawn(
 }
 
 /// Keeps a held instance out of elections until the first health check
-/// round of `t`'s checker has ended or `until`, following reloads
+/// round of `t`'s checker has ended, at most `limit`, following reloads
 /// meanwhile. `Some` when asked to stop instead (with whom to tell).
 async fn hold(
     vrid: u8,
-    until: Instant,
+    limit: Duration,
     t: &mut Tracking,
     control: &mut mpsc::UnboundedReceiver<Control>,
 ) -> Option<Option<oneshot::Sender<()>>> {
     let since = Instant::now();
-    tracing::info!(vrid, startup_hold = ?until.saturating_duration_since(since), "VRRP instance held until the first health check round ends");
+    let until = since + limit;
+    tracing::info!(vrid, startup_hold = ?limit, "VRRP instance held until the first health check round ends");
     loop {
         let health = t.health.clone();
         let round = tokio::time::timeout_at(until.into(), health.first_round());
@@ -202,7 +202,7 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Owns one instance: holds it until `held_until` at most (see [`hold`]),
+/// Owns one instance: holds it for `startup_hold` at most (see [`hold`]),
 /// then applies the health adjustment (plus the offset of a reloaded
 /// priority) until asked to stop, then shuts the instance down and
 /// reports back.
@@ -211,9 +211,9 @@ async fn track(
     handle: InstanceHandle,
     mut t: Tracking,
     mut control: mpsc::UnboundedReceiver<Control>,
-    held_until: Instant,
+    startup_hold: Duration,
 ) {
-    let done = match hold(vrid, held_until, &mut t, &mut control).await {
+    let done = match hold(vrid, startup_hold, &mut t, &mut control).await {
         Some(done) => done,
         None => {
             handle.start();
