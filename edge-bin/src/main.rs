@@ -398,6 +398,8 @@ async fn serve(
         reloader.shared().clone(),
         reload_hook,
     )?;
+    // Ready once the servers are known (bounded by `startup_hold`).
+    reloader.first_round().await;
     notifier.ready("serving");
     notifier.spawn_watchdog();
     let signal = loop {

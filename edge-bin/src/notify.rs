@@ -2,7 +2,8 @@
 //! of `KEY=VALUE` lines to the unix socket named by `$NOTIFY_SOCKET`
 //! (a path, or an abstract name when it starts with `@`).
 //!
-//! edge sends `READY=1` once its listeners are bound, `RELOADING=1` with
+//! edge sends `READY=1` once its listeners are bound and the first round of
+//! health checks has ended (at most `startup_hold`), `RELOADING=1` with
 //! `MONOTONIC_USEC=` when a reload starts and `READY=1` when it ends,
 //! `STOPPING=1` when it stops, a `STATUS=` line with each, and `WATCHDOG=1`
 //! keep-alives when systemd asks for them (`WatchdogSec=`). Without

@@ -142,6 +142,9 @@ pub struct Reloader {
     inner: tokio::sync::Mutex<Inner>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    /// Longest wait for the first health check round at start: the longest
+    /// `startup_hold` of the `[[vrrp]]` instances, or its default.
+    startup_hold: Duration,
 }
 
 #[derive(Debug)]
@@ -186,6 +189,12 @@ impl Reloader {
             tracing::warn!(waited = ?CERTIFICATES_LOADED, "ACME certificates in storage not all loaded: starting VRRP anyway");
         }
         let vrrp = crate::vrrp::start(&v.vrrp, &health, &telemetry.metrics).await?;
+        let startup_hold = v
+            .vrrp
+            .iter()
+            .map(|s| s.startup_hold)
+            .max()
+            .unwrap_or(config::DEFAULT_STARTUP_HOLD);
         let this = Arc::new(Self {
             path: path.to_path_buf(),
             running_copy,
@@ -202,9 +211,26 @@ impl Reloader {
             }),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            startup_hold,
         });
         this.write_running_copy(&this.inner.lock().await.text);
         Ok(this)
+    }
+
+    /// Waits until the first health check round of the running config has
+    /// ended (every server checked once), at most the longest
+    /// `startup_hold` (5 s without `[[vrrp]]`): a starting node reports
+    /// itself ready once it knows which servers are up, as its VRRP
+    /// instances claim the VIPs only then.
+    pub async fn first_round(&self) {
+        let health = self.shared.load().health.clone();
+        let limit = self.startup_hold;
+        if tokio::time::timeout(limit, health.first_round())
+            .await
+            .is_err()
+        {
+            tracing::warn!(waited = ?limit, "first health check round not complete: reporting ready anyway");
+        }
     }
 
     /// The state every listener reads.

@@ -1,12 +1,19 @@
 //! Runs the `[[vrrp]]` instances (edge-vrrp) that hold the VIPs, lowers
 //! their priority while a tracked pool is short of healthy servers, and
 //! hands over cleanly (priority-0 advert, VIPs removed) at shutdown.
+//!
+//! A new instance starts held (edge-vrrp's `spawn_held`: no advert, no
+//! VIP, no election) until the health checker's first round has ended, at
+//! most its `startup_hold`: a node that starts (or restarts next to dead
+//! servers) neither takes nor preempts the VIP before it knows which of
+//! its servers are up.
 
 use edge_health::{HealthHandle, PoolStatus};
 use edge_vrrp::{Instance, InstanceHandle};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::VrrpSettings;
 use crate::metrics::Metrics;
@@ -48,6 +55,8 @@ struct Tracking {
     offset: i32,
     /// The instance runs with `nopreempt` (see [`resign`]).
     nopreempt: bool,
+    /// The checker whose first round releases a held instance.
+    health: HealthHandle,
 }
 
 impl Tracking {
@@ -62,6 +71,7 @@ impl Tracking {
             weight: s.weight,
             offset,
             nopreempt: is_nopreempt(&s.config),
+            health: health.clone(),
         }
     }
 }
@@ -112,7 +122,7 @@ async fn spawn(
 ) -> Result<RunningInstance, String> {
     let vrid = s.config.vrid_value();
     let interface = s.config.interface_name().to_owned();
-    let handle = Instance::spawn(s.config.clone())
+    let handle = Instance::spawn_held(s.config.clone())
         .await
         .map_err(|e| format!("VRRP vrid {vrid} on {interface}: {e}"))?;
     let mut events = handle.events();
@@ -133,7 +143,8 @@ async fn spawn(
         }
     });
     let (control, rx) = mpsc::unbounded_channel();
-    tokio::spawn(track(vrid, handle, Tracking::new(s, health, 0), rx));
+    let tracking = Tracking::new(s, health, 0);
+    tokio::spawn(track(vrid, handle, tracking, rx, s.startup_hold));
     Ok(RunningInstance {
         spawned_priority: s.priority,
         settings: s.clone(),
@@ -141,17 +152,92 @@ async fn spawn(
     })
 }
 
-/// Owns one instance: applies the health adjustment (plus the offset of a
-/// reloaded priority) until asked to stop, then shuts the instance down
-/// and reports back.
+/// Keeps a held instance out of elections until the first health check
+/// round of `t`'s checker has ended, at most `limit`, following reloads
+/// meanwhile. `Some` when asked to stop instead (with whom to tell).
+async fn hold(
+    vrid: u8,
+    limit: Duration,
+    t: &mut Tracking,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> Option<Option<oneshot::Sender<()>>> {
+    let since = Instant::now();
+    let until = since + limit;
+    tracing::info!(vrid, startup_hold = ?limit, "VRRP instance held until the first health check round ends");
+    loop {
+        let health = t.health.clone();
+        let round = tokio::time::timeout_at(until.into(), health.first_round());
+        // Control first: a reload hands over the new checker before it
+        // stops the old one, so the old one's end is never taken as done.
+        tokio::select! {
+            biased;
+            msg = control.recv() => match msg {
+                Some(Control::Track(new)) => *t = new,
+                Some(Control::Stop(done)) => return Some(Some(done)),
+                None => return Some(None),
+            },
+            r = round => {
+                let held = since.elapsed();
+                match r {
+                    Ok(Some(r)) => tracing::info!(
+                        vrid, up = r.up, down = r.down, held_ms = millis(held),
+                        "VRRP instance released: first health check round complete"
+                    ),
+                    Ok(None) => tracing::warn!(
+                        vrid, held_ms = millis(held),
+                        "VRRP instance released: the health checker stopped before its first round ended"
+                    ),
+                    Err(_) => tracing::warn!(
+                        vrid, held_ms = millis(held),
+                        "VRRP instance released: first health check round not complete within startup_hold"
+                    ),
+                }
+                return None;
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Owns one instance: holds it for `startup_hold` at most (see [`hold`]),
+/// then applies the health adjustment (plus the offset of a reloaded
+/// priority) until asked to stop, then shuts the instance down and
+/// reports back.
 async fn track(
     vrid: u8,
     handle: InstanceHandle,
     mut t: Tracking,
     mut control: mpsc::UnboundedReceiver<Control>,
+    startup_hold: Duration,
 ) {
+    let done = match hold(vrid, startup_hold, &mut t, &mut control).await {
+        Some(done) => done,
+        None => {
+            handle.start();
+            follow(vrid, &handle, t, &mut control).await
+        }
+    };
+    if let Err(e) = handle.shutdown().await {
+        tracing::warn!("VRRP shutdown: {e}");
+    }
+    if let Some(done) = done {
+        let _ = done.send(());
+    }
+}
+
+/// Applies the health adjustment of the tracked pools until asked to stop
+/// (`Some`: whom to tell) or the control channel closes (`None`).
+async fn follow(
+    vrid: u8,
+    handle: &InstanceHandle,
+    mut t: Tracking,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> Option<oneshot::Sender<()>> {
     let (mut last, mut last_health) = (0, 0);
-    let done = loop {
+    loop {
         let statuses: Vec<PoolStatus> = t.tracked.iter().map(|r| r.borrow().clone()).collect();
         let adj = adjustment(&statuses, t.share, t.weight);
         if adj != last_health {
@@ -167,7 +253,7 @@ async fn track(
         }
         if adj != last_health {
             if adj != 0 && t.nopreempt {
-                resign(&handle);
+                resign(handle);
             }
             last_health = adj;
         }
@@ -199,15 +285,9 @@ async fn track(
             }
             Ok(None) => {}
             Err(Some(Control::Track(new))) => t = new,
-            Err(Some(Control::Stop(done))) => break Some(done),
-            Err(None) => break None,
+            Err(Some(Control::Stop(done))) => return Some(done),
+            Err(None) => return None,
         }
-    };
-    if let Err(e) = handle.shutdown().await {
-        tracing::warn!("VRRP shutdown: {e}");
-    }
-    if let Some(done) = done {
-        let _ = done.send(());
     }
 }
 

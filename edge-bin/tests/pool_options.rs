@@ -249,19 +249,20 @@ async fn initial_state_down_keeps_a_server_out_until_its_checks_pass() {
     // Slow checks that take 3 failures to take a server out: with "up",
     // `late` serves from the start, failing checks and all.
     let slow = "[pool.health]\npath = \"/healthz\"\ninterval = \"1s\"\nrise = 3\nfall = 3\n";
-    let up = front("initial-up", "", &[&a, &late], slow);
+    let up = front(
+        "initial-up",
+        "",
+        &[&a, &late],
+        &format!("{slow}initial_state = \"up\"\n"),
+    );
     let got = up.spread(4, &[]).await;
     assert_eq!(got.get("late"), Some(&2), "initial_state up: {got:?}");
     drop(up);
     let before = late.hits.load(Ordering::Relaxed);
 
-    let down = front(
-        "initial-down",
-        "",
-        &[&a, &late],
-        &format!("{slow}initial_state = \"down\"\n"),
-    );
-    down.wait_for("`a` in rotation", |s, _| s == 200).await;
+    // "down", the default: edge is ready once the first checks have run,
+    // so `a` serves at once and `late` never.
+    let down = front("initial-down", "", &[&a, &late], slow);
     let got = down.spread(8, &[]).await;
     assert_eq!(got.get("a"), Some(&8), "initial_state down: {got:?}");
     // Its first check failed, so it is fully down: `rise` passes bring it in.

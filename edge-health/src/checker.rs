@@ -17,9 +17,10 @@ use tracing::Instrument;
 use crate::config::{CapacityConfig, CheckConfig, InitialState, OutlierConfig, SchedulerConfig};
 use crate::driver::{Counters, Driver, PoolRuntime, now};
 use crate::error::ConfigError;
-use crate::event::{HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport};
+use crate::event::{FirstRound, HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport};
 use crate::outlier::OutlierDetector;
 use crate::probe::{CompiledProbe, Probe};
+use crate::round::FirstRoundTracker;
 use crate::scheduler::{Key, ProbeQueue};
 
 /// One pool of targets checked the same way.
@@ -207,10 +208,12 @@ impl HealthChecker {
             });
             pools.push(pool);
         }
+        let (first_round, first_round_rx) = FirstRoundTracker::new(total_targets, now);
         let shared = Arc::new(Shared {
             pools: shared_pools,
             by_name,
             events: events_tx.downgrade(),
+            first_round: first_round_rx,
         });
         let counters = Arc::new(ArcSwap::from_pointee(counters));
         let driver = Driver {
@@ -225,6 +228,7 @@ impl HealthChecker {
             rng: SmallRng::from_rng(&mut rand::rng()),
             observer: self.observer,
             counters: Arc::clone(&counters),
+            first_round,
         };
         let task = tokio::spawn(driver.run().instrument(tracing::info_span!("edge_health")));
         HealthHandle {
@@ -315,9 +319,30 @@ impl HealthHandle {
         v.into_iter().map(|(_, k)| k).collect()
     }
 
+    /// Waits until every target the checker was spawned with has had its
+    /// first probe finish (passed, failed or timed out; a target removed
+    /// before counts as done), and returns how many were up and down then
+    /// and how long it took. Every first probe starts at spawn (within
+    /// [`SchedulerConfig::max_concurrent_probes`]), so the round takes
+    /// about one probe timeout. Targets added later by
+    /// [`set_targets`](Self::set_targets) are not part of it. `None` if the
+    /// checker stopped before the round ended.
+    ///
+    /// [`SchedulerConfig::max_concurrent_probes`]: crate::SchedulerConfig::max_concurrent_probes
+    pub async fn first_round(&self) -> Option<FirstRound> {
+        let mut rx = self.shared.first_round.clone();
+        let round = rx.wait_for(Option::is_some).await.ok()?;
+        *round
+    }
+
+    /// The first round, if it has ended (see [`first_round`](Self::first_round)).
+    pub fn first_round_done(&self) -> Option<FirstRound> {
+        *self.shared.first_round.borrow()
+    }
+
     /// Replaces the targets of `pool` while the checker runs (servers
     /// found by DNS): a new target starts in the pool's initial state
-    /// (`CheckConfig::initial`) and is probed within its first interval; a
+    /// (`CheckConfig::initial`) and is probed at once; a
     /// target that stays keeps its state; a removed one is no longer probed,
     /// counted or reported. `weights` as [`PoolConfig::weight`] (1 when
     /// absent). Returns `false` for an unknown pool or a stopped checker.
@@ -369,6 +394,8 @@ pub(crate) struct Shared {
     pub(crate) pools: Vec<PoolShared>,
     by_name: HashMap<Arc<str>, usize>,
     events: broadcast::WeakSender<HealthEvent>,
+    /// `Some` once the first round has ended.
+    first_round: watch::Receiver<Option<FirstRound>>,
 }
 
 /// One pool's published state. Both vectors are in target order; a slot

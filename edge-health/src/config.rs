@@ -320,7 +320,9 @@ pub struct SchedulerConfig {
     pub max_concurrent_probes: usize,
     /// Each interval is stretched or shrunk at random by up to this share,
     /// in percent, so targets never probe in lockstep. The first probe of
-    /// every target is spread over its first interval. Default 10.
+    /// every target starts at once (so the first round ends within about
+    /// one probe timeout) and the second is spread over the interval after
+    /// it. Default 10.
     pub jitter_percent: u8,
 }
 

@@ -20,6 +20,7 @@ use crate::machine::{HealthMachine, TargetState, Transition};
 use crate::outlier::{FailureCounter, ejection_time, max_ejected, next_multiplier};
 use crate::probe::CompiledProbe;
 use crate::reason::Reason;
+use crate::round::FirstRoundTracker;
 use crate::scheduler::{Key, ProbeQueue, jitter, spread};
 
 /// The outlier counters of every live target, by address (one per pool
@@ -85,6 +86,7 @@ impl PoolRuntime {
             counter,
             live: true,
             queued: false,
+            in_first_round: false,
         };
         match self.targets.get_mut(ti) {
             Some(slot) => {
@@ -145,6 +147,9 @@ pub(crate) struct TargetRuntime {
     live: bool,
     /// A probe of this slot is scheduled or running.
     queued: bool,
+    /// One of the targets the checker was spawned with, its first probe
+    /// not finished yet.
+    in_first_round: bool,
 }
 
 pub(crate) struct Driver {
@@ -160,6 +165,8 @@ pub(crate) struct Driver {
     pub(crate) observer: Option<ProbeObserver>,
     /// The outlier detector's counters (replaced when targets change).
     pub(crate) counters: Arc<ArcSwap<Counters>>,
+    /// The first round of probes.
+    pub(crate) first_round: FirstRoundTracker,
 }
 
 /// A probe's result, its start and its duration.
@@ -183,14 +190,19 @@ fn event(pool: &Arc<str>, target: SocketAddr, m: &HealthMachine) -> HealthEvent 
 impl Driver {
     pub(crate) async fn run(mut self) {
         let start = now();
-        // Spread every target's first probe over its first interval.
+        // Every target's first probe at once (within the concurrency
+        // bound): a starting node learns every server within one probe
+        // timeout. The second probe is spread (see `on_result`).
         for (pi, p) in self.pools.iter_mut().enumerate() {
             for (ti, t) in p.targets.iter_mut().enumerate() {
-                let at = spread(&mut self.rng, start, t.machine.interval());
-                t.machine.delay_next_probe(at);
+                t.machine.delay_next_probe(start);
                 t.queued = true;
-                self.queue.schedule((pi, ti), at);
+                t.in_first_round = true;
+                self.queue.schedule((pi, ti), start);
             }
+        }
+        if self.first_round.is_empty() {
+            self.first_round.finish(start, 0, 0);
         }
         loop {
             let now = now();
@@ -278,18 +290,53 @@ impl Driver {
         {
             *slot = Some(report);
         }
+        let first = !t.machine.has_result();
+        let ends_round = std::mem::take(&mut t.in_first_round);
         let transition = t.machine.on_probe_result(now, result);
-        let next = jitter(
-            &mut self.rng,
-            t.machine.poll_timeout(),
-            t.machine.interval(),
-            self.jitter_percent,
-        )
-        .max(now);
+        let next = if first {
+            // First probes all start together: spread the second ones over
+            // the interval so that targets never probe in lockstep.
+            let at = spread(&mut self.rng, now, t.machine.interval());
+            t.machine.delay_next_probe(at);
+            at
+        } else {
+            jitter(
+                &mut self.rng,
+                t.machine.poll_timeout(),
+                t.machine.interval(),
+                self.jitter_percent,
+            )
+            .max(now)
+        };
         self.queue.schedule(key, next);
         if let Some(tr) = transition {
             self.publish(key, tr);
         }
+        if ends_round {
+            self.first_round_step(now);
+        }
+    }
+
+    /// One target of the first round is done; ends the round with the
+    /// count of targets up and down when it was the last.
+    fn first_round_step(&mut self, now: Instant) {
+        if !self.first_round.done_one() {
+            return;
+        }
+        let (mut up, mut down) = (0, 0);
+        for t in self
+            .pools
+            .iter()
+            .flat_map(|p| &p.targets)
+            .filter(|t| t.live)
+        {
+            if t.machine.is_healthy() {
+                up += 1;
+            } else {
+                down += 1;
+            }
+        }
+        self.first_round.finish(now, up, down);
     }
 
     fn on_outlier(&mut self, key: Key, consecutive: u32) {
@@ -413,9 +460,13 @@ impl Driver {
         pool.cfg.weights = targets.iter().copied().collect();
         let mut counters: Counters = (**self.counters.load()).clone();
         let mut added = Vec::new();
+        let mut left_round = 0;
         for t in pool.targets.iter_mut().filter(|t| t.live) {
             if !pool.cfg.weights.contains_key(&t.addr) {
                 t.live = false;
+                if std::mem::take(&mut t.in_first_round) {
+                    left_round += 1;
+                }
                 if let Some(v) = counters.get_mut(&t.addr) {
                     v.retain(|c| !Arc::ptr_eq(c, &t.counter));
                     if v.is_empty() {
@@ -441,10 +492,10 @@ impl Driver {
             };
             events.push(event(&pool.name, t.addr, &t.machine));
             if !t.queued {
-                let at = spread(&mut self.rng, now, t.machine.interval());
-                t.machine.delay_next_probe(at);
+                // Probed at once, as at the start.
+                t.machine.delay_next_probe(now);
                 t.queued = true;
-                self.queue.schedule((pi, ti), at);
+                self.queue.schedule((pi, ti), now);
             }
         }
         if let Some(ps) = self.shared.pools.get(pi) {
@@ -468,6 +519,9 @@ impl Driver {
         self.publish_status(pi);
         for ev in events {
             let _ = self.events.send(ev);
+        }
+        for _ in 0..left_round {
+            self.first_round_step(now);
         }
     }
 }

@@ -49,6 +49,19 @@ pub struct ProbeReport {
 /// (update counters, no I/O).
 pub type ProbeObserver = Arc<dyn Fn(&ProbeReport) + Send + Sync>;
 
+/// The end of a checker's first round: every target it was spawned with
+/// had its first probe finish (passed, failed or timed out), or was removed
+/// before. See [`HealthHandle::first_round`](crate::HealthHandle::first_round).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstRound {
+    /// Targets in rotation when the round ended.
+    pub up: usize,
+    /// Targets out of rotation when the round ended (down or ejected).
+    pub down: usize,
+    /// From the checker's spawn to the end of the round.
+    pub took: Duration,
+}
+
 /// A pool's capacity, for metrics and VRRP priority tracking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolStatus {

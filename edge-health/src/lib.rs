@@ -59,6 +59,7 @@ mod machine;
 mod outlier;
 mod probe;
 mod reason;
+mod round;
 mod scheduler;
 
 pub use crate::capacity::{CapacityChange, CapacityTracker};
@@ -67,7 +68,9 @@ pub use crate::config::{
     AlertHook, CapacityConfig, CheckConfig, InitialState, OutlierConfig, SchedulerConfig,
 };
 pub use crate::error::ConfigError;
-pub use crate::event::{HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport};
+pub use crate::event::{
+    FirstRound, HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport,
+};
 pub use crate::machine::{HealthMachine, TargetState, Transition};
 pub use crate::outlier::{Outcome, OutlierDetector, max_ejected};
 pub use crate::probe::{

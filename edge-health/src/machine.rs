@@ -120,6 +120,12 @@ impl HealthMachine {
         self.health
     }
 
+    /// Whether a probe result has arrived (the first one decides a target
+    /// that started [`InitialState::DownUntilFirstPass`]).
+    pub fn has_result(&self) -> bool {
+        self.checked
+    }
+
     /// When the next probe is due (unless one is in flight).
     pub fn poll_timeout(&self) -> Instant {
         self.next_probe
@@ -143,7 +149,7 @@ impl HealthMachine {
         }
     }
 
-    /// Moves the next probe time (the scheduler's first-probe spread).
+    /// Moves the next probe time (the scheduler's spread of second probes).
     pub fn delay_next_probe(&mut self, at: Instant) {
         self.next_probe = at;
     }

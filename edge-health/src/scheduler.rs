@@ -99,7 +99,7 @@ pub(crate) fn jitter(
     }
 }
 
-/// A random point in `[now, now + interval)`: the first probe's spread.
+/// A random point in `[now, now + interval)`: the second probe's spread.
 pub(crate) fn spread(rng: &mut impl Rng, now: Instant, interval: Duration) -> Instant {
     now.checked_add(interval.mul_f64(rng.random::<f64>()))
         .unwrap_or(now)

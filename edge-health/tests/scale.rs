@@ -1,5 +1,5 @@
-//! A thousand targets probed together: spread start times, the concurrency
-//! bound, and no task left behind.
+//! A thousand targets probed together: first probes at once, later ones
+//! spread, the concurrency bound, and no task left behind.
 
 mod common;
 
@@ -38,7 +38,7 @@ fn buckets(calls: &[tokio::time::Instant], from: tokio::time::Instant) -> Vec<us
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_thousand_targets_are_spread_and_never_probed_in_lockstep() {
+async fn a_thousand_targets_are_probed_at_once_then_spread_and_never_in_lockstep() {
     let p = Arc::new(ScriptProbe::default());
     let baseline = alive_tasks();
     let mut c = HealthChecker::new(SchedulerConfig {
@@ -57,22 +57,33 @@ async fn a_thousand_targets_are_spread_and_never_probed_in_lockstep() {
     tokio::time::sleep(20 * S).await;
     let all = p.calls.lock().unwrap().clone();
     let calls: Vec<_> = all.iter().map(|c| c.1).collect();
-    let mut seen = std::collections::HashSet::new();
-    let firsts: Vec<_> = all
-        .iter()
-        .filter(|c| seen.insert(c.0))
-        .map(|c| c.1)
-        .collect();
-    // First probes: spread over the first interval, about 100 per 100 ms.
-    let first = buckets(&firsts, start);
+    let mut count = std::collections::HashMap::new();
+    let nth = |n: usize, count: &mut std::collections::HashMap<SocketAddr, usize>| {
+        count.clear();
+        all.iter()
+            .filter(|c| {
+                let k = count.entry(c.0).or_insert(0);
+                *k += 1;
+                *k == n
+            })
+            .map(|c| c.1)
+            .collect::<Vec<_>>()
+    };
+    // First probes: all at once (the first round ends at once).
+    let firsts = nth(1, &mut count);
     assert_eq!(firsts.len(), 1000);
-    // (Timers fire on millisecond ticks: allow one tick past the interval.)
+    assert!(firsts.iter().all(|c| *c == start), "first probes at start");
+    // Second probes: spread over the interval after the first, about 100
+    // per 100 ms. (Timers fire on millisecond ticks: allow one tick past.)
+    let seconds = nth(2, &mut count);
+    assert_eq!(seconds.len(), 1000);
     assert!(
-        firsts
+        seconds
             .iter()
             .all(|c| *c - start <= S + Duration::from_millis(1))
     );
-    assert!(first.iter().all(|n| (50..=150).contains(n)), "{first:?}");
+    let second = buckets(&seconds, start);
+    assert!(second.iter().all(|n| (50..=150).contains(n)), "{second:?}");
     // Twenty rounds later, jitter has kept them apart.
     let late = buckets(&calls, start + 19 * S);
     assert!(late.iter().all(|n| (40..=160).contains(n)), "{late:?}");

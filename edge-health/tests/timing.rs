@@ -43,7 +43,11 @@ async fn intervals_switch_between_inter_fastinter_and_downinter() {
     let p = Arc::new(ScriptProbe::default());
     let t = addr(1);
     use Step::{Fail, Pass};
-    p.set(t, vec![Pass, Pass, Fail, Fail, Fail, Pass, Pass, Pass]);
+    // The first pass, then (after the spread second probe) the script.
+    p.set(
+        t,
+        vec![Pass, Pass, Pass, Fail, Fail, Fail, Pass, Pass, Pass],
+    );
     let check = CheckConfig::default()
         .inter(10 * S)
         .fastinter(S)
@@ -57,9 +61,9 @@ async fn intervals_switch_between_inter_fastinter_and_downinter() {
     wait_health(&mut ev, t, true).await;
     tokio::time::sleep(11 * S).await;
     let calls = p.calls_to(t);
-    assert!(calls.len() >= 8, "{}", calls.len());
+    assert!(calls.len() >= 9, "{}", calls.len());
     assert_eq!(
-        gaps(&calls[..8]),
+        gaps(&calls[1..9]),
         vec![
             10 * S, // up, stable: inter
             10 * S, // up, stable: inter
@@ -74,7 +78,7 @@ async fn intervals_switch_between_inter_fastinter_and_downinter() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn first_probe_uses_fastinter_spread_and_unset_intervals_default_to_inter() {
+async fn first_probe_at_once_second_spread_and_unset_intervals_default_to_inter() {
     let p = Arc::new(ScriptProbe::default());
     let t = addr(2);
     use Step::{Fail, Pass};
@@ -84,11 +88,12 @@ async fn first_probe_uses_fastinter_spread_and_unset_intervals_default_to_inter(
     let mut ev = h.subscribe();
     wait_health(&mut ev, t, true).await;
     let calls = p.calls_to(t);
+    assert_eq!(calls[0], start, "first probe at once");
     assert!(
-        calls[0] - start < 2 * S,
-        "first probe within the first interval"
+        calls[1] - calls[0] < 2 * S,
+        "second probe spread over the first interval"
     );
-    assert_eq!(gaps(&calls[..4]), vec![2 * S; 3]);
+    assert_eq!(gaps(&calls[1..4]), vec![2 * S; 2]);
     h.shutdown().await;
 }
 
@@ -128,7 +133,12 @@ async fn a_stuck_probe_never_delays_the_others() {
         "fine target probed {} times",
         calls.len()
     );
-    assert!(gaps(&calls).iter().all(|g| *g == S), "{:?}", gaps(&calls));
+    // After the spread second probe, one interval apart.
+    assert!(
+        gaps(&calls[1..]).iter().all(|g| *g == S),
+        "{:?}",
+        gaps(&calls)
+    );
     assert_eq!(p.calls_to(stuck).len(), 1, "still hanging");
     let ts = h.targets();
     let st = ts.iter().find(|e| e.target == stuck).unwrap();

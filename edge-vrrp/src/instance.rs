@@ -37,6 +37,7 @@ enum Command {
     AdjustPriority(i32),
     SetPriorityAdjustment(i32),
     SetFault(bool),
+    Start,
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -49,6 +50,21 @@ impl Instance {
     /// run left behind, and starts the virtual router on the current tokio
     /// runtime. Needs CAP_NET_RAW and CAP_NET_ADMIN.
     pub async fn spawn(config: Config) -> Result<InstanceHandle, Error> {
+        Self::spawn_with(config, false).await
+    }
+
+    /// Like [`spawn`](Self::spawn), but the router stays in
+    /// [`State::Initialize`] until [`InstanceHandle::start`]: it sends no
+    /// advertisement, adds no address and takes no part in elections (the
+    /// RFC's Startup event has not happened), so a node that is not ready
+    /// to serve neither takes nor preempts the VIPs. Unlike
+    /// [`InstanceHandle::set_fault`] nothing is reported as a fault. The
+    /// sockets are open, so a setup error shows at once.
+    pub async fn spawn_held(config: Config) -> Result<InstanceHandle, Error> {
+        Self::spawn_with(config, true).await
+    }
+
+    async fn spawn_with(config: Config, held: bool) -> Result<InstanceHandle, Error> {
         config.validate()?;
         let span = tracing::info_span!("vrrp", vrid = config.vrid, interface = %config.interface);
         let driver = Driver::setup(config).instrument(span.clone()).await?;
@@ -58,7 +74,13 @@ impl Instance {
         let counters = Arc::new(Mutex::new(Counters::default()));
         let task = tokio::spawn(
             driver
-                .run(cmd_rx, state_tx, events_tx.clone(), Arc::clone(&counters))
+                .run(
+                    held,
+                    cmd_rx,
+                    state_tx,
+                    events_tx.clone(),
+                    Arc::clone(&counters),
+                )
                 .instrument(span),
         );
         Ok(InstanceHandle {
@@ -108,6 +130,13 @@ impl InstanceHandle {
     /// removes its addresses; a faulty router takes no part in elections.
     pub fn set_fault(&self, fault: bool) {
         let _ = self.commands.send(Command::SetFault(fault));
+    }
+
+    /// Starts an instance spawned with [`Instance::spawn_held`] (the
+    /// Startup event: it becomes backup, or master as the address owner).
+    /// Does nothing to an instance already started.
+    pub fn start(&self) {
+        let _ = self.commands.send(Command::Start);
     }
 
     /// A snapshot of the counters.
@@ -243,6 +272,7 @@ impl Driver {
 
     async fn run(
         mut self,
+        held: bool,
         mut commands: mpsc::UnboundedReceiver<Command>,
         state: watch::Sender<State>,
         events: broadcast::Sender<Event>,
@@ -250,7 +280,11 @@ impl Driver {
     ) -> Result<(), Error> {
         let now = Instant::now();
         self.router.set_fault(now, !self.link_up);
-        self.router.start(now);
+        if held {
+            tracing::debug!("VRRP instance held: no advertisement, no address until started");
+        } else {
+            self.router.start(now);
+        }
         let mut buf = Vec::with_capacity(4096);
         // Only used if the link notifications stop.
         let mut link_poll = tokio::time::interval(Duration::from_secs(1));
@@ -311,6 +345,7 @@ impl Driver {
                             self.user_fault = f;
                             self.router.set_fault(now, self.user_fault || !self.link_up);
                         }
+                        Some(Command::Start) => self.router.start(now),
                         Some(Command::Shutdown(tx)) => {
                             self.router.shutdown(now);
                             done = Some(tx);

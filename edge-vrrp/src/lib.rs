@@ -16,7 +16,9 @@
 //!   protocol 112 sockets (multicast or unicast peers, TTL 255), the
 //!   virtual addresses through netlink, gratuitous ARP / unsolicited NA,
 //!   an optional macvlan virtual MAC, priority 0 on clean shutdown. All
-//!   sockets live in one module.
+//!   sockets live in one module. [`Instance::spawn_held`] opens everything
+//!   but leaves the router in Initialize until [`InstanceHandle::start`],
+//!   for a caller that must not claim the addresses yet.
 //!
 //! # Example
 //!

@@ -53,7 +53,7 @@ pub use peer::{PeerCredentials, PeerSettings, TicketSettings};
 pub use pool_options::{HealthOptions, PoolOptions};
 pub use pools::{HealthSettings, PoolSettings};
 pub use routes::{PassthroughRule, RouteAction, RouteRule};
-pub use vrrp::VrrpSettings;
+pub use vrrp::{DEFAULT_STARTUP_HOLD, VrrpSettings};
 
 /// A validated, compiled config.
 #[derive(Debug)]

@@ -112,6 +112,9 @@ pub struct Vrrp {
     pub garp_master_refresh: Option<Spanned<ConfigDuration>>,
     /// keepalived's `garp_master_refresh_repeat`; default edge-vrrp's (1).
     pub garp_master_refresh_repeat: Option<Spanned<i64>>,
+    /// Longest a starting node keeps the instance out of elections while
+    /// its first health check round runs; default 5s.
+    pub startup_hold: Option<Spanned<ConfigDuration>>,
 }
 
 /// `[acme]`: HTTP-01 challenges on the plain port, DNS-01 updates and
@@ -547,7 +550,7 @@ pub struct Health {
     pub expect_status: Option<Spanned<Vec<super::shapes::StatusItem>>>,
     /// Text the response body must contain; default none.
     pub expect_body: Option<Spanned<String>>,
-    /// State before the first check: `"up"` (default) or `"down"`.
+    /// State before the first check: `"down"` (default) or `"up"`.
     #[serde(default)]
     pub initial_state: super::shapes::InitialStateFile,
 }

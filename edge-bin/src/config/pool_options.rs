@@ -68,7 +68,7 @@ impl Default for HealthOptions {
             downinter: None,
             expect_status: None,
             expect_body: None,
-            initial: InitialState::AssumedUp,
+            initial: InitialState::DownUntilFirstPass,
         }
     }
 }

@@ -67,9 +67,10 @@ pub enum StatusItem {
 #[serde(rename_all = "lowercase")]
 pub enum InitialStateFile {
     /// In rotation from the start; `fall` failed checks take it out.
-    #[default]
     Up,
-    /// Out of rotation until its first check passes.
+    /// Out of rotation until its first check, which decides (a pass puts
+    /// it in rotation at once). The default.
+    #[default]
     Down,
 }
 

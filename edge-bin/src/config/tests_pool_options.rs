@@ -67,9 +67,17 @@ fn defaults_are_the_libraries() {
     assert_eq!(h.options.downinter, None);
     assert_eq!(h.options.expect_status, None);
     assert_eq!(h.options.expect_body, None);
-    assert_eq!(h.options.initial, InitialState::AssumedUp);
+    // With active checks a server is down until its first check; without
+    // `[pool.health]` (a TCP check that only brings ejected servers back)
+    // it starts up.
+    assert_eq!(h.options.initial, InitialState::DownUntilFirstPass);
+    let checked = pool(&with("", "[pool.health]\n")).health_config();
+    assert_eq!(checked.check.initial, InitialState::DownUntilFirstPass);
     let cfg = pool(BASE).health_config();
     assert_eq!(cfg.check.initial, InitialState::AssumedUp);
+    // Today's behaviour stays one key away.
+    let up = pool(&with("", "[pool.health]\ninitial_state = \"up\"\n")).health_config();
+    assert_eq!(up.check.initial, InitialState::AssumedUp);
     assert_eq!(cfg.weights.values().copied().collect::<Vec<_>>(), vec![3]);
 }
 

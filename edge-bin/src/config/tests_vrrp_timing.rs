@@ -1,4 +1,5 @@
-//! `[[vrrp]]` `preempt_delay` and the gratuitous ARP / NA settings.
+//! `[[vrrp]]` `preempt_delay`, the gratuitous ARP / NA settings and
+//! `startup_hold`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -61,6 +62,19 @@ fn preempt_delay_and_garp_keys_reach_edge_vrrp() {
 }
 
 #[test]
+fn startup_hold_defaults_to_five_seconds() {
+    assert_eq!(
+        check("").unwrap().vrrp[0].startup_hold,
+        DEFAULT_STARTUP_HOLD
+    );
+    assert_eq!(DEFAULT_STARTUP_HOLD, Duration::from_secs(5));
+    let v = check("startup_hold = \"30s\"\n").unwrap();
+    assert_eq!(v.vrrp[0].startup_hold, Duration::from_secs(30));
+    // Not an edge-vrrp setting: the instance's config is the default one.
+    assert_eq!(v.vrrp[0].config, want());
+}
+
+#[test]
 fn errors_carry_line_and_key() {
     // The extra keys start on line 9.
     for (extra, key, msg) in [
@@ -93,6 +107,11 @@ fn errors_carry_line_and_key() {
             "garp_master_refresh_repeat = 2",
             "vrrp[0].garp_master_refresh_repeat",
             "needs garp_master_refresh",
+        ),
+        (
+            "startup_hold = \"2h\"",
+            "vrrp[0].startup_hold",
+            "at most 1h",
         ),
         (
             "garp_master_delay = \"soon\"",

@@ -17,7 +17,15 @@ pub struct VrrpSettings {
     pub min_healthy_share: f64,
     /// How much the priority drops while a tracked pool is below the share.
     pub weight: u8,
+    /// Longest the instance is held out of elections at start while the
+    /// first health check round runs (`startup_hold`).
+    pub startup_hold: std::time::Duration,
 }
+
+/// `startup_hold`'s default: enough for a first round of probes with the
+/// default 1 s timeout, short enough that a node with unreachable servers
+/// still joins the pair soon.
+pub const DEFAULT_STARTUP_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Validator<'_> {
     pub(super) fn vrrp(
@@ -164,12 +172,26 @@ impl Validator<'_> {
                         .error(span, format!("{key}.{field}"), e.to_string()),
                 );
             }
+            let startup_hold = match &r.startup_hold {
+                None => DEFAULT_STARTUP_HOLD,
+                Some(d) => {
+                    if d.get_ref().0 > MAX_VRRP_DELAY {
+                        self.err(
+                            d,
+                            format!("{key}.startup_hold"),
+                            "startup_hold is at most 1h",
+                        );
+                    }
+                    d.get_ref().0.min(MAX_VRRP_DELAY)
+                }
+            };
             out.push(VrrpSettings {
                 config: c,
                 priority,
                 track_pools,
                 min_healthy_share,
                 weight,
+                startup_hold,
             });
         }
         out

@@ -1,5 +1,6 @@
 import http.server, os, socket, sys, time
 name, addr, port, down = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+log_requests = os.environ.get("BACKEND_LOG_REQUESTS") == "1"
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a):
@@ -11,6 +12,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def do_GET(self):
+        if log_requests:
+            print("REQ %.6f %s %s" % (time.time(), self.client_address[0], self.path), flush=True)
         if self.path.startswith("/health"):
             if os.path.exists(down):
                 return self.reply(503, b"down\n")

@@ -12,7 +12,8 @@ use crate::wait_until;
 /// `python3 backend.py NAME ADDR PORT DOWN_FILE` (ADDR IPv4 or IPv6):
 /// `GET /health` is 200, or 503 while the file `DOWN_FILE` exists;
 /// `GET /slow/MS` answers after MS milliseconds; anything else answers
-/// `NAME via PEER_IP`.
+/// `NAME via PEER_IP`. With `BACKEND_LOG_REQUESTS=1` it prints each request
+/// as `REQ EPOCH_SECONDS PEER_IP PATH` (see [`logging_backend`]).
 pub const BACKEND_PY: &str = include_str!("../scripts/backend.py");
 
 /// A python3 HTTPS load client (`scripts/load.py`). argv\[1\] is a JSON
@@ -30,9 +31,62 @@ pub const LOAD_PY: &str = include_str!("../scripts/load.py");
 /// `ip:port`, down (503 on /health) while `DIR/TAG.down` exists; waits
 /// (10 s at most) until host `probe_from` gets its health page.
 pub fn backend(lab: &Lab, name: &str, tag: &str, ip: &str, port: u16, probe_from: &str) -> Proc {
+    backend_env(lab, name, tag, ip, port, probe_from, &[])
+}
+
+/// [`backend`] that logs every request it gets (health checks included),
+/// for [`requests`].
+pub fn logging_backend(
+    lab: &Lab,
+    name: &str,
+    tag: &str,
+    ip: &str,
+    port: u16,
+    probe_from: &str,
+) -> Proc {
+    let env = [("BACKEND_LOG_REQUESTS", "1")];
+    backend_env(lab, name, tag, ip, port, probe_from, &env)
+}
+
+/// One request a [`logging_backend`] got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Logged {
+    /// When it arrived, epoch seconds.
+    pub at: f64,
+    /// The peer's address.
+    pub from: String,
+    /// The request's path.
+    pub path: String,
+}
+
+/// Every request a [`logging_backend`] got so far.
+pub fn requests(backend: &Proc) -> Vec<Logged> {
+    backend
+        .log_text()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.strip_prefix("REQ ")?.split(' ');
+            Some(Logged {
+                at: w.next()?.parse().ok()?,
+                from: w.next()?.to_owned(),
+                path: w.next()?.to_owned(),
+            })
+        })
+        .collect()
+}
+
+fn backend_env(
+    lab: &Lab,
+    name: &str,
+    tag: &str,
+    ip: &str,
+    port: u16,
+    probe_from: &str,
+    env: &[(&str, &str)],
+) -> Proc {
     let script = lab.write("backend.py", BACKEND_PY);
     let down = lab.dir.join(format!("{tag}.down"));
-    let p = lab.spawn(
+    let p = lab.spawn_env(
         name,
         &[
             "python3",
@@ -42,6 +96,7 @@ pub fn backend(lab: &Lab, name: &str, tag: &str, ip: &str, port: u16, probe_from
             &port.to_string(),
             &down.to_string_lossy(),
         ],
+        env,
         &format!("{tag}.log"),
     );
     let url = format!("http://{ip}:{port}/health");
