@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+import handshake
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PROXY_CPU = "0"
@@ -485,10 +487,11 @@ def workloads(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
         "tls_new": lambda: measured(proxy, lambda: tlsconn(tool, "new", secs, a.tls_procs)),
         "tls_reuse": lambda: measured(proxy, lambda: tlsconn(tool, "reuse", secs, a.tls_procs)),
         "pass": lambda: measured(proxy, lambda: bulk(tool, hello, proxy.pass_port, secs, a.bulk_conns)),
+        **handshake.workloads(proxy, a, measured, run, HOST, PORT_TLS, NAME),
     }
 
 
-ALL_WORKLOADS = ["idle", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass"]
+ALL_WORKLOADS = ["idle", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass", *handshake.WORKLOADS]
 
 
 def one_round(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
@@ -629,6 +632,7 @@ METRICS = [
     ("Plain HTTP keep-alive: req/s", "plain", lambda r: r["rps"], "req/s", True),
     ("Plain HTTP keep-alive: proxy CPU per request", "plain", lambda r: cpu_us(r, "requests"), "µs", False),
     ("Plain HTTP keep-alive: p99 latency", "plain", lambda r: r["p99_us"], "µs", False),
+    *handshake.METRICS,
 ]
 
 
@@ -828,6 +832,7 @@ def write_report(a, results: dict, proxies: list[Proxy], notes: list[str], start
         "`new` never offers a session (every handshake full, x25519 + ECDSA P-256); "
         "`reuse` always offers the newest ticket (PSK with (EC)DHE resumption); "
         "the share actually resumed is in the table.",
+        handshake.setup_line(a),
         f"- (3) `benchtool bulk-client` ({a.bulk_conns} connection(s)) sends a real ClientHello "
         f"with SNI `{PASS_NAME}`, then the backend (`benchtool bulk-server`) streams zeros; "
         "the proxy routes on SNI and relays. HAProxy `mode tcp` + `req.ssl_sni`, nginx "
@@ -899,6 +904,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--work", required=True, help="scratch directory (configs, logs, certs)")
     ap.add_argument("--tool", required=True, help="benchtool binary")
+    ap.add_argument("--rustls-client", default="", help="bench/tlsconn binary ('' to skip its workloads)")
     ap.add_argument("--hello", required=True, help="captured ClientHello for the passthrough SNI")
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)

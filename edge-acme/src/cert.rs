@@ -160,7 +160,9 @@ pub(crate) fn load_der(
             reason: e.to_string(),
         })?;
     }
-    let provider = rustls::crypto::ring::default_provider();
+    // aws-lc-rs: the provider of edge's TLS server (post-quantum key
+    // exchange), which signs with this key.
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing = provider
         .key_provider
         .load_private_key(key)

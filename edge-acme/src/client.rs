@@ -525,11 +525,14 @@ async fn order_inner(
         return Err(Error::Protocol(format!("order ended {status:?}")));
     }
 
-    let alg = match cert.key_type {
-        KeyType::EcdsaP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
-        KeyType::EcdsaP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
-    };
-    let key = KeyPair::generate_for(alg).map_err(|e| Error::Protocol(format!("key: {e}")))?;
+    let key = match cert.key_type {
+        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyType::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyType::Rsa2048 => {
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        }
+    }
+    .map_err(|e| Error::Protocol(format!("key: {e}")))?;
     let mut params = CertificateParams::new(cert.names.clone())
         .map_err(|e| Error::Config(format!("names: {e}")))?;
     params.distinguished_name = DistinguishedName::new();

@@ -21,6 +21,21 @@ pub enum KeyType {
     EcdsaP256,
     /// ECDSA on P-384 with SHA-384.
     EcdsaP384,
+    /// RSA with a 2048-bit modulus, for clients without ECDSA (served
+    /// beside an ECDSA certificate for the same names: see
+    /// [`CertificateConfig::id`]).
+    Rsa2048,
+}
+
+impl KeyType {
+    /// A short name: `ecdsa-p256`, `ecdsa-p384`, `rsa2048`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Rsa2048 => "rsa2048",
+        }
+    }
 }
 
 /// External account binding, for CAs that need one (RFC 8555 §7.3.4).
@@ -85,12 +100,28 @@ impl CertificateConfig {
         self
     }
 
-    /// The storage id: the first name, `*` spelled `_`.
+    /// The same, with a key of type `key_type`.
+    #[must_use]
+    pub fn with_key_type(mut self, key_type: KeyType) -> Self {
+        self.key_type = key_type;
+        self
+    }
+
+    /// The storage id: the first name, `*` spelled `_`; for an RSA key,
+    /// followed by `+rsa2048`. So an ECDSA and an RSA certificate for the
+    /// same names are two certificates, ordered, stored and renewed each
+    /// on its own, and both served (the client's signature algorithms
+    /// choose, see [`CertResolver`](crate::CertResolver)).
     pub fn id(&self) -> String {
-        self.names
+        let name = self
+            .names
             .first()
             .map(|n| n.replace('*', "_"))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        match self.key_type {
+            KeyType::EcdsaP256 | KeyType::EcdsaP384 => name,
+            KeyType::Rsa2048 => format!("{name}+{}", KeyType::Rsa2048.name()),
+        }
     }
 }
 
@@ -412,6 +443,24 @@ impl AcmeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ECDSA and an RSA certificate for the same names are two
+    /// certificates with two storage ids; the ECDSA one keeps the id it
+    /// always had (storage written before RSA existed still loads).
+    #[test]
+    fn rsa_beside_ecdsa_has_its_own_id() {
+        let ecdsa = CertificateConfig::new(["*.Example.com", "example.com"]);
+        let rsa = ecdsa.clone().with_key_type(KeyType::Rsa2048);
+        assert_eq!(ecdsa.id(), "_.example.com");
+        assert_eq!(rsa.id(), "_.example.com+rsa2048");
+        crate::storage::validate_key(&crate::storage::keys::cert_chain(&rsa.id())).unwrap();
+        let mut c = AcmeConfig::default();
+        c.certificate_config(CertificateConfig::new(["example.com"]))
+            .certificate_config(
+                CertificateConfig::new(["example.com"]).with_key_type(KeyType::Rsa2048),
+            );
+        c.validate().unwrap();
+    }
 
     #[test]
     fn validation_names_the_problem() {

@@ -66,6 +66,8 @@ pub enum AcmeEvent {
 pub struct CertificateStatus {
     /// The names configured.
     pub names: Vec<String>,
+    /// The key type (a name may have an ECDSA and an RSA certificate).
+    pub key_type: crate::KeyType,
     /// Serial of the certificate in service.
     pub serial: Option<String>,
     /// End of validity of the certificate in service.

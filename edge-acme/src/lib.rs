@@ -31,7 +31,8 @@
 //!   choosing by SNI (exact, then wildcard), swapped atomically on renewal,
 //!   with static certificate files beside the ACME ones.
 //! - [`AcmeManager`] runs the ACME client (instant-acme, keys and CSRs by
-//!   rcgen, ECDSA P-256 by default): account created once and reused,
+//!   rcgen, ECDSA P-256 by default; an RSA certificate for the same
+//!   names is a second certificate, [`KeyType::Rsa2048`]): account created once and reused,
 //!   renewal with a third of the lifetime left or earlier when the CA's
 //!   renewal information (RFC 9773) says so, capped jittered exponential
 //!   backoff, a per-account order rate cap, and the storage lock so only one

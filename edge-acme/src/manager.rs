@@ -141,6 +141,7 @@ impl AcmeManager {
             .map(|c| {
                 let status = CertificateStatus {
                     names: c.names.clone(),
+                    key_type: c.key_type,
                     ..Default::default()
                 };
                 (c.id(), status)
@@ -242,20 +243,22 @@ impl AcmeHandle {
     /// Asks for the certificate named `name` (any of its configured names)
     /// to be renewed now, even though it is not due: its task stops waiting
     /// and orders under the storage lock the nodes of a pair share (so it
-    /// waits while the other node orders it), within the rate limit.
+    /// waits while the other node orders it), within the rate limit. A
+    /// name with an ECDSA and an RSA certificate has both renewed.
     /// Returns at once with the certificate's names, or `None` when no
     /// managed certificate has that name.
     pub fn renew_now(&self, name: &str) -> Option<Vec<String>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();
-        let cert = self
-            .shared
-            .config
-            .certificates
+        let certs = &self.shared.config.certificates;
+        let first = certs
             .iter()
             .find(|c| c.names.contains(&name) || c.id() == name)?;
-        self.shared.requests.ask(&cert.id());
-        tracing::info!(names = ?cert.names, "renewal asked for");
-        Some(cert.names.clone())
+        // The same names with other key types.
+        for cert in certs.iter().filter(|c| c.names == first.names) {
+            self.shared.requests.ask(&cert.id());
+            tracing::info!(names = ?cert.names, key_type = cert.key_type.name(), "renewal asked for");
+        }
+        Some(first.names.clone())
     }
 
     /// Graceful stop: every task gives up what it is doing (an order in

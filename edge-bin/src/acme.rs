@@ -57,10 +57,16 @@ pub fn start(
     for r in &a.ca_roots {
         cfg.trust_root(r.clone());
     }
-    for (names, challenge) in a.certificates.iter().zip(&a.challenges) {
-        let mut cert = CertificateConfig::new(names.iter().cloned());
-        cert.challenge = *challenge;
-        cfg.certificate_config(cert);
+    for ((names, challenge), key_types) in
+        a.certificates.iter().zip(&a.challenges).zip(&a.key_types)
+    {
+        // One certificate per key type: ordered, stored and renewed apart,
+        // served side by side (the client's signature algorithms choose).
+        for key_type in key_types {
+            let mut cert = CertificateConfig::new(names.iter().cloned()).with_key_type(*key_type);
+            cert.challenge = *challenge;
+            cfg.certificate_config(cert);
+        }
     }
     if let Some(dns) = &a.dns {
         cfg.dns_update(dns.clone());
@@ -191,6 +197,32 @@ mod tests {
             super::https_redirect(&http("redirect_to_https = false")),
             HttpsRedirect::new(Fallback::NotFound, 443)
         );
+    }
+
+    #[test]
+    fn key_types_default_to_ecdsa_and_are_read() {
+        use edge_acme::KeyType;
+        assert_eq!(acme("").unwrap().key_types, [vec![KeyType::EcdsaP256]]);
+        let with = |types: &str| {
+            let text = format!(
+                "[[route]]\nrespond = {{ status = 200 }}\n[acme]\nstorage = \"/tmp/acme\"\ncertificates = [{{ names = [\"a.example\"], key_types = {types} }}]\n"
+            );
+            load_str(Source::new(Path::new("t.toml"), text), Path::new("."))
+                .map(|v| v.acme.key_types)
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(
+            with("[\"rsa\", \"ecdsa\"]").unwrap(),
+            [vec![KeyType::Rsa2048, KeyType::EcdsaP256]]
+        );
+        for (bad, says) in [
+            ("[\"dsa\"]", "unknown key type \"dsa\""),
+            ("[\"rsa\", \"rsa\"]", "listed twice"),
+            ("[]", "no key type"),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains(says) && e.contains("key_types"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -21,8 +21,10 @@ pub enum CertError {
     Key(String),
 }
 
+/// The TLS server's provider (aws-lc-rs, as `tls_tuning`): the keys are
+/// loaded by the library that signs with them.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// A certificate chain and its private key, checked to match.

@@ -137,9 +137,16 @@ fn certificates(g: &ConfigGauges<'_>, s: &State) {
             g.certificate_expiry(&name, unix(info.not_after).saturating_sub(now));
         }
     }
+    // By first name: an ECDSA and an RSA certificate for the same names
+    // show the worse of the two.
+    let mut failures = std::collections::BTreeMap::new();
     for c in s.acme.iter().flat_map(|a| a.status()) {
         if let Some(name) = c.names.first() {
-            g.acme_failures(name, c.failures);
+            let f = failures.entry(name.clone()).or_insert(0);
+            *f = c.failures.max(*f);
         }
+    }
+    for (name, f) in failures {
+        g.acme_failures(&name, f);
     }
 }

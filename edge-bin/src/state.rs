@@ -308,7 +308,9 @@ fn server_config(
     verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     previous: Option<&rustls::ServerConfig>,
 ) -> Result<Arc<rustls::ServerConfig>, BuildError> {
-    let provider = Arc::new(crate::tls_tuning::server_provider());
+    let provider = Arc::new(crate::tls_tuning::server_provider_with(
+        &v.https.key_exchange,
+    ));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)

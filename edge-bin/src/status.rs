@@ -320,6 +320,7 @@ fn acme(state: &State, now: SystemTime) -> Vec<Value> {
         .map(|s| {
             json!({
                 "names": s.names,
+                "key_type": s.key_type.name(),
                 "serial": s.serial,
                 "not_after_ms": s.not_after.map(unix_ms),
                 "expires_in_seconds": s.seconds_until_expiry(),

@@ -8,6 +8,10 @@
 //!   so edge prefers AES-128-GCM on CPUs with AES instructions and
 //!   ChaCha20-Poly1305 on CPUs without them (where software AES is slow
 //!   and not constant-time), then the others. Every suite stays enabled.
+//! - **Key exchange.** rustls' aws-lc-rs provider, for the hybrid
+//!   post-quantum group X25519MLKEM768 (ring has no ML-KEM), beside
+//!   X25519, P-256 and P-384 for clients without it; the groups are
+//!   `[https] key_exchange_groups` (`config::KeyExchangeGroup`).
 //! - **Tickets.** TLS 1.3 resumption with stateless tickets (edge-sni's
 //!   ticketer: ChaCha20-Poly1305, a key set rotated every 6 hours), as nginx
 //!   and HAProxy do by default: no per-client server state, and no
@@ -23,11 +27,21 @@
 use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
 
-/// The ring provider with its cipher suites in edge's preference order.
+use crate::config::KeyExchangeGroup;
+
+/// The aws-lc-rs provider with the default key exchange groups
+/// (X25519MLKEM768 first) and its cipher suites in edge's preference order.
 pub fn server_provider() -> CryptoProvider {
-    let mut provider = rustls::crypto::ring::default_provider();
+    server_provider_with(&KeyExchangeGroup::DEFAULT)
+}
+
+/// [`server_provider`] accepting only the key exchange `groups`, in that
+/// order (rustls takes the client's first group on the list).
+pub fn server_provider_with(groups: &[KeyExchangeGroup]) -> CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = groups.iter().map(|g| g.rustls()).collect();
     let aes = cpu_has_aes();
-    // Stable sort: suites of equal rank keep ring's order.
+    // Stable sort: suites of equal rank keep the provider's order.
     provider
         .cipher_suites
         .sort_by_key(|s| suite_rank(s.suite(), aes));
@@ -200,7 +214,9 @@ mod tests {
 
     #[test]
     fn every_suite_stays_enabled() {
-        let before = rustls::crypto::ring::default_provider().cipher_suites.len();
+        let before = rustls::crypto::aws_lc_rs::default_provider()
+            .cipher_suites
+            .len();
         assert_eq!(server_provider().cipher_suites.len(), before);
         for aes in [true, false] {
             assert_eq!(

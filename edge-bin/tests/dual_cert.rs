@@ -5,34 +5,7 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use common::*;
-
-/// `openssl s_client` to edge; its output (handshake details and the
-/// served leaf as text).
-fn s_client(port: u16, ca: &str, extra: &[&str]) -> String {
-    let connect = format!("127.0.0.1:{port}");
-    let mut child = Command::new("openssl")
-        .args([
-            "s_client",
-            "-connect",
-            &connect,
-            "-CAfile",
-            ca,
-            "-verify_return_error",
-        ])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl must be installed");
-    let _ = child.stdin.take().unwrap().write_all(b"Q\n");
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
 
 #[test]
 fn rsa_only_clients_get_rsa_others_ecdsa() {

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -85,7 +84,7 @@ async fn acme_order_across_a_reload(change_acme: bool) {
     let leaf = pki.leaf(&dir, "t", &["t.test"]);
     let (http, relay_port) = (free_port(), free_port());
     let pebble = LocalPebble::start(&dir, &pki, relay_port);
-    let (listen, mgmt) = (pebble.listen, pebble.mgmt);
+    let listen = pebble.listen;
 
     // The relay in front of edge's port 80: each validation waits 3 s.
     let validations = Arc::new(AtomicUsize::new(0));
@@ -142,14 +141,7 @@ async fn acme_order_across_a_reload(change_acme: bool) {
 
     // The certificate arrives well before a lock left behind by a replaced
     // manager could have expired (20-30 s).
-    let root = Command::new("curl")
-        .args(["-sf", "--cacert"])
-        .arg(&pki.ca_pem)
-        .arg(format!("https://127.0.0.1:{mgmt}/roots/0"))
-        .output()
-        .unwrap();
-    assert!(root.status.success(), "no Pebble root");
-    let root = dir.write("pebble-root.pem", &root.stdout);
+    let root = pebble.root(&dir, &pki);
     let issued = loop {
         let (code, out) = curl(&[
             "-o",

@@ -16,6 +16,9 @@ pub struct AcmeSettings {
     pub certificates: Vec<Vec<String>>,
     /// The challenge of each of `certificates`, in the same order.
     pub challenges: Vec<edge_acme::Challenge>,
+    /// The key types of each of `certificates` (one certificate each), in
+    /// the same order.
+    pub key_types: Vec<Vec<edge_acme::KeyType>>,
     /// `[acme.dns]`: where DNS-01 certificates publish their TXT records.
     pub dns: Option<edge_acme::DnsUpdateConfig>,
     /// `lock_ttl` / `lock_wait`; `None`: edge-acme's defaults (30 s, 10 min).
@@ -130,8 +133,53 @@ impl Validator<'_> {
                 }
             }
         }
+        let key_types = self.acme_key_types(c, key);
         out.certificates.push(entry.names.clone());
         out.challenges.push(challenge);
+        out.key_types.push(key_types);
+    }
+
+    /// `key_types` of an `[acme] certificates` entry: `"ecdsa"` (P-256)
+    /// and `"rsa"` (2048 bits), each at most once; default `["ecdsa"]`.
+    fn acme_key_types(
+        &mut self,
+        c: &toml::Spanned<super::acme_dns::AcmeCertificate>,
+        key: &str,
+    ) -> Vec<edge_acme::KeyType> {
+        let Some(list) = &c.get_ref().key_types else {
+            return vec![edge_acme::KeyType::EcdsaP256];
+        };
+        let mut out = Vec::new();
+        for (i, t) in list.iter().enumerate() {
+            let kt = match t.as_str() {
+                "ecdsa" => edge_acme::KeyType::EcdsaP256,
+                "rsa" => edge_acme::KeyType::Rsa2048,
+                other => {
+                    self.err(
+                        c,
+                        format!("{key}.key_types[{i}]"),
+                        format!("unknown key type {other:?} (expected \"ecdsa\" or \"rsa\")"),
+                    );
+                    continue;
+                }
+            };
+            if out.contains(&kt) {
+                self.err(
+                    c,
+                    format!("{key}.key_types[{i}]"),
+                    format!("{t:?} is listed twice"),
+                );
+            }
+            out.push(kt);
+        }
+        if list.is_empty() {
+            self.err(
+                c,
+                format!("{key}.key_types"),
+                "no key type (\"ecdsa\", \"rsa\"; leave the key out for [\"ecdsa\"])",
+            );
+        }
+        out
     }
 
     /// `[acme] lock_ttl` and `lock_wait`: the lock is refreshed every third of

@@ -13,11 +13,13 @@ use super::Validator;
 use super::duration::ConfigDuration;
 
 /// One `[acme] certificates` entry: a list of names (HTTP-01), or a table
-/// `{ names = [...], challenge = "dns-01" }`.
+/// `{ names = [...], challenge = "dns-01", key_types = ["ecdsa", "rsa"] }`.
 #[derive(Debug, Clone, Default)]
 pub struct AcmeCertificate {
     pub names: Vec<String>,
     pub challenge: Option<String>,
+    /// `"ecdsa"`, `"rsa"`: one certificate of each; default `["ecdsa"]`.
+    pub key_types: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -25,6 +27,7 @@ pub struct AcmeCertificate {
 struct AcmeCertificateTable {
     names: Vec<String>,
     challenge: Option<String>,
+    key_types: Option<Vec<String>>,
 }
 
 impl<'de> Deserialize<'de> for AcmeCertificate {
@@ -39,7 +42,7 @@ impl<'de> Deserialize<'de> for AcmeCertificate {
                 let names = Vec::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
                 Ok(AcmeCertificate {
                     names,
-                    challenge: None,
+                    ..Default::default()
                 })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
@@ -48,6 +51,7 @@ impl<'de> Deserialize<'de> for AcmeCertificate {
                 Ok(AcmeCertificate {
                     names: t.names,
                     challenge: t.challenge,
+                    key_types: t.key_types,
                 })
             }
         }

@@ -127,7 +127,7 @@ impl Validator<'_> {
             let Some(l) = loaded.iter().find(|l| l.name == *c.name.get_ref()) else {
                 continue;
             };
-            let Ok(key) = rustls::crypto::ring::sign::any_supported_type(&l.pair.key) else {
+            let Ok(key) = rustls::crypto::aws_lc_rs::sign::any_supported_type(&l.pair.key) else {
                 continue;
             };
             let kind = format!("{:?}", key.algorithm());

@@ -208,7 +208,8 @@ fn build_verifier(
     crls: Vec<CertificateRevocationListDer<'static>>,
     required: bool,
 ) -> Result<Arc<dyn ClientCertVerifier>, VerifierBuilderError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // The TLS server's provider (aws-lc-rs): its signature algorithms.
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .with_crls(crls)
         // A CRL speaks for the leaf's issuer; intermediates without one

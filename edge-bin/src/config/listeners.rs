@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use toml::Spanned;
 
-use super::{IpNet, Validator, model};
+use super::{IpNet, KeyExchangeGroup, Validator, model};
 
 /// `[https]`, validated.
 #[derive(Debug, Clone)]
@@ -18,6 +18,9 @@ pub struct HttpsSettings {
     pub strict_host: bool,
     pub trusted_upstreams: Vec<IpNet>,
     pub alpn: Vec<Vec<u8>>,
+    /// The TLS key exchange groups accepted (`post_quantum`,
+    /// `key_exchange_groups`).
+    pub key_exchange: Vec<KeyExchangeGroup>,
 }
 
 /// `[http]`, validated.
@@ -81,6 +84,7 @@ impl Validator<'_> {
                     }
                 })
                 .collect(),
+            key_exchange: self.key_exchange(h),
         };
         self.check_proxy_protocol(h.proxy_protocol, &h.trusted_proxies, "https");
         let http = HttpSettings {

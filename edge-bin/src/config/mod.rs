@@ -19,6 +19,7 @@ mod coverage;
 mod discovery;
 pub mod duration;
 pub mod error;
+mod key_exchange;
 mod listeners;
 pub mod model;
 pub mod net;
@@ -45,6 +46,7 @@ pub use discovery::{Discover, ResolverSettings};
 pub use duration::ConfigDuration;
 pub use edge_sni::HostPattern;
 pub use error::{ConfigError, ConfigErrors, Source};
+pub use key_exchange::KeyExchangeGroup;
 pub use listeners::{HttpSettings, HttpsSettings};
 pub use model::{BackendProtocol, HealthKind, Limits, Policy, ProxyProtocolOut};
 pub use net::{HostMatch, IpNet};
@@ -292,6 +294,8 @@ impl Validator<'_> {
             .extend(self.certificate_route_warnings(&f.routes, &v.client_auth));
         v.warnings
             .extend(self.same_key_type_warnings(&f.certificates, &v.certificates));
+        v.warnings
+            .extend(self.key_exchange_warnings(&f.https, &v.https.key_exchange));
         v
     }
 

@@ -177,6 +177,11 @@ pub struct Https {
     pub trusted_upstreams: Vec<Spanned<String>>,
     /// ALPN protocols offered, in preference order.
     pub alpn: Vec<Spanned<String>>,
+    /// Accept the hybrid post-quantum key exchange X25519MLKEM768.
+    pub post_quantum: bool,
+    /// The key exchange groups accepted; none = the default list
+    /// (`post_quantum` decides whether it has X25519MLKEM768).
+    pub key_exchange_groups: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 impl Default for Https {
@@ -192,6 +197,8 @@ impl Default for Https {
                 Spanned::new(0..0, "h2".into()),
                 Spanned::new(0..0, "http/1.1".into()),
             ],
+            post_quantum: true,
+            key_exchange_groups: None,
         }
     }
 }

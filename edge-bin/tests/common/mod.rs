@@ -2,8 +2,9 @@
 //! the config fixtures, and everything of the testkit.
 #![allow(dead_code, unused_imports, unreachable_pub)]
 
+use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 pub use edge_testkit::client::*;
 pub use edge_testkit::*;
@@ -152,4 +153,28 @@ pub async fn edge_admin(socket: &Path, args: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `openssl s_client` to edge; its output (handshake details and the
+/// served leaf as text).
+pub fn s_client(port: u16, ca: &str, extra: &[&str]) -> String {
+    let connect = format!("127.0.0.1:{port}");
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &connect,
+            "-CAfile",
+            ca,
+            "-verify_return_error",
+        ])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl must be installed");
+    let _ = child.stdin.take().unwrap().write_all(b"Q\n");
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }

@@ -126,4 +126,17 @@ impl LocalPebble {
             mgmt,
         }
     }
+
+    /// The root of what Pebble issues (its management API's `/roots/0`,
+    /// over HTTPS with `pki`'s CA), written to `DIR/pebble-root.pem`.
+    pub fn root(&self, dir: &TempDir, pki: &Pki) -> std::path::PathBuf {
+        let root = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(&pki.ca_pem)
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt))
+            .output()
+            .unwrap();
+        assert!(root.status.success(), "no Pebble root");
+        dir.write("pebble-root.pem", &root.stdout)
+    }
 }
