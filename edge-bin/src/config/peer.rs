@@ -246,7 +246,10 @@ mod tests {
     #[test]
     fn peer_settings_are_read_and_checked() {
         let d = dir("peer");
-        crate::peer::write_credentials(&d.join("peer.pem"), false).unwrap();
+        // What `edge peer-key` writes: a self-signed certificate and its key.
+        let c = rcgen::generate_simple_self_signed(vec!["edge-peer".into()]).unwrap();
+        let pem = format!("{}{}", c.cert.pem(), c.signing_key.serialize_pem());
+        std::fs::write(d.join("peer.pem"), pem).unwrap();
         std::fs::write(d.join("bad.pem"), "no pem here").unwrap();
         let peer = |extra: &str| {
             format!("[peer]\nlisten = \"127.0.0.1:7400\"\naddress = \"127.0.0.2:7400\"\n{extra}")
