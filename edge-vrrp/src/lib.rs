@@ -17,6 +17,9 @@
 //!   virtual addresses through netlink, gratuitous ARP / unsolicited NA,
 //!   an optional macvlan virtual MAC, priority 0 on clean shutdown. All
 //!   sockets live in one module.
+//! - [`anycast::Announcer`] is for fleets instead of pairs: it announces a
+//!   service address by putting it on a dummy interface that a routing
+//!   daemon (FRR, BIRD) exports over BGP, and withdraws it by taking it off.
 //!
 //! # Example
 //!
@@ -57,6 +60,7 @@
 //! ```
 
 mod announce;
+pub mod anycast;
 mod checksum;
 mod config;
 mod error;
