@@ -18,7 +18,8 @@ use crate::error::Error;
 use crate::netlink::Netlink;
 
 /// Adds and removes announced addresses on one dummy interface, which it
-/// creates (and sets up) when missing.
+/// creates (and sets up) when missing; on a kernel built without the dummy
+/// driver, an empty bridge (as inert, and up with carrier) stands in.
 #[derive(Debug, Clone)]
 pub struct Announcer {
     netlink: Netlink,

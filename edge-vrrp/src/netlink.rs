@@ -16,7 +16,7 @@ use rtnetlink::packet_route::address::{
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode};
 use rtnetlink::packet_route::route::{RouteProtocol, RouteScope, RouteType};
 use rtnetlink::{
-    Handle, LinkDummy, LinkMacVlan, LinkUnspec, MulticastGroup, RouteMessageBuilder,
+    Handle, LinkBridge, LinkDummy, LinkMacVlan, LinkUnspec, MulticastGroup, RouteMessageBuilder,
 };
 
 use crate::config::VirtualAddress;
@@ -181,19 +181,24 @@ impl Netlink {
         })
     }
 
-    /// Creates the dummy interface `name` (already present is fine); the
-    /// interface, not yet set up.
+    /// Creates the dummy interface `name` (already present is fine; an
+    /// empty bridge where the kernel has no dummy driver); the interface,
+    /// not yet set up.
     pub(crate) async fn ensure_dummy(&self, name: &str) -> Result<Link, Error> {
         if let Some(link) = self.link(name).await? {
             return Ok(link);
         }
-        match self
-            .handle
-            .link()
-            .add(LinkDummy::new(name).build())
-            .execute()
-            .await
-        {
+        let add = |msg| self.handle.link().add(msg).execute();
+        let created = match add(LinkDummy::new(name).build()).await {
+            // A kernel without the dummy driver (CONFIG_DUMMY): a bridge
+            // without ports is as inert and also up with carrier.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EOPNOTSUPP => {
+                tracing::info!(interface = name, "no dummy interfaces in this kernel: using an empty bridge");
+                add(LinkBridge::new(name).build()).await
+            }
+            other => other,
+        };
+        match created {
             Ok(()) => {}
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
             Err(e) => return Err(Error::netlink(format!("creating dummy interface {name}"))(e)),
