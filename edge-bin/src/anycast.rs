@@ -208,7 +208,10 @@ impl Tracker {
 }
 
 fn addresses(list: &[IpAddr]) -> String {
-    list.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    list.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Running {
@@ -241,7 +244,10 @@ impl Running {
             return changes;
         }
         for e in std::mem::take(&mut self.entries) {
-            changes.push(format!("anycast {} stopped", addresses(&e.settings.addresses)));
+            changes.push(format!(
+                "anycast {} stopped",
+                addresses(&e.settings.addresses)
+            ));
             withdraw(e).await;
         }
         for (s, a) in settings.iter().zip(announcers) {

@@ -7,8 +7,8 @@
 //! lab (a lab of five namespaces and seven daemons is too heavy to build
 //! four times on a small CI machine): flows spread over the three nodes; a
 //! node whose pool fails withdraws and comes back; SIGTERM of a node under
-//! load withdraws before the listeners close; kill -9 of a whole node is
-//! noticed by BFD. Every wait is bounded.
+//! load withdraws before the listeners close; a whole node that dies
+//! (silent link, kill -9) is noticed by BFD. Every wait is bounded.
 
 mod common;
 
@@ -310,7 +310,10 @@ impl Fleet {
         let mut s = format!("--- router:\n{}", String::from_utf8_lossy(&out.stdout));
         s += &common::log_tails(&self.edges.iter().collect::<Vec<_>>());
         for (i, r) in self.routing.iter().enumerate() {
-            s += &format!("\n--- routing {i}:\n{}", common::log_tails(&r.iter().collect::<Vec<_>>()));
+            s += &format!(
+                "\n--- routing {i}:\n{}",
+                common::log_tails(&r.iter().collect::<Vec<_>>())
+            );
         }
         s
     }
@@ -345,7 +348,12 @@ fn fleet_behind_bgp_ecmp_spreads_withdraws_on_failure_and_drains_on_stop() {
         "(a) ECMP spread: {total} requests (new connection each): node0 {}, node1 {}, node2 {} (BIRD)",
         counts[0], counts[1], counts[2]
     );
-    assert_eq!(total, reqs.len(), "requests failed: {:?}", outcome(&reqs, 0.0));
+    assert_eq!(
+        total,
+        reqs.len(),
+        "requests failed: {:?}",
+        outcome(&reqs, 0.0)
+    );
     for (i, c) in counts.iter().enumerate() {
         assert!(
             *c * 10 >= total,
@@ -361,7 +369,12 @@ fn fleet_behind_bgp_ecmp_spreads_withdraws_on_failure_and_drains_on_stop() {
     // Withdrawn, the address stays local: node0's listener still answers.
     let local = f.lab.curl(
         "node0",
-        &["-k", "--resolve", &format!("fleet.test:443:{SERVICE}"), "https://fleet.test/"],
+        &[
+            "-k",
+            "--resolve",
+            &format!("fleet.test:443:{SERVICE}"),
+            "https://fleet.test/",
+        ],
     );
     assert!(local.is_some(), "node0's listener broke on withdrawal");
     load::set_down(&f.lab, "node0", false);
@@ -381,26 +394,50 @@ fn fleet_behind_bgp_ecmp_spreads_withdraws_on_failure_and_drains_on_stop() {
             withdrawn = Some(t_term.elapsed());
         }
         if closed.is_none() {
-            let out = f.lab.exec("node1", &["ss", "-Hltn", "src", &format!("{SERVICE}:443")]);
+            let out = f
+                .lab
+                .exec("node1", &["ss", "-Hltn", "src", &format!("{SERVICE}:443")]);
             if String::from_utf8_lossy(&out.stdout).trim().is_empty() {
                 closed = Some(t_term.elapsed());
             }
         }
         withdrawn.is_some() && closed.is_some()
     });
-    let (status, exited) = f.edges[1].wait_exited(Duration::from_secs(15));
+    let (status, _) = f.edges[1].wait_exited(Duration::from_secs(15));
+    let exited = t_term.elapsed();
     let reqs = load.finish();
     let o = outcome(&reqs, stopped);
-    let after = per_node(&reqs.iter().filter(|r| r.t0 > stopped + 0.5).cloned().collect::<Vec<_>>());
+    let failed_at: Vec<String> = reqs
+        .iter()
+        .filter(|r| !r.ok)
+        .map(|r| format!("{:.2}s", r.t1 - stopped))
+        .collect();
+    let after = per_node(
+        &reqs
+            .iter()
+            .filter(|r| r.t0 > stopped + 0.5)
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
     eprintln!(
         "(c) SIGTERM of node1 under load: route withdrawn after {withdrawn:?}, listener closed after {closed:?}, \
          exit after {exited:?} ({status}); {} requests, {} probe requests failed, {} first attempts of the \
-         retry-once clients failed, {} lost after one retry; errors {:?}; served after the stop: {after:?}",
+         retry-once clients failed (at {failed_at:?} after the signal: connections in flight when the router \
+         rehashed them onto the other nodes), {} lost after one retry; errors {:?}; served after the stop: {after:?}",
         o.total, o.probe_failed, o.failed, o.lost, o.errors
     );
-    let (w, c) = (withdrawn.expect("node1 never withdrawn"), closed.expect("node1's listener never closed"));
-    assert!(w < c, "the listener closed ({c:?}) before the withdrawal ({w:?})");
-    assert!(c >= WITHDRAW_DELAY, "the listener closed before withdraw_delay: {c:?}");
+    let (w, c) = (
+        withdrawn.expect("node1 never withdrawn"),
+        closed.expect("node1's listener never closed"),
+    );
+    assert!(
+        w < c,
+        "the listener closed ({c:?}) before the withdrawal ({w:?})"
+    );
+    assert!(
+        c >= WITHDRAW_DELAY,
+        "the listener closed before withdraw_delay: {c:?}"
+    );
     assert!(status.success());
     assert_eq!(o.lost, 0, "requests lost after one retry:\n{}", f.logs());
     assert_eq!(after[1], 0, "node1 served after it stopped");
@@ -408,8 +445,12 @@ fn fleet_behind_bgp_ecmp_spreads_withdraws_on_failure_and_drains_on_stop() {
     // (d) kill -9 of node2 (edge and BIRD: the machine dies) under load.
     let load = Load::start(&f.lab, "client", load_spec(Duration::from_secs(3)));
     assert!(load.wait_served(20, Duration::from_secs(10)));
+    // The machine vanishes: its link goes silent first (no TCP FIN or
+    // BGP notification reaches the router, only BFD can tell), then its
+    // processes die.
     let killed = now_secs();
     let t_kill = Instant::now();
+    f.lab.set_link("node2", false);
     f.edges[2].crash();
     for p in &mut f.routing[3] {
         p.crash();
@@ -418,12 +459,16 @@ fn fleet_behind_bgp_ecmp_spreads_withdraws_on_failure_and_drains_on_stop() {
     let reqs = load.finish();
     let o = outcome(&reqs, killed);
     eprintln!(
-        "(d) kill -9 of node2 (edge and BIRD) under load: route dropped by the router after {dropped:?} \
+        "(d) node2 dies (link silent, edge and BIRD kill -9) under load: route dropped by the router after {dropped:?} \
          (BFD detect time {BFD_DETECT:?}); {} requests, {} probe requests failed, {} first attempts of the \
          retry-once clients failed, {} lost after one retry; errors {:?}",
         o.total, o.probe_failed, o.failed, o.lost, o.errors
     );
-    assert!(dropped.is_some(), "the router kept node2's route:\n{}", f.logs());
+    assert!(
+        dropped.is_some(),
+        "the router kept node2's route:\n{}",
+        f.logs()
+    );
     assert_eq!(o.lost, 0, "requests lost after one retry");
     eprintln!("fleet lab total {:?}", t0.elapsed());
 }

@@ -9,7 +9,8 @@
 //! table ([`Announcer::hold_locally`], Linux's "AnyIP"), not by an
 //! interface address: the daemon sees no connected route for it there, and
 //! the address stays local (bindable, answering the flows routers still
-//! send) while it is not on the dummy interface.
+//! send) while it is not on the dummy interface. (An IPv6 socket binds
+//! such an address only with `IP_FREEBIND`; IPv4 ones bind it as is.)
 
 use std::net::IpAddr;
 

@@ -193,7 +193,10 @@ impl Netlink {
             // A kernel without the dummy driver (CONFIG_DUMMY): a bridge
             // without ports is as inert and also up with carrier.
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EOPNOTSUPP => {
-                tracing::info!(interface = name, "no dummy interfaces in this kernel: using an empty bridge");
+                tracing::info!(
+                    interface = name,
+                    "no dummy interfaces in this kernel: using an empty bridge"
+                );
                 add(LinkBridge::new(name).build()).await
             }
             other => other,
@@ -201,7 +204,11 @@ impl Netlink {
         match created {
             Ok(()) => {}
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-            Err(e) => return Err(Error::netlink(format!("creating dummy interface {name}"))(e)),
+            Err(e) => {
+                return Err(Error::netlink(format!("creating dummy interface {name}"))(
+                    e,
+                ));
+            }
         }
         self.link(name).await?.ok_or_else(|| Error::Io {
             what: format!("dummy interface {name} vanished after creation"),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::duration::ConfigDuration;
 use super::Validator;
+use super::duration::ConfigDuration;
 
 /// The dummy interface the routing daemon exports, unless `interface` says.
 pub(super) const DEFAULT_INTERFACE: &str = "edge-anycast0";
@@ -162,12 +162,76 @@ impl Validator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{ConfigErrors, Source, Validated, load_str};
+    use std::path::Path;
+
+    const BASE: &str = "[[route]]\npool = \"web\"\n[[pool]]\nname = \"web\"\n[[pool.server]]\naddress = \"127.0.0.1:8080\"\n";
+
+    fn check(anycast: &str) -> Result<Validated, ConfigErrors> {
+        let text = format!("{BASE}[[anycast]]\n{anycast}");
+        load_str(Source::new(Path::new("t.toml"), text), Path::new("."))
+    }
+
+    #[test]
+    fn defaults_track_every_pool() {
+        let v = check("addresses = [\"198.19.0.10\", \"2001:2::10/128\"]\n").unwrap();
+        assert_eq!(
+            v.anycast,
+            [AnycastSettings {
+                addresses: vec![
+                    "198.19.0.10".parse().unwrap(),
+                    "2001:2::10".parse().unwrap()
+                ],
+                interface: "edge-anycast0".into(),
+                track_pools: vec!["web".into()],
+                min_healthy: 1,
+                min_healthy_share: 0.0,
+                withdraw_delay: Duration::from_secs(2),
+            }]
+        );
+    }
+
+    #[test]
+    fn bad_entries_are_refused_with_their_key() {
+        for (bad, want) in [
+            ("addresses = [\"198.19.0.0/24\"]", "anycast[0].addresses[0]"),
+            ("addresses = []", "anycast[0].addresses"),
+            (
+                "addresses = [\"198.19.0.10\"]\ntrack_pools = [\"api\"]",
+                "anycast[0].track_pools[0]",
+            ),
+            (
+                "addresses = [\"198.19.0.10\"]\nmin_healthy_share = 1.5",
+                "anycast[0].min_healthy_share",
+            ),
+            (
+                "addresses = [\"198.19.0.10\"]\ninterface = \"lo\"",
+                "anycast[0].interface",
+            ),
+            (
+                "addresses = [\"198.19.0.10\"]\nmin_healthy = -1",
+                "anycast[0].min_healthy",
+            ),
+        ] {
+            let e = check(bad).expect_err(bad).to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn anycast_addresses_are_single_hosts() {
-        assert_eq!(host_address("198.19.0.10"), Ok("198.19.0.10".parse().unwrap()));
-        assert_eq!(host_address("198.19.0.10/32"), Ok("198.19.0.10".parse().unwrap()));
-        assert_eq!(host_address("2001:2::10/128"), Ok("2001:2::10".parse().unwrap()));
+        assert_eq!(
+            host_address("198.19.0.10"),
+            Ok("198.19.0.10".parse().unwrap())
+        );
+        assert_eq!(
+            host_address("198.19.0.10/32"),
+            Ok("198.19.0.10".parse().unwrap())
+        );
+        assert_eq!(
+            host_address("2001:2::10/128"),
+            Ok("2001:2::10".parse().unwrap())
+        );
         assert!(host_address("198.19.0.0/24").is_err());
         assert!(host_address("2001:2::/64").is_err());
         assert!(host_address("2001:2::10/32").is_err());
