@@ -178,6 +178,8 @@ self_signed = true
 [[route]]
 pool = "app"
 {pool}
+[management]
+
 [[anycast]]
 addresses = ["{SERVICE}/32"]
 withdraw_delay = "{}ms"
@@ -220,6 +222,19 @@ fn load_spec(duration: Duration) -> LoadSpec {
         retry_after: Duration::from_millis(200),
         cafile: None,
     }
+}
+
+/// The node's `edge_anycast_announced` gauge for the service address.
+fn announced(lab: &Lab, host: &str) -> String {
+    let metrics = lab
+        .curl(host, &["http://127.0.0.1:9900/metrics"])
+        .unwrap_or_default();
+    let series = format!("edge_anycast_announced{{address=\"{SERVICE}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or("absent")
+        .to_owned()
 }
 
 /// Requests served per node (by the backend's answer `nodeN via ...`).
@@ -377,10 +392,20 @@ fn fleet_behind_bgp_ecmp_spreads_withdraws_on_failure_and_drains_on_stop() {
         ],
     );
     assert!(local.is_some(), "node0's listener broke on withdrawal");
+    assert_eq!(
+        announced(&f.lab, "node0"),
+        "0",
+        "node0's gauge while withdrawn"
+    );
     load::set_down(&f.lab, "node0", false);
     let back = wait_hops(&f.lab, &[0, 1, 2], MARGIN * 2);
     eprintln!("(b) node0's pool up again: announced, three next hops after {back:?}");
     assert!(back.is_some(), "node0 did not come back:\n{}", f.logs());
+    assert_eq!(
+        announced(&f.lab, "node0"),
+        "1",
+        "node0's gauge once announced"
+    );
 
     // (c) SIGTERM of node1 under load: withdrawn before its listener closes.
     let load = Load::start(&f.lab, "client", load_spec(Duration::from_secs(4)));
