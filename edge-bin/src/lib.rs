@@ -46,6 +46,7 @@
 pub mod accesslog;
 pub mod acme;
 pub mod admin;
+pub mod anycast;
 pub mod certs;
 pub mod client_cert;
 pub mod confdiff;

@@ -153,6 +153,8 @@ struct Inner {
     text: String,
     listeners: Listeners,
     vrrp: Option<crate::vrrp::Running>,
+    /// `[[anycast]]`: withdrawn first at stop (`None` once withdrawn).
+    anycast: Option<crate::anycast::Running>,
     max_connections: usize,
 }
 
@@ -175,6 +177,8 @@ impl Reloader {
         admin.adopt(&state);
         let shared: SharedState = Arc::new(ArcSwap::from_pointee(state));
         let conns = Arc::new(Semaphore::new(v.limits.max_connections));
+        // Anycast addresses are local before the listeners bind them.
+        let announcers = crate::anycast::hold_locally(&v.anycast).await?;
         let mut listeners = Listeners::new(shared.clone(), conns.clone());
         listeners.start_all(&v.https.listen, &v.http.listen)?;
         // A node claims no VIP before the certificates already in the
@@ -195,6 +199,8 @@ impl Reloader {
             .map(|s| s.startup_hold)
             .max()
             .unwrap_or(config::DEFAULT_STARTUP_HOLD);
+        // Announced once healthy, with every listener bound.
+        let anycast = crate::anycast::start(&v.anycast, announcers, &health, &telemetry.metrics);
         let this = Arc::new(Self {
             path: path.to_path_buf(),
             running_copy,
@@ -207,6 +213,7 @@ impl Reloader {
                 text,
                 listeners,
                 vrrp: Some(vrrp),
+                anycast: Some(anycast),
                 max_connections: v.limits.max_connections,
             }),
             reloads_ok: AtomicU64::new(0),
@@ -304,6 +311,9 @@ impl Reloader {
             tracing::warn!("{w}");
         }
         let changes = confdiff::summarize(&inner.text, &text).unwrap_or_default();
+        let announcers = crate::anycast::hold_locally(&v.anycast)
+            .await
+            .map_err(ReloadError::Listen)?;
         let prepared = inner
             .listeners
             .prepare(&v.https.listen, &v.http.listen)
@@ -315,6 +325,9 @@ impl Reloader {
         self.resize_connections(inner, v.limits.max_connections, &mut applied);
         if let Some(vrrp) = inner.vrrp.as_mut() {
             applied.extend(vrrp.update(&v.vrrp, &new.health).await);
+        }
+        if let Some(anycast) = inner.anycast.as_mut() {
+            applied.extend(anycast.update(&v.anycast, announcers, &new.health).await);
         }
         retire(&old, acme_carried);
         inner.text = text;
@@ -417,13 +430,24 @@ impl Reloader {
         }
     }
 
-    /// Graceful stop: hands the VIPs over (bounded to 5 s), closes the
+    /// Graceful stop: withdraws the `[[anycast]]` addresses and waits their
+    /// `withdraw_delay` (the routers stop sending new flows; the listeners
+    /// still serve the ones that come meanwhile), hands the VIPs over (bounded to 5 s), closes the
     /// listeners, asks every HTTP connection to finish and close, and waits
     /// for connections in flight up to `[limits] drain_timeout`. Returns
     /// the connections still open at the deadline.
     pub async fn stop(&self) -> usize {
         let mut inner = self.inner.lock().await;
         crate::acme::stop(self.shared.load().acme.as_ref()).await;
+        if let Some(mut anycast) = inner.anycast.take() {
+            let delay = anycast.withdraw_all().await;
+            if !delay.is_zero() {
+                self.notifier
+                    .stopping("anycast withdrawn: waiting for the routers before draining");
+                tracing::info!(withdraw_delay = ?delay, "anycast withdrawn: still serving while the routers converge");
+                tokio::time::sleep(delay).await;
+            }
+        }
         let before = self.shared.load().limits.drain_before_handover.0;
         if inner.vrrp.as_ref().is_some_and(|v| !v.is_empty()) && !before.is_zero() {
             self.drain_before_handover(&mut inner, before).await;

@@ -101,6 +101,10 @@ pub fn snapshot(metrics: &Metrics, state: &State, admin: &Admin) -> Value {
             "state": v.state,
             "transitions": v.transitions,
         })).collect::<Vec<_>>(),
+        "anycast": metrics.anycast_snapshot().iter().map(|(address, announced)| json!({
+            "address": address.to_string(),
+            "announced": announced,
+        })).collect::<Vec<_>>(),
         "certificates": certificates(state, now),
         "acme": acme(state, now),
         "access_logs": metrics.sink_snapshot().iter().map(|s| json!({

@@ -19,6 +19,9 @@
 //!   sockets live in one module. [`Instance::spawn_held`] opens everything
 //!   but leaves the router in Initialize until [`InstanceHandle::start`],
 //!   for a caller that must not claim the addresses yet.
+//! - [`anycast::Announcer`] is for fleets instead of pairs: it announces a
+//!   service address by putting it on a dummy interface that a routing
+//!   daemon (FRR, BIRD) exports over BGP, and withdraws it by taking it off.
 //!
 //! # Example
 //!
@@ -59,6 +62,7 @@
 //! ```
 
 mod announce;
+pub mod anycast;
 mod checksum;
 mod config;
 mod error;

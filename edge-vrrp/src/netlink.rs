@@ -1,6 +1,7 @@
 //! Interfaces and addresses through rtnetlink: look up the interface, its
 //! MAC and primary address, add and remove virtual addresses (IPv6 without
-//! DAD), create and delete the macvlan for a virtual MAC.
+//! DAD), create and delete the macvlan for a virtual MAC, create a dummy
+//! interface and add local (AnyIP) routes for [`crate::anycast`].
 
 use std::net::IpAddr;
 
@@ -13,7 +14,10 @@ use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage,
 };
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, MacVlanMode};
-use rtnetlink::{Handle, LinkMacVlan, LinkUnspec, MulticastGroup};
+use rtnetlink::packet_route::route::{RouteProtocol, RouteScope, RouteType};
+use rtnetlink::{
+    Handle, LinkBridge, LinkDummy, LinkMacVlan, LinkUnspec, MulticastGroup, RouteMessageBuilder,
+};
 
 use crate::config::VirtualAddress;
 use crate::error::Error;
@@ -175,6 +179,67 @@ impl Netlink {
             what: format!("macvlan {name} vanished after creation"),
             source: std::io::Error::from(std::io::ErrorKind::NotFound),
         })
+    }
+
+    /// Creates the dummy interface `name` (already present is fine; an
+    /// empty bridge where the kernel has no dummy driver); the interface,
+    /// not yet set up.
+    pub(crate) async fn ensure_dummy(&self, name: &str) -> Result<Link, Error> {
+        if let Some(link) = self.link(name).await? {
+            return Ok(link);
+        }
+        let add = |msg| self.handle.link().add(msg).execute();
+        let created = match add(LinkDummy::new(name).build()).await {
+            // A kernel without the dummy driver (CONFIG_DUMMY): a bridge
+            // without ports is as inert and also up with carrier.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EOPNOTSUPP => {
+                tracing::info!(
+                    interface = name,
+                    "no dummy interfaces in this kernel: using an empty bridge"
+                );
+                add(LinkBridge::new(name).build()).await
+            }
+            other => other,
+        };
+        match created {
+            Ok(()) => {}
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+            Err(e) => {
+                return Err(Error::netlink(format!("creating dummy interface {name}"))(
+                    e,
+                ));
+            }
+        }
+        self.link(name).await?.ok_or_else(|| Error::Io {
+            what: format!("dummy interface {name} vanished after creation"),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        })
+    }
+
+    /// Makes `address` local on interface `index` without an interface
+    /// address: a host route of type `local` in the local table (Linux's
+    /// "AnyIP"), so that sockets can bind it and receive its traffic while
+    /// no interface holds it. Already present is fine.
+    pub(crate) async fn add_local_route(&self, index: u32, address: IpAddr) -> Result<(), Error> {
+        let prefix_len = if address.is_ipv4() { 32 } else { 128 };
+        let what = || format!("adding the local route for {address}");
+        let msg = RouteMessageBuilder::<IpAddr>::new()
+            .destination_prefix(address, prefix_len)
+            .map_err(|e| Error::Io {
+                what: what(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+            })?
+            .output_interface(index)
+            .table_id(u32::from(libc::RT_TABLE_LOCAL))
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .protocol(RouteProtocol::Static)
+            .build();
+        match self.handle.route().add(msg).execute().await {
+            Ok(()) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(()),
+            Err(e) => Err(Error::netlink(what())(e)),
+        }
     }
 
     /// Sets interface `index` administratively up.

@@ -11,6 +11,7 @@
 mod acme;
 mod acme_dns;
 mod admin;
+mod anycast;
 mod backend_tls;
 mod certificates;
 mod client_auth;
@@ -38,6 +39,7 @@ use toml::Spanned;
 
 pub use acme::AcmeSettings;
 pub use admin::AdminSettings;
+pub use anycast::AnycastSettings;
 pub use backend_tls::BackendTlsSettings;
 pub use certificates::LoadedCert;
 pub use client_auth::ClientAuthSettings;
@@ -75,6 +77,8 @@ pub struct Validated {
     pub demo_backends: Vec<SocketAddr>,
     pub acme: AcmeSettings,
     pub vrrp: Vec<VrrpSettings>,
+    /// `[[anycast]]`: addresses announced through a routing daemon.
+    pub anycast: Vec<AnycastSettings>,
     pub access_logs: Vec<AccessLogSettings>,
     pub management: Option<ManagementSettings>,
     pub admin: AdminSettings,
@@ -248,6 +252,7 @@ impl Validator<'_> {
         let client_limits = self.client_limits(&f.client_limits);
         let acme = self.acme(&f.acme);
         let vrrp = self.vrrp(&f.vrrp, &pool_names);
+        let anycast = self.anycast(&f.anycast, &pool_names);
         let admin = admin::validate(&f.admin, self.src, self.base, &mut self.errors);
         let access_logs = self.access_logs(&f.access_logs);
         let management = self.management(f.management.as_ref());
@@ -273,6 +278,7 @@ impl Validator<'_> {
             management,
             acme,
             vrrp,
+            anycast,
             worker_threads: f.runtime.worker_threads,
             log_level: f.runtime.log_level,
             limits: f.limits,

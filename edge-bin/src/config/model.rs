@@ -38,6 +38,8 @@ pub struct ConfigFile {
     pub acme: Acme,
     #[serde(default, rename = "vrrp")]
     pub vrrp: Vec<Vrrp>,
+    #[serde(default, rename = "anycast")]
+    pub anycast: Vec<super::anycast::AnycastFile>,
     #[serde(default, rename = "access_log")]
     pub access_logs: Vec<super::observability::AccessLog>,
     pub management: Option<super::observability::Management>,

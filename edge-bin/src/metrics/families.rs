@@ -46,6 +46,7 @@ pub(super) struct Families {
     pub sink_dropped: IntCounterVec,
     pub vrrp_state: IntGaugeVec,
     pub vrrp_transitions: IntCounterVec,
+    pub anycast_announced: IntGaugeVec,
     pub reloads: IntCounterVec,
     pub last_reload_ok: IntGauge,
     pub last_success: IntGauge,
@@ -211,6 +212,11 @@ impl Families {
                 "edge_vrrp_transitions_total",
                 "VRRP state changes per instance.",
                 &["vrid", "interface"],
+            ),
+            anycast_announced: b.gauges(
+                "edge_anycast_announced",
+                "1 while this node announces the [[anycast]] address (it is on the routing daemon's dummy interface), 0 while withdrawn.",
+                &["address"],
             ),
             reloads: b.counters(
                 "edge_config_reloads_total",

@@ -140,6 +140,8 @@ pub struct Metrics {
     servers: Mutex<BTreeMap<(String, SocketAddr), Arc<ServerStats>>>,
     dns: Mutex<BTreeMap<(String, String), Arc<DnsStats>>>,
     vrrp: Mutex<BTreeMap<(u8, String), VrrpEntry>>,
+    /// `[[anycast]]` addresses and whether each is announced.
+    anycast: Mutex<BTreeMap<std::net::IpAddr, bool>>,
     /// One scrape at a time: each resets and sets the config gauges.
     scrape: Mutex<()>,
 }
@@ -203,6 +205,7 @@ impl Metrics {
             servers: Mutex::default(),
             dns: Mutex::default(),
             vrrp: Mutex::default(),
+            anycast: Mutex::default(),
             scrape: Mutex::default(),
         })
     }
@@ -278,6 +281,24 @@ impl Metrics {
     /// A TLS handshake failed.
     pub fn tls_failure(&self, why: HandshakeFailure) {
         self.f.tls_failures.with_label_values(&[why.as_str()]).inc();
+    }
+
+    /// An `[[anycast]]` address was announced or withdrawn.
+    pub fn anycast_announced(&self, address: std::net::IpAddr, announced: bool) {
+        self.f
+            .anycast_announced
+            .with_label_values(&[address.to_string().as_str()])
+            .set(i64::from(announced));
+        self.anycast
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(address, announced);
+    }
+
+    /// Every `[[anycast]]` address seen and whether it is announced.
+    pub fn anycast_snapshot(&self) -> Vec<(std::net::IpAddr, bool)> {
+        let map = self.anycast.lock().unwrap_or_else(PoisonError::into_inner);
+        map.iter().map(|(a, b)| (*a, *b)).collect()
     }
 
     /// A VRRP instance changed state (`transition`: a real change, not the
