@@ -52,6 +52,10 @@ pub struct CertInfo {
     /// RFC 9773 certificate identifier (`base64url(AKI).base64url(serial)`),
     /// when the leaf has an authority key identifier.
     pub ari_id: Option<String>,
+    /// The leaf's public key: `ecdsa-p256`, `ecdsa-p384`, `rsa2048` (as
+    /// [`KeyType::name`](crate::KeyType::name) names them), `ed25519`, or
+    /// `other`.
+    pub key: String,
 }
 
 impl CertInfo {
@@ -129,7 +133,25 @@ pub(crate) fn leaf_info(der: &CertificateDer<'_>) -> Result<CertInfo, CertError>
         not_after: to_system_time(validity.not_after),
         serial: cert.raw_serial_as_string().replace(':', ""),
         ari_id,
+        key: key_name(cert.public_key()),
     })
+}
+
+/// A public key's kind and size, as [`CertInfo::key`] names it.
+fn key_name(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> String {
+    use x509_parser::public_key::PublicKey;
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => {
+            // The modulus as DER keeps a leading zero byte when its top bit is set.
+            let bytes = rsa.modulus.iter().skip_while(|b| **b == 0).count();
+            format!("rsa{}", bytes * 8)
+        }
+        Ok(PublicKey::EC(point)) => format!("ecdsa-p{}", point.key_size()),
+        _ if spki.algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ED25519 => {
+            "ed25519".into()
+        }
+        _ => "other".into(),
+    }
 }
 
 /// Parses a PEM chain (leaf first) and a PEM private key, checks every
@@ -206,6 +228,28 @@ pub(crate) mod tests {
                 .unwrap();
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn key_kind_and_size_are_named() {
+        let named = |alg: &'static rcgen::SignatureAlgorithm| {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let cert = CertificateParams::new(vec!["k.example".to_string()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            leaf_info(cert.der()).unwrap().key
+        };
+        assert_eq!(named(&rcgen::PKCS_ECDSA_P256_SHA256), "ecdsa-p256");
+        assert_eq!(named(&rcgen::PKCS_ECDSA_P384_SHA384), "ecdsa-p384");
+        assert_eq!(named(&rcgen::PKCS_ED25519), "ed25519");
+        let rsa =
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048).unwrap();
+        let cert = CertificateParams::new(vec!["k.example".to_string()])
+            .unwrap()
+            .self_signed(&rsa)
+            .unwrap();
+        assert_eq!(leaf_info(cert.der()).unwrap().key, "rsa2048");
     }
 
     #[test]

@@ -251,6 +251,25 @@ impl CertResolver {
             .map(|e| e.info.clone())
     }
 
+    /// Every certificate that serves `name` with its validity, the
+    /// preferred first (an ECDSA and an RSA certificate for one name are
+    /// two).
+    pub fn infos(&self, name: &str) -> Vec<(Arc<CertifiedKey>, CertInfo)> {
+        let all = self.lookup_all(name);
+        let sources = self.sources.lock().unwrap_or_else(PoisonError::into_inner);
+        all.into_iter()
+            .filter_map(|certified| {
+                let info = sources
+                    .entries
+                    .values()
+                    .find(|e| Arc::ptr_eq(&e.certified, &certified))?
+                    .info
+                    .clone();
+                Some((certified, info))
+            })
+            .collect()
+    }
+
     /// Installs or replaces the ACME certificate `id` (used by the manager).
     pub(crate) fn set_acme(&self, id: &str, loaded: &LoadedCert) {
         self.insert(Source::Acme(id.to_owned()), loaded, None);

@@ -115,6 +115,7 @@ mod tests {
             not_after: t(not_after),
             serial: String::new(),
             ari_id: None,
+            key: "ecdsa-p256".into(),
         }
     }
 

@@ -299,6 +299,7 @@ fn certificates(state: &State, now: SystemTime) -> Vec<Value> {
         .map(|c| {
             json!({
                 "serial": c.info.serial,
+                "key": c.info.key,
                 "issuer": c.issuer,
                 "subject": c.subject,
                 "names": c.info.names,

@@ -99,9 +99,9 @@ async fn status(socket: &Path) -> ((String, u32, String), String) {
         .unwrap_or_else(|| panic!("no {WILDCARD} row:\n{out}"))
         .split_whitespace()
         .collect();
-    // names serial not_after days_left renew_at due ordering failures last_error...
+    // names serial not_after days_left renew_at due ordering failures key last_error...
     let failures = row[7].parse().unwrap_or_else(|_| panic!("{out}"));
-    ((row[1].to_owned(), failures, row[8..].join(" ")), out)
+    ((row[1].to_owned(), failures, row[9..].join(" ")), out)
 }
 
 async fn wait_status(

@@ -64,6 +64,7 @@ fn acme_orders_ecdsa_and_rsa_and_clients_choose() {
             .path("storage", &storage)
             .set("directory_port", pebble.listen)
             .path("ca_roots", &pki.ca_pem)
+            .path("socket", dir.path(&format!("{name}.sock")))
             .render();
         (start_edge(&dir, name, &config), port)
     };
@@ -94,6 +95,33 @@ fn acme_orders_ecdsa_and_rsa_and_clients_choose() {
             let p = storage.join("certificates").join(id).join(file);
             assert!(p.exists(), "{} missing", p.display());
         }
+    }
+
+    // `show certs` and `acme status` list both, each with its key.
+    let admin = |what: &str| {
+        let socket = dir.path("edge.sock").display().to_string();
+        let mut args = vec!["admin", "-s", &socket];
+        args.extend(what.split(' '));
+        let (code, out) = edge_cmd(&args);
+        assert_eq!(code, 0, "{what}: {out}");
+        out
+    };
+    let show = admin("show certs");
+    for key in ["ecdsa-p256", "rsa2048"] {
+        let rows = show
+            .lines()
+            .filter(|l| l.contains("acme.test") && l.split_whitespace().any(|c| c == key))
+            .count();
+        assert_eq!(rows, 1, "one {key} certificate listed:\n{show}");
+    }
+    let status = admin("acme status");
+    for key in ["ecdsa-p256", "rsa2048"] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.split_whitespace().any(|c| c == key)),
+            "{key} in acme status:\n{status}"
+        );
     }
 
     // A second node on the same storage serves the same two certificates

@@ -593,7 +593,7 @@ async fn show_certs_and_certificate_errors() {
         .collect();
     assert_eq!(
         lines[0].join(" "),
-        "# name names served_for source issuer not_before not_after days_left serial files",
+        "# name names served_for source issuer not_before not_after days_left serial key files",
         "{show}"
     );
     assert_eq!(lines.len(), 2, "one certificate:\n{show}");
@@ -618,7 +618,8 @@ async fn show_certs_and_certificate_errors() {
         s._dir.path("app.pem").display(),
         s._dir.path("app.key").display()
     );
-    assert_eq!(row[8], files, "{show}");
+    assert_eq!(row[8], "ecdsa-p256", "{show}");
+    assert_eq!(row[9], files, "{show}");
 
     for (args, want) in [
         ("acme status", "error: no ACME certificates are configured"),

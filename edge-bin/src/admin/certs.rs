@@ -48,7 +48,7 @@ fn dn(s: Option<&str>) -> String {
 pub(super) fn show_certs(state: &State) -> Answer {
     let now = SystemTime::now();
     let mut t = Table::new(&columns(
-        "name names served_for source issuer not_before not_after days_left serial files",
+        "name names served_for source issuer not_before not_after days_left serial key files",
     ));
     for c in served_certificates(state) {
         let name = match &c.config {
@@ -69,6 +69,7 @@ pub(super) fn show_certs(state: &State) -> Answer {
             utc(c.info.not_after),
             days_left(c.info.not_after, now).to_string(),
             c.info.serial.clone(),
+            c.info.key.clone(),
             files,
         ]);
     }
@@ -84,7 +85,7 @@ pub(super) fn acme_status(state: &State) -> Answer {
     };
     let now = SystemTime::now();
     let mut t = Table::new(&columns(
-        "names serial not_after days_left renew_at due ordering failures last_error",
+        "names serial not_after days_left renew_at due ordering failures key last_error",
     ));
     let mut all = handle.status();
     all.sort_by(|a, b| a.names.cmp(&b.names));
@@ -107,6 +108,7 @@ pub(super) fn acme_status(state: &State) -> Answer {
             .into(),
             if s.ordering { "yes" } else { "no" }.into(),
             s.failures.to_string(),
+            s.key_type.name().into(),
             // Last column: may hold spaces.
             s.last_error
                 .map_or_else(|| "-".into(), |e| e.replace(['\n', '\r'], " ")),
@@ -187,29 +189,26 @@ pub(crate) fn served_certificates(state: &State) -> Vec<ServedCert> {
         .unwrap_or_default();
     let mut by_serial: BTreeMap<String, ServedCert> = BTreeMap::new();
     for name in state.certs.names() {
-        let Some(info) = state.certs.info(&name) else {
-            continue;
-        };
-        let entry = by_serial.entry(info.serial.clone()).or_insert_with(|| {
-            let leaf = state
-                .certs
-                .lookup(&name)
-                .and_then(|k| k.cert.first().cloned());
-            let (issuer, subject) = leaf.as_deref().and_then(names_of).unzip();
-            ServedCert {
-                config: state
-                    .cert_configs
-                    .iter()
-                    .find(|c| Some(&c.leaf) == leaf.as_ref())
-                    .cloned(),
-                acme: acme_serials.contains(&info.serial),
-                info,
-                issuer,
-                subject,
-                served: Vec::new(),
-            }
-        });
-        entry.served.push(name);
+        // An ECDSA and an RSA certificate for one name: both listed.
+        for (certified, info) in state.certs.infos(&name) {
+            let entry = by_serial.entry(info.serial.clone()).or_insert_with(|| {
+                let leaf = certified.cert.first().cloned();
+                let (issuer, subject) = leaf.as_deref().and_then(names_of).unzip();
+                ServedCert {
+                    config: state
+                        .cert_configs
+                        .iter()
+                        .find(|c| Some(&c.leaf) == leaf.as_ref())
+                        .cloned(),
+                    acme: acme_serials.contains(&info.serial),
+                    info,
+                    issuer,
+                    subject,
+                    served: Vec::new(),
+                }
+            });
+            entry.served.push(name.clone());
+        }
     }
     let mut out: Vec<ServedCert> = by_serial.into_values().collect();
     out.sort_by_key(|c| c.info.not_after);
