@@ -1,6 +1,6 @@
 //! Every metric family edge exports: its name, help, labels and buckets,
 //! registered once in the process's [`Registry`]. The names are documented
-//! in docs/CONFIG.md (`[management]`); the alert rules and the dashboard
+//! in docs/OBSERVABILITY.md (`[management]`); the alert rules and the dashboard
 //! under deploy/ use them.
 
 use prometheus::{
