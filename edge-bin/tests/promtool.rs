@@ -3,8 +3,8 @@
 //! alert rules (`deploy/prometheus`) and the Grafana dashboard
 //! (`deploy/grafana`) use checked against what edge exports. edge runs in
 //! a network-lab host of its own (root: VRRP needs an interface), with
-//! pools, health checks, a passthrough, a file sink, VRRP and an ACME
-//! manager, and real traffic, so every family has samples.
+//! pools, health checks, a passthrough, a file sink, VRRP, an anycast
+//! address and an ACME manager, and real traffic, so every family has samples.
 
 mod common;
 
@@ -211,6 +211,7 @@ fn live_exposition() -> String {
             r#"edge_http_requests_total{class="2xx",route="hello"} 1"#,
             r#"edge_passthrough_connections_total{pool="relay"} 1"#,
             r#"edge_tls_handshake_failures_total{reason="client_hello"} 1"#,
+            r#"edge_anycast_announced{address="198.18.0.101"} 1"#,
         ]
         .iter()
         .all(|l| t.lines().any(|x| x == *l))
@@ -243,6 +244,7 @@ fn promtool_accepts_the_exposition_and_deploy_files_use_its_names() {
         "edge_acme_consecutive_failures",
         "edge_vrrp_state",
         "edge_access_log_dropped_total",
+        "edge_anycast_announced",
     ] {
         assert!(rules.contains(needed), "the rules use {needed}: {rules:?}");
     }
