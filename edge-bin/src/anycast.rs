@@ -25,10 +25,9 @@ const RETRY: Duration = Duration::from_secs(1);
 /// (`min_healthy` servers and `min_healthy_share` of them). No tracked
 /// pool: healthy.
 pub fn healthy(statuses: &[PoolStatus], min_healthy: usize, min_healthy_share: f64) -> bool {
-    statuses.iter().all(|s| {
-        // usize -> f64 is exact for any realistic pool size.
-        s.healthy >= min_healthy && (s.healthy as f64) >= min_healthy_share * (s.total as f64)
-    })
+    statuses
+        .iter()
+        .all(|s| s.has_healthy(min_healthy, min_healthy_share))
 }
 
 /// Makes every address of `settings` local on `lo` (creating the dummy

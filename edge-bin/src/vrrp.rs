@@ -76,15 +76,12 @@ impl Tracking {
     }
 }
 
-/// Whether a pool is below the share of healthy servers its tracker wants.
-pub fn below_share(s: &PoolStatus, min_healthy_share: f64) -> bool {
-    // usize -> f64 is exact for any realistic pool size.
-    (s.healthy as f64) < min_healthy_share * (s.total as f64)
-}
-
 /// The priority adjustment for the current status of the tracked pools.
 pub fn adjustment(statuses: &[PoolStatus], min_healthy_share: f64, weight: u8) -> i32 {
-    if statuses.iter().any(|s| below_share(s, min_healthy_share)) {
+    if statuses
+        .iter()
+        .any(|s| !s.has_healthy(0, min_healthy_share))
+    {
         -i32::from(weight)
     } else {
         0

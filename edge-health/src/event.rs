@@ -84,6 +84,16 @@ pub struct PoolStatus {
     pub total_weight: u64,
 }
 
+impl PoolStatus {
+    /// Whether at least `min_count` targets are in rotation, and at least
+    /// `min_share` (0.0-1.0) of all targets: what a VIP or an anycast
+    /// announcement that tracks the pool waits for.
+    pub fn has_healthy(&self, min_count: usize, min_share: f64) -> bool {
+        // usize -> f64 is exact for any realistic pool size.
+        self.healthy >= min_count && (self.healthy as f64) >= min_share * (self.total as f64)
+    }
+}
+
 /// A stream of [`HealthEvent`]s. It starts with the current state of every
 /// target, then yields each change. A subscriber that falls behind gets the
 /// full current state again rather than losing changes, so applying events
@@ -122,5 +132,37 @@ impl HealthStream {
             let e = s.next().await?;
             Some((e, s))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(healthy: usize, total: usize) -> PoolStatus {
+        PoolStatus {
+            pool: "p".into(),
+            healthy,
+            total,
+            unchecked: 0,
+            ejected: 0,
+            low: false,
+            healthy_weight: healthy as u64,
+            total_weight: total as u64,
+        }
+    }
+
+    #[test]
+    fn healthy_counts_and_shares() {
+        assert!(status(1, 2).has_healthy(1, 0.0));
+        assert!(!status(0, 2).has_healthy(1, 0.0));
+        assert!(status(0, 2).has_healthy(0, 0.0), "nothing asked");
+        assert!(status(2, 4).has_healthy(0, 0.5), "exactly the share");
+        assert!(!status(1, 4).has_healthy(0, 0.5));
+        assert!(!status(2, 4).has_healthy(3, 0.5), "the count too");
+        assert!(
+            status(0, 0).has_healthy(0, 1.0),
+            "an empty pool meets a share"
+        );
     }
 }
