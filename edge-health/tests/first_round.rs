@@ -38,8 +38,10 @@ fn scripted(
 /// Real sockets, a long interval: a listening server is up and a closed
 /// port down after the first probe of each, long before one interval, and
 /// the first pass alone puts a server in rotation (rise 3 counts from
-/// there on).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// there on). One runtime thread: no probe runs before the test first
+/// awaits, so the state right after the spawn is the unchecked one (with a
+/// second thread the first probe, sent at once, could already have passed).
+#[tokio::test(flavor = "current_thread")]
 async fn first_probes_run_at_once_and_the_first_result_decides() {
     let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed = {
