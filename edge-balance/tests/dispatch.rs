@@ -39,6 +39,8 @@ fn dispatcher(ports: &[u16], config: DispatchConfig) -> (Dispatcher<u16, u16>, L
 enum Fail {
     Refused,
     Reset,
+    /// The connection closed before an answer.
+    Closed,
     /// The request's body failed.
     BodyAborted,
 }
@@ -53,6 +55,7 @@ impl<B> Classify<Response<B>, Fail> for ByKind {
         match e {
             Fail::Refused => Outcome::ConnectFailure,
             Fail::Reset => Outcome::Failure,
+            Fail::Closed => Outcome::Closed,
             Fail::BodyAborted => Outcome::RequestFault,
         }
     }
@@ -128,6 +131,71 @@ async fn a_failure_after_sending_retries_only_idempotent_requests() {
         .await
         .unwrap();
     assert_eq!(served.attempts, 2);
+}
+
+/// A single endpoint whose first `closes` attempts end `Closed` (a
+/// kept-alive connection closed as it was reused), then it answers.
+fn closes_then_answers(
+    closes: usize,
+) -> impl tower::Service<
+    (u16, Request<edge_balance::ReplayBody<Full<Bytes>>>),
+    Response = Response<Bytes>,
+    Error = Fail,
+    Future = impl Send,
+> + Clone {
+    let calls = Arc::new(Mutex::new(0usize));
+    service_fn(move |(_, req): (u16, Request<_>)| {
+        let calls = calls.clone();
+        async move {
+            let n = {
+                let mut c = calls.lock().unwrap();
+                *c += 1;
+                *c
+            };
+            if n <= closes {
+                return Err(Fail::Closed);
+            }
+            let body = BodyExt::collect(req.into_body()).await.unwrap().to_bytes();
+            Ok(Response::new(body))
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_closed_connection_is_resent_once_outside_the_retries() {
+    // No retries at all, and a budget that allows none: the one resend of an
+    // idempotent request still goes, to the same (only) endpoint.
+    let cfg = DispatchConfig::default().max_attempts(1);
+    let (d, log) = dispatcher(&[4], cfg);
+    let d = d.with_budget(RetryBudget::new(0, 0, 0));
+    let get = replayable(Method::GET, "").await;
+    let served = d.dispatch(&closes_then_answers(1), get, &ByKind).await;
+    let served = served.expect("resent after the close");
+    assert_eq!(served.attempts, 2);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [(4, Outcome::Success)],
+        "the close is not reported against the endpoint"
+    );
+
+    // Only once: a second close is the endpoint's failure.
+    log.lock().unwrap().clear();
+    let get = replayable(Method::GET, "").await;
+    let e = d
+        .dispatch(&closes_then_answers(2), get, &ByKind)
+        .await
+        .unwrap_err();
+    assert!(matches!(e.error, DispatchError::Endpoint(Fail::Closed)));
+    assert_eq!((e.attempts, e.endpoint), (2, Some(4)));
+    assert_eq!(*log.lock().unwrap(), [(4, Outcome::Closed)]);
+
+    // A POST is not sent twice.
+    let post = replayable(Method::POST, "x").await;
+    let e = d
+        .dispatch(&closes_then_answers(1), post, &ByKind)
+        .await
+        .unwrap_err();
+    assert_eq!(e.attempts, 1);
 }
 
 #[tokio::test]

@@ -7,7 +7,10 @@
 //! [`Outcome`]) into the endpoint's counters and an outcome callback, and
 //! retries on an endpoint not yet tried while the request allows it
 //! ([`Attempts::may_retry`]), attempts remain and the retry budget
-//! ([`RetryBudget`], or any tower [`Budget`]) has one. [`Dispatch`] and
+//! ([`RetryBudget`], or any tower [`Budget`]) has one. An attempt that
+//! ended [`Outcome::Closed`] (the connection closed before an answer) is
+//! sent once more, outside that count, when [`Attempts::may_resend`].
+//! [`Dispatch`] and
 //! [`DispatchLayer`] are the same as a tower service.
 //!
 //! The success is a [`Served`]: the response and the [`Lease`] that holds
@@ -239,8 +242,12 @@ where
         let mut exclude: Vec<K> = Vec::new();
         let mut attempts = 0u32;
         let mut last: Option<(K, DispatchError<S::Error>, Option<Duration>)> = None;
-        while attempts < cfg.max_attempts.max(1) {
-            if attempts > 0 && !self.budget.withdraw() {
+        // One attempt that ended `Closed` is sent again outside the retry
+        // count and the budget (`resent`); `free` marks that attempt.
+        let mut resent = false;
+        let mut free = false;
+        while attempts < cfg.max_attempts.max(1) + u32::from(resent) {
+            if attempts > 0 && !std::mem::take(&mut free) && !self.budget.withdraw() {
                 tracing::debug!(pool = %self.balancer.config().name, "retry budget spent");
                 break;
             }
@@ -311,6 +318,17 @@ where
                     DispatchError::Timeout(cfg.attempt_timeout.unwrap_or_default()),
                 ),
             };
+            if outcome == Outcome::Closed && !resent && req.may_resend() {
+                // Most likely a kept-alive connection the endpoint closed as
+                // it was reused: nobody's fault yet. The in-flight count
+                // ends, nothing is reported, the endpoint stays eligible.
+                tracing::debug!(pool = %self.balancer.config().name, "connection closed before an answer; sending again");
+                drop(in_flight);
+                drop(lease);
+                (resent, free) = (true, true);
+                last = Some((key, error, Some(elapsed)));
+                continue;
+            }
             if outcome == Outcome::RequestFault {
                 // Not the endpoint's doing: only the in-flight count ends.
                 drop(in_flight);

@@ -22,6 +22,13 @@ pub enum Outcome {
     ConnectFailure,
     /// The request may have reached the endpoint, and failed.
     Failure,
+    /// The endpoint closed the connection before any byte of an answer (an
+    /// end of stream or a reset): mostly a kept-alive connection that the
+    /// endpoint closed as it was being reused. The request may have reached
+    /// it. Dispatch sends a request that may be resent once more at no cost
+    /// (see [`Attempts::may_resend`](super::Attempts::may_resend)); a
+    /// second one counts as a [`Outcome::Failure`] would.
+    Closed,
     /// No answer within [`DispatchConfig::attempt_timeout`](super::DispatchConfig::attempt_timeout).
     Timeout,
     /// The request itself failed, not the endpoint (e.g. the client's body

@@ -33,6 +33,14 @@ pub trait Attempts {
         outcome == Outcome::ConnectFailure
     }
 
+    /// Whether, after an attempt that ended [`Outcome::Closed`], the
+    /// request may go once more without counting as a retry (nginx resends
+    /// a request that failed on a cached connection; Go's HTTP transport,
+    /// one that failed on a reused one). The default: no.
+    fn may_resend(&self) -> bool {
+        false
+    }
+
     /// The key a hashing policy picks by (see [`BalanceKey`]).
     fn hash_key(&self, _source: &HashSource) -> Option<u64> {
         None
@@ -216,9 +224,15 @@ impl<B> Attempts for ReplayRequest<B> {
         self.is_replayable()
             && match outcome {
                 Outcome::ConnectFailure => true,
-                Outcome::Failure => idempotent(self.head.method()),
+                Outcome::Failure | Outcome::Closed => idempotent(self.head.method()),
                 _ => false,
             }
+    }
+
+    /// A replayable request with an idempotent method (RFC 9110 §9.2.2):
+    /// sending it twice does no harm.
+    fn may_resend(&self) -> bool {
+        self.is_replayable() && idempotent(self.head.method())
     }
 
     fn hash_key(&self, source: &HashSource) -> Option<u64> {

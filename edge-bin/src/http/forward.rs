@@ -54,6 +54,24 @@ fn backend_tls_failed(e: &hyper_util::client::legacy::Error, rec: &mut AccessRec
     }
 }
 
+/// Why an attempt failed, for the access record's `error`: the error and
+/// its causes, innermost last (`"backend: client error (SendRequest):
+/// connection closed before message completed"`).
+fn backend_failure(e: &DispatchError<SendError>) -> String {
+    use std::fmt::Write as _;
+    let e: &(dyn std::error::Error + 'static) = match e {
+        DispatchError::Endpoint(e) => e,
+        e => e,
+    };
+    let mut why = format!("backend: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        let _ = write!(why, ": {s}");
+        source = s.source();
+    }
+    why
+}
+
 /// Sends `req` (headers already rewritten) to the backend, with retries.
 pub async fn forward(
     backend: &Backend,
@@ -110,6 +128,7 @@ pub async fn forward(
                 }
                 DispatchError::Timeout(_) => {
                     tracing::debug!(server = ?failed.endpoint, "backend response timed out");
+                    rec.error = Some("backend response timeout".into());
                     StatusCode::GATEWAY_TIMEOUT
                 }
                 DispatchError::Endpoint(SendError::Client(c)) if backend_tls_failed(c, rec) => {
@@ -117,7 +136,9 @@ pub async fn forward(
                     StatusCode::BAD_GATEWAY
                 }
                 e => {
-                    tracing::debug!(server = ?failed.endpoint, error = %e, "backend request failed");
+                    let why = backend_failure(e);
+                    tracing::debug!(server = ?failed.endpoint, error = %why, "backend request failed");
+                    rec.error = Some(why.into());
                     StatusCode::BAD_GATEWAY
                 }
             };

@@ -191,6 +191,7 @@ impl Classify<Response<Incoming>, SendError> for ByStatus {
         match e {
             SendError::Client(e) if e.is_connect() => Outcome::ConnectFailure,
             SendError::Client(e) if request_body_failed(e) => Outcome::RequestFault,
+            SendError::Client(e) if closed_before_answer(e) => Outcome::Closed,
             _ => Outcome::Failure,
         }
     }
@@ -204,6 +205,28 @@ pub fn request_body_failed(e: &hyper_util::client::legacy::Error) -> bool {
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
             return h.is_user();
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Whether the server closed the connection (an end of stream or a reset)
+/// before any byte of its answer: most often a kept-alive connection it
+/// closed (its keep-alive timeout) just as edge reused it.
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() {
+                return true;
+            }
+        } else if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ConnectionReset | BrokenPipe | ConnectionAborted | UnexpectedEof
+            );
         }
         source = s.source();
     }
