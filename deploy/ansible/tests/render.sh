@@ -102,3 +102,16 @@ grep -q 'no-such-pool' "$work/play3.log" ||
 [ ! -e "$work/bad/edge-a/edge.toml" ] ||
     { echo "render: FAILED: edge-a got a config that edge check rejected" >&2; exit 1; }
 echo "render: ok (edge-a, edge-b rendered and checked; a bad config was refused)" >&2
+
+# 4. The fleet (fleet.yml's roles): edge.toml with [[anycast]] and no VRRP,
+# FRR's or BIRD's config (validated by vtysh --dryrun / bird -p in the role),
+# the etcd member settings.
+echo "render: rendering the fleet" >&2
+ANSIBLE_CONFIG="$ansible_dir/ansible.cfg" ANSIBLE_PIPELINING=1 ansible-playbook \
+    -i "$ansible_dir/inventory/hosts.yml" "$here/render_fleet.yml" \
+    -e "edge_render_dir=$work/fleet" -e "edge_test_binary=$EDGE_BIN" -e "edge_test_tls=$work/tls" \
+    -e "edge_test_user=$(id -un)" -e "edge_test_group=$(id -gn)" >"$work/play4.log" 2>&1 ||
+    { cat "$work/play4.log"; echo "render: FAILED: the fleet's roles did not render/validate" >&2; exit 1; }
+"$(dirname "$(command -v ansible-playbook)")/python3" "$here/check_fleet.py" "$work/fleet" \
+    "$ansible_dir/inventory/hosts.yml" "$EDGE_BIN"
+echo "render: ok (fleet-1..3: edge.toml, routing daemon and etcd settings rendered and checked)" >&2
