@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
 use crate::error::NoEndpoint;
-use crate::policy::{Policy, least, random, wrr};
+use crate::policy::{Policy, least, random, smooth, wrr};
 use crate::set::{Endpoint, EndpointSet};
 use crate::stats::EndpointStats;
 use crate::view::{Cands, View};
@@ -246,7 +246,7 @@ struct Inner<K, T> {
     next_view_id: AtomicU64,
     failing_open: AtomicBool,
     counter: AtomicUsize,
-    live_wrr: Mutex<wrr::Live>,
+    live_wrr: Mutex<smooth::Live>,
     total_in_flight: Arc<AtomicU64>,
 }
 
@@ -296,7 +296,7 @@ where
                 next_view_id: AtomicU64::new(1),
                 failing_open: AtomicBool::new(false),
                 counter: AtomicUsize::new(0),
-                live_wrr: Mutex::new(wrr::Live::default()),
+                live_wrr: Mutex::new(smooth::Live::default()),
                 total_in_flight: Arc::new(AtomicU64::new(0)),
             }),
         };

@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::NoEndpoint;
+use crate::policy::Policy;
 use crate::policy::maglev::MaglevTable;
-use crate::policy::{Policy, wrr};
+use crate::policy::smooth;
 use crate::set::{Endpoint, Snapshot};
 
 /// Fixed-point scale of effective weights (so a ramp can be fractional).
@@ -72,7 +73,7 @@ pub(crate) struct View<K, T> {
     pub(crate) uniform: bool,
     pub(crate) cumulative: Vec<u64>,
     ramp: Option<Ramp>,
-    pub(crate) wrr: Option<wrr::Table>,
+    pub(crate) wrr: Option<smooth::Table>,
     pub(crate) maglev: Option<MaglevTable>,
     pub(crate) fail_open: bool,
     pub(crate) unavailable: NoEndpoint,
@@ -150,7 +151,7 @@ impl<K, T> View<K, T> {
                 done: AtomicBool::new(false),
             });
         let wrr = matches!(policy, Policy::RoundRobin)
-            .then(|| wrr::Table::build(&weights))
+            .then(|| smooth::Table::build(&weights))
             .flatten();
         let maglev = match policy {
             Policy::Maglev(cfg) => {

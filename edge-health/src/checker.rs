@@ -3,7 +3,7 @@
 //! (`driver.rs`), and the [`HealthHandle`] that reads its state and changes
 //! a pool's targets while it runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -14,113 +14,16 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::config::{CapacityConfig, CheckConfig, InitialState, OutlierConfig, SchedulerConfig};
-use crate::driver::{Counters, Driver, PoolRuntime, now};
+use crate::config::SchedulerConfig;
+use crate::driver::{Driver, PoolRuntime, now};
 use crate::error::ConfigError;
-use crate::event::{FirstRound, HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport};
-use crate::outlier::OutlierDetector;
-use crate::probe::{CompiledProbe, Probe};
+use crate::event::{FirstRound, HealthEvent, PoolStatus, ProbeObserver, ProbeReport};
+use crate::outlier::{Counters, OutlierDetector};
+use crate::pool::PoolConfig;
+use crate::probe::CompiledProbe;
 use crate::round::FirstRoundTracker;
-use crate::scheduler::{Key, ProbeQueue};
-
-/// One pool of targets checked the same way.
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    /// The pool's name, unique in the checker.
-    pub name: String,
-    /// The targets.
-    pub targets: Vec<SocketAddr>,
-    /// What to probe them with. Default TCP connect.
-    pub probe: Probe,
-    /// Probe timing and thresholds.
-    pub check: CheckConfig,
-    /// Passive outlier detection.
-    pub outlier: OutlierConfig,
-    /// Capacity alert.
-    pub capacity: CapacityConfig,
-    /// Per-target initial states that override `check.initial` (see
-    /// [`initial_state`](Self::initial_state)).
-    pub initial_states: HashMap<SocketAddr, InitialState>,
-    /// Per-target weights for the capacity alert's weight share (see
-    /// [`weight`](Self::weight)); a target not listed weighs 1.
-    pub weights: HashMap<SocketAddr, u32>,
-}
-
-impl PoolConfig {
-    /// A pool with default settings and a TCP probe.
-    pub fn new(name: impl Into<String>, targets: impl IntoIterator<Item = SocketAddr>) -> Self {
-        Self {
-            name: name.into(),
-            targets: targets.into_iter().collect(),
-            probe: Probe::Tcp,
-            check: CheckConfig::default(),
-            outlier: OutlierConfig::default(),
-            capacity: CapacityConfig::default(),
-            initial_states: HashMap::new(),
-            weights: HashMap::new(),
-        }
-    }
-    /// Sets the probe.
-    pub fn probe(mut self, p: Probe) -> Self {
-        self.probe = p;
-        self
-    }
-    /// Sets the check timing.
-    pub fn check(mut self, c: CheckConfig) -> Self {
-        self.check = c;
-        self
-    }
-    /// Sets outlier detection.
-    pub fn outlier(mut self, o: OutlierConfig) -> Self {
-        self.outlier = o;
-        self
-    }
-    /// Sets the capacity alert.
-    pub fn capacity(mut self, c: CapacityConfig) -> Self {
-        self.capacity = c;
-        self
-    }
-
-    /// Starts `target` in `state` instead of `check.initial`: a config
-    /// reload hands the state each target had in the previous checker to
-    /// the new one, so targets keep their place in or out of rotation.
-    pub fn initial_state(mut self, target: SocketAddr, state: InitialState) -> Self {
-        self.initial_states.insert(target, state);
-        self
-    }
-
-    /// Gives `target` a weight (default 1), counted by the capacity alert's
-    /// [`min_healthy_weight_percent`](CapacityConfig::min_healthy_weight_percent)
-    /// and reported in [`PoolStatus`].
-    pub fn weight(mut self, target: SocketAddr, weight: u32) -> Self {
-        self.weights.insert(target, weight);
-        self
-    }
-
-    /// Validates every part, naming the pool in the error's value.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.compile().map(drop)
-    }
-
-    fn compile(&self) -> Result<CompiledProbe, ConfigError> {
-        if self.name.is_empty() {
-            return Err(ConfigError::Empty { field: "pool.name" });
-        }
-        self.check.validate()?;
-        self.outlier.validate()?;
-        self.capacity.validate()?;
-        let mut seen = HashSet::new();
-        for t in &self.targets {
-            if !seen.insert(*t) {
-                return Err(ConfigError::DuplicateTarget {
-                    pool: self.name.clone(),
-                    target: *t,
-                });
-            }
-        }
-        self.probe.compile()
-    }
-}
+use crate::scheduler::ProbeQueue;
+use crate::shared::{Command, HealthStream, PoolShared, Shared};
 
 /// Collects pools, then [`spawn`](Self::spawn)s the driver.
 ///
@@ -294,7 +197,7 @@ impl HealthHandle {
     }
 
     /// Whether a pool's capacity alert is raised (`None` for an unknown
-    /// pool): below its [`CapacityConfig`] thresholds after every target
+    /// pool): below its [`CapacityConfig`](crate::CapacityConfig) thresholds after every target
     /// had a first result.
     pub fn capacity_alert(&self, pool: &str) -> Option<bool> {
         self.pool_status(pool).map(|s| s.low)
@@ -371,51 +274,5 @@ impl HealthHandle {
         if let Some(task) = task {
             let _ = task.await;
         }
-    }
-}
-
-/// Messages to the driver.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Outlier {
-        key: Key,
-        consecutive: u32,
-    },
-    SetTargets {
-        pool: usize,
-        targets: Vec<(SocketAddr, u32)>,
-    },
-    Shutdown,
-}
-
-/// State shared by the driver and the handles.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) pools: Vec<PoolShared>,
-    by_name: HashMap<Arc<str>, usize>,
-    events: broadcast::WeakSender<HealthEvent>,
-    /// `Some` once the first round has ended.
-    first_round: watch::Receiver<Option<FirstRound>>,
-}
-
-/// One pool's published state. Both vectors are in target order; a slot
-/// of a removed target is `None`.
-#[derive(Debug)]
-pub(crate) struct PoolShared {
-    pub(crate) status: watch::Sender<PoolStatus>,
-    pub(crate) targets: Mutex<Vec<Option<HealthEvent>>>,
-    /// Each target's last probe.
-    pub(crate) last_probes: Mutex<Vec<Option<ProbeReport>>>,
-}
-
-impl Shared {
-    pub(crate) fn snapshot(&self) -> Vec<HealthEvent> {
-        let mut out = Vec::new();
-        for p in &self.pools {
-            if let Ok(t) = p.targets.lock() {
-                out.extend(t.iter().flatten().cloned());
-            }
-        }
-        out
     }
 }

@@ -1,7 +1,6 @@
 //! The driver: runs probes on a tokio runtime, feeds the state machines,
 //! publishes their changes, and adds and removes targets while it runs.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -14,18 +13,15 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 
 use crate::capacity::{CapacityChange, CapacityTracker, run_hook};
-use crate::checker::{Command, PoolConfig, Shared};
 use crate::event::{HealthEvent, PoolStatus, ProbeObserver, ProbeReport};
 use crate::machine::{HealthMachine, TargetState, Transition};
-use crate::outlier::{FailureCounter, ejection_time, max_ejected, next_multiplier};
+use crate::outlier::{Counters, FailureCounter, ejection_time, max_ejected, next_multiplier};
+use crate::pool::PoolConfig;
 use crate::probe::CompiledProbe;
 use crate::reason::Reason;
 use crate::round::FirstRoundTracker;
 use crate::scheduler::{Key, ProbeQueue, jitter, spread};
-
-/// The outlier counters of every live target, by address (one per pool
-/// that holds it).
-pub(crate) type Counters = HashMap<SocketAddr, Vec<Arc<FailureCounter>>>;
+use crate::shared::{Command, Shared};
 
 #[derive(Debug)]
 pub(crate) struct PoolRuntime {

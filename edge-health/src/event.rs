@@ -1,14 +1,9 @@
 //! What the checker publishes: per-target events and per-pool status.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use futures::Stream;
-use tokio::sync::broadcast;
-
-use crate::checker::Shared;
 use crate::machine::TargetState;
 use crate::reason::Reason;
 
@@ -91,47 +86,6 @@ impl PoolStatus {
     pub fn has_healthy(&self, min_count: usize, min_share: f64) -> bool {
         // usize -> f64 is exact for any realistic pool size.
         self.healthy >= min_count && (self.healthy as f64) >= min_share * (self.total as f64)
-    }
-}
-
-/// A stream of [`HealthEvent`]s. It starts with the current state of every
-/// target, then yields each change. A subscriber that falls behind gets the
-/// full current state again rather than losing changes, so applying events
-/// in order always ends in the checker's state.
-#[derive(Debug)]
-pub struct HealthStream {
-    pub(crate) rx: Option<broadcast::Receiver<HealthEvent>>,
-    pub(crate) backlog: VecDeque<HealthEvent>,
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl HealthStream {
-    /// The next event; `None` once the checker has stopped.
-    pub async fn next(&mut self) -> Option<HealthEvent> {
-        loop {
-            if let Some(e) = self.backlog.pop_front() {
-                return Some(e);
-            }
-            let rx = self.rx.as_mut()?;
-            match rx.recv().await {
-                Ok(e) => return Some(e),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::debug!(missed = n, "health subscriber lagged, resending state");
-                    self.backlog = self.shared.snapshot().into();
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    self.rx = None;
-                }
-            }
-        }
-    }
-
-    /// As a [`futures::Stream`].
-    pub fn into_stream(self) -> impl Stream<Item = HealthEvent> + Send + 'static {
-        futures::stream::unfold(self, |mut s| async move {
-            let e = s.next().await?;
-            Some((e, s))
-        })
     }
 }
 

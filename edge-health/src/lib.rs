@@ -57,23 +57,25 @@ mod error;
 mod event;
 mod machine;
 mod outlier;
+mod pool;
 mod probe;
 mod reason;
 mod round;
 mod scheduler;
+mod shared;
 
 pub use crate::capacity::{CapacityChange, CapacityTracker};
-pub use crate::checker::{HealthChecker, HealthHandle, PoolConfig};
+pub use crate::checker::{HealthChecker, HealthHandle};
 pub use crate::config::{
     AlertHook, CapacityConfig, CheckConfig, InitialState, OutlierConfig, SchedulerConfig,
 };
 pub use crate::error::ConfigError;
-pub use crate::event::{
-    FirstRound, HealthEvent, HealthStream, PoolStatus, ProbeObserver, ProbeReport,
-};
+pub use crate::event::{FirstRound, HealthEvent, PoolStatus, ProbeObserver, ProbeReport};
 pub use crate::machine::{HealthMachine, TargetState, Transition};
 pub use crate::outlier::{Outcome, OutlierDetector, max_ejected};
+pub use crate::pool::PoolConfig;
 pub use crate::probe::{
     BodyMatch, CustomProbe, HttpProbe, Probe, ProbeFuture, StatusSet, TlsProbe, TlsVerify,
 };
 pub use crate::reason::Reason;
+pub use crate::shared::HealthStream;

@@ -13,9 +13,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::checker::Command;
 use crate::config::OutlierConfig;
 use crate::scheduler::Key;
+use crate::shared::Command;
+
+/// Each target's failure counters, one per outlier detector that watches
+/// it; swapped whole when targets change.
+pub(crate) type Counters = std::collections::HashMap<SocketAddr, Vec<Arc<FailureCounter>>>;
 
 /// The outcome of one request or connection in live traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,7 +39,7 @@ pub enum Outcome {
 /// request. Targets unknown to the checker are ignored.
 #[derive(Debug, Clone)]
 pub struct OutlierDetector {
-    pub(crate) counters: Arc<ArcSwap<crate::driver::Counters>>,
+    pub(crate) counters: Arc<ArcSwap<Counters>>,
     pub(crate) tx: mpsc::UnboundedSender<Command>,
 }
 

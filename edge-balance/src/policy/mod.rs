@@ -9,6 +9,7 @@ use std::time::Duration;
 pub(crate) mod least;
 pub(crate) mod maglev;
 pub(crate) mod random;
+pub(crate) mod smooth;
 pub(crate) mod wrr;
 
 pub use maglev::{DEFAULT_TABLE_SIZE, MaglevTable};
