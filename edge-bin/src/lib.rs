@@ -72,5 +72,6 @@ pub mod state;
 pub mod status;
 pub mod telemetry;
 pub mod terminate;
+pub mod tickets;
 pub mod tls_tuning;
 pub mod vrrp;

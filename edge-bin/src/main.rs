@@ -342,7 +342,7 @@ async fn serve(
     let admin = admin::Admin::new(path);
     admin.use_state_file(v.admin.state_file.clone());
     // Before the first TLS config is built: it takes these keys.
-    let tickets = edge_bin::peer::TicketStore::init(v.tickets.keys_file.clone())?;
+    let tickets = edge_bin::tickets::init(v.tickets.keys_file.clone())?;
     let peer_settings = v.peer.clone();
     for w in &v.warnings {
         tracing::warn!("{w}");

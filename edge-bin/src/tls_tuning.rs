@@ -52,7 +52,7 @@ pub fn server_provider_with(groups: &[KeyExchangeGroup]) -> CryptoProvider {
 /// with [`server_provider`].
 ///
 /// Tickets are encrypted with the process's ticket keys
-/// (`crate::peer::tickets`: kept in `[tickets] keys_file` across restarts
+/// (`crate::tickets`: kept in `[tickets] keys_file` across restarts
 /// and shared with the other node of a pair over `[peer]`).
 ///
 /// `previous`: the config this one replaces (a reload). Its ticket keys and
@@ -68,7 +68,7 @@ pub fn tune(
             config.ticketer = p.ticketer.clone();
             config.session_storage = p.session_storage.clone();
         }
-        None => config.ticketer = crate::peer::tickets::ticketer()?,
+        None => config.ticketer = crate::tickets::ticketer()?,
     }
     config.send_tls13_tickets = 1;
     Ok(())

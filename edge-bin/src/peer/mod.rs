@@ -2,7 +2,7 @@
 //! `peer`: mutual TLS with a pinned certificate, size-capped frames) and
 //! what travels on it:
 //!
-//! - the TLS session-ticket keys ([`tickets`]), so a client resumes on
+//! - the TLS session-ticket keys (edge-sni's [`TicketStore`]), so a client resumes on
 //!   either node; each node rotates them, the pair converges by edge-sni's
 //!   rule (the higher generation wins);
 //! - the server states set with `edge admin` (drain, maint, weights), each
@@ -13,7 +13,6 @@
 //! Started once at start: a reload does not change the link (restart to).
 
 mod key;
-pub mod tickets;
 
 use std::sync::Arc;
 
@@ -22,8 +21,8 @@ use edge_sni::tickets::{KeySet, Offered};
 use edge_vrrp::peer::{PeerConfig, PeerHandler, PeerLink, PeerSender};
 use serde::{Deserialize, Serialize};
 
+pub use edge_sni::tickets::TicketStore;
 pub use key::write_credentials;
-pub use tickets::TicketStore;
 
 use crate::admin::{Admin, ServerRecord};
 use crate::config::PeerSettings;

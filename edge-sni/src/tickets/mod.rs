@@ -23,7 +23,9 @@
 //!
 //! Tickets are ChaCha20-Poly1305 (ring's AEAD): `key id (4) | nonce (12) |
 //! ciphertext | tag (16)`, the key id authenticated as associated data.
-//! This module does no I/O and reads no clock: the caller passes the time.
+//! [`KeySet`] and [`TicketKeys`] do no I/O and read no clock: the caller
+//! passes the time. [`TicketStore`] is the I/O around them: the keys kept
+//! in a file and rotated by a tokio task.
 //!
 //! ```
 //! use edge_sni::tickets::{KeySet, TicketKeys};
@@ -38,6 +40,10 @@
 //! // Carried between nodes (over an encrypted link) as bytes.
 //! assert_eq!(KeySet::decode(&set.encode()).unwrap(), set);
 //! ```
+
+mod store;
+
+pub use store::{KeysHook, TicketStore};
 
 use std::fmt;
 use std::sync::{Arc, RwLock};

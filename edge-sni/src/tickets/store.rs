@@ -1,18 +1,18 @@
-//! The process's TLS session-ticket keys (edge-sni `tickets`): one key set
-//! for every TLS config the process builds, so sessions resume across a
-//! reload; kept in `[tickets] keys_file` (mode 0600) so they resume across
-//! a restart; shared with the other node of a pair over the peer link so
-//! they resume on it after a failover. Rotated every 6 hours, with or
-//! without a peer; both nodes converge by edge-sni's rule (the higher
-//! generation wins; a tie goes to the set in use longer, one generation up).
+//! A server's ticket keys kept and rotated: one [`TicketKeys`] for every
+//! TLS config a process builds (so sessions resume across a config
+//! reload), kept in a file (mode 0600, so they resume across a restart),
+//! rotated every 6 hours, and merged with the sets of other servers (a
+//! pair's peer, a fleet's store) by [`TicketKeys::offer`]'s rule: the
+//! higher generation wins; a tie goes to the set in use longer, one
+//! generation up.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::{KeySet, Offered, TicketKeys};
 use base64::Engine as _;
-use edge_sni::tickets::{KeySet, Offered, TicketKeys};
 
 /// How often the rotation task looks whether the keys are due.
 const ROTATION_CHECK: Duration = Duration::from_secs(60);
@@ -20,8 +20,7 @@ const ROTATION_CHECK: Duration = Duration::from_secs(60);
 /// Told of every key set this node starts using by its own rotation.
 pub type KeysHook = Arc<dyn Fn(&KeySet) + Send + Sync>;
 
-/// The ticket keys of the process, where they are kept and who hears of
-/// a rotation.
+/// Ticket keys, where they are kept and who hears of a rotation.
 pub struct TicketStore {
     keys: Arc<TicketKeys>,
     file: Option<PathBuf>,
@@ -35,21 +34,6 @@ impl std::fmt::Debug for TicketStore {
             .field("file", &self.file)
             .finish_non_exhaustive()
     }
-}
-
-static PROCESS: OnceLock<Arc<TicketStore>> = OnceLock::new();
-
-/// The process's ticket producer (what `tls_tuning::tune` installs): the
-/// one [`TicketStore::init`] set up, or fresh keys kept in memory only.
-pub fn ticketer() -> Result<Arc<TicketKeys>, rustls::Error> {
-    if let Some(s) = PROCESS.get() {
-        return Ok(s.keys.clone());
-    }
-    let set = KeySet::generate(now()).map_err(|_| rustls::Error::FailedToGetRandomBytes)?;
-    Ok(PROCESS
-        .get_or_init(|| Arc::new(TicketStore::new(set, None)))
-        .keys
-        .clone())
 }
 
 fn now() -> u64 {
@@ -67,9 +51,10 @@ impl TicketStore {
         }
     }
 
-    /// Sets up the process's keys, before the first TLS config is built:
-    /// those in `file` when it holds some, else fresh ones (written there).
-    pub fn init(file: Option<PathBuf>) -> Result<Arc<Self>, String> {
+    /// The keys in `file` when it holds some, else fresh ones (written
+    /// there); `None`: fresh keys kept in memory only. An unreadable file
+    /// is logged and replaced.
+    pub fn open(file: Option<PathBuf>) -> Result<Arc<Self>, String> {
         let set = match file.as_deref().map(load) {
             Some(Ok(Some(set))) => {
                 tracing::info!(file = %file.as_deref().unwrap_or(Path::new("")).display(), generation = set.generation(), "ticket keys restored");
@@ -83,10 +68,12 @@ impl TicketStore {
         };
         let store = Arc::new(Self::new(set, file));
         store.persist();
-        PROCESS
-            .set(store.clone())
-            .map_err(|_| "ticket keys set up twice".to_string())?;
         Ok(store)
+    }
+
+    /// The ticket producer to install in each rustls `ServerConfig`.
+    pub fn keys(&self) -> Arc<TicketKeys> {
+        self.keys.clone()
     }
 
     /// The key set in use.
@@ -102,13 +89,13 @@ impl TicketStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hook);
     }
 
-    /// Merges the peer's set into ours (kept on disk when it changed).
+    /// Merges another server's set into ours (kept on disk when it changed).
     pub fn offer(&self, theirs: &KeySet) -> Offered {
         let o = self.keys.offer(theirs);
         if let Offered::Changed(set) = &o {
             tracing::info!(
                 generation = set.generation(),
-                "ticket keys: the pair's key set adopted"
+                "ticket keys: a shared key set adopted"
             );
             self.persist();
         }
