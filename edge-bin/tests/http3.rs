@@ -107,19 +107,31 @@ impl Setup {
 
     /// The config: `http3` is the `[https]` lines about HTTP/3.
     fn config(&self, http3: &str, fixed: &str) -> String {
+        self.config_with(http3, fixed, "")
+    }
+
+    /// [`Setup::config`] with `extra` tables at its end.
+    fn config_with(&self, http3: &str, fixed: &str, extra: &str) -> String {
         let leaf = self.pki.leaf(&self.dir, "t", &["t.test"]);
         fixture("http3.toml")
             .set("https_port", self.port)
             .set("backend_port", self.backend)
             .set("http3", http3)
             .set("fixed", fixed)
+            .set("extra", extra)
             .path("cert", &leaf.cert)
             .path("key", &leaf.key)
             .render()
     }
 
     fn start(&self, http3: &str, rust_log: &str) -> Edge {
-        let config = self.dir.write("edge.toml", self.config(http3, "one"));
+        self.start_with(http3, "", rust_log)
+    }
+
+    fn start_with(&self, http3: &str, extra: &str, rust_log: &str) -> Edge {
+        let config = self
+            .dir
+            .write("edge.toml", self.config_with(http3, "one", extra));
         Edge::builder(EDGE, config).rust_log(Some(rust_log)).start()
     }
 
@@ -290,4 +302,32 @@ async fn h3_off_by_default_and_retry_when_asked() {
     assert!(r.iter().all(|r| status(r) == 200), "{r:?}");
     let log = log_of(&s.dir);
     assert!(log.contains("QUIC Retry sent"), "{log}");
+}
+
+/// `[limits] max_connections` counts QUIC connections with TCP ones: with
+/// both taken by idle TCP connections a QUIC client is refused; once they
+/// close it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_connections_share_max_connections() {
+    let s = Setup::new("http3-max-conns").await;
+    let _edge = s.start_with(
+        "http3 = true",
+        "[limits]\nmax_connections = 2\nclient_hello_timeout = \"30s\"",
+        "info",
+    );
+    let addr = format!("127.0.0.1:{}", s.port);
+    let held = [
+        tokio::net::TcpStream::connect(&addr).await.unwrap(),
+        tokio::net::TcpStream::connect(&addr).await.unwrap(),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = s.h3(&["--timeout", "3"], &["/fixed"]).await;
+    assert!(
+        refused.is_err(),
+        "served beyond max_connections: {refused:?}"
+    );
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = s.h3(&[], &["/fixed"]).await.unwrap();
+    assert_eq!(status(&r[0]), 200);
 }

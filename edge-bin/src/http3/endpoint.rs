@@ -265,6 +265,7 @@ async fn connection(
     let info = Arc::new(ConnInfo::new(client, sni, Some("TLSv1.3")));
     let settings = Settings {
         max_field_section_size: state.limits.max_header_bytes as u64,
+        send_timeout: state.limits.idle_timeout.0,
     };
     let svc_state = state.clone();
     let svc = tower::service_fn(move |req: Request<RequestBody>| {

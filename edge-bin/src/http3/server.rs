@@ -91,6 +91,10 @@ pub struct Settings {
     /// The largest request header section accepted, in bytes (h3's
     /// `SETTINGS_MAX_FIELD_SECTION_SIZE`); a larger one is answered 431.
     pub max_field_section_size: u64,
+    /// The longest one piece of a response body may wait for the client
+    /// to take it (QUIC flow control); beyond it the stream is reset, so a
+    /// client that stops reading does not hold the response forever.
+    pub send_timeout: std::time::Duration,
 }
 
 /// Connection-specific header fields HTTP/3 forbids (RFC 9114 §4.2): an
@@ -136,7 +140,7 @@ where
                     let svc = svc.clone();
                     tokio::spawn(async move {
                         match resolver.resolve_request().await {
-                            Ok((req, stream)) => serve_request(svc, req, stream).await,
+                            Ok((req, stream)) => serve_request(svc, req, stream, settings).await,
                             Err(e) => tracing::debug!(error = %e, "HTTP/3 request refused"),
                         }
                     });
@@ -156,6 +160,7 @@ async fn serve_request<S, RB>(
     mut svc: S,
     req: Request<()>,
     stream: RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
+    settings: Settings,
 ) where
     S: Service<Request<RequestBody>, Response = Response<RB>>,
     S::Error: Into<BoxError> + Send,
@@ -179,6 +184,7 @@ async fn serve_request<S, RB>(
     };
     let (mut parts, body) = resp.into_parts();
     strip_connection_headers(&mut parts.headers);
+    let send_timeout = settings.send_timeout;
     if let Err(e) = send.send_response(Response::from_parts(parts, ())).await {
         tracing::debug!(error = %e, "HTTP/3 response head not sent");
         return;
@@ -188,7 +194,14 @@ async fn serve_request<S, RB>(
         let sent = match frame {
             Ok(f) => match f.into_data() {
                 Ok(data) if data.is_empty() => Ok(()),
-                Ok(data) => send.send_data(data).await,
+                Ok(data) => match tokio::time::timeout(send_timeout, send.send_data(data)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        tracing::debug!("HTTP/3 client stopped reading: stream reset");
+                        send.stop_stream(Code::H3_REQUEST_CANCELLED);
+                        return;
+                    }
+                },
                 Err(f) => match f.into_trailers() {
                     Ok(t) => send.send_trailers(t).await,
                     Err(_) => Ok(()),
