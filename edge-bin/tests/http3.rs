@@ -89,6 +89,7 @@ async fn backend() -> u16 {
 struct Setup {
     dir: TempDir,
     pki: Pki,
+    leaf: Leaf,
     port: u16,
     backend: u16,
 }
@@ -97,8 +98,10 @@ impl Setup {
     async fn new(test: &str) -> Setup {
         let dir = TempDir::new(test);
         let pki = Pki::new(&dir, "h3");
+        let leaf = pki.leaf(&dir, "t", &["t.test"]);
         Setup {
             pki,
+            leaf,
             port: free_port(),
             backend: backend().await,
             dir,
@@ -112,7 +115,7 @@ impl Setup {
 
     /// [`Setup::config`] with `extra` tables at its end.
     fn config_with(&self, http3: &str, fixed: &str, extra: &str) -> String {
-        let leaf = self.pki.leaf(&self.dir, "t", &["t.test"]);
+        let leaf = &self.leaf;
         fixture("http3.toml")
             .set("https_port", self.port)
             .set("backend_port", self.backend)
@@ -330,4 +333,68 @@ async fn h3_connections_share_max_connections() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = s.h3(&[], &["/fixed"]).await.unwrap();
     assert_eq!(status(&r[0]), 200);
+}
+
+/// The base64 SHA-256 of a certificate's SubjectPublicKeyInfo (Chromium's
+/// `--ignore-certificate-errors-spki-list`), by openssl.
+fn spki_sha256(cert: &std::path::Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(
+            "openssl x509 -in \"$0\" -pubkey -noout | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | base64",
+        )
+        .arg(cert)
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Debian's headless Chromium forced to QUIC for edge's origin gets the
+/// page over HTTP/3 (the access log says so).
+#[test]
+fn chromium_over_h3() {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing (Debian package chromium; .ci/test installs it)"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s = rt.block_on(Setup::new("http3-chromium"));
+    let _edge = s.start("http3 = true", "info,edge::access=debug");
+    let origin = format!("t.test:{}", s.port);
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg("/usr/bin/chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-quic",
+        ])
+        .arg(format!("--origin-to-force-quic-on={origin}"))
+        .arg("--host-resolver-rules=MAP t.test 127.0.0.1")
+        .arg(format!(
+            "--ignore-certificate-errors-spki-list={}",
+            spki_sha256(&s.leaf.cert)
+        ))
+        .arg(format!(
+            "--user-data-dir={}",
+            s.dir.path("profile").display()
+        ))
+        .arg("--dump-dom")
+        .arg(format!("https://{origin}/fixed"))
+        .output()
+        .expect("chromium must be installed");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("one"),
+        "Chromium did not get the page: {dom}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = log_of(&s.dir);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("path=\"/fixed\"") && l.contains("protocol=\"h3\"")),
+        "no HTTP/3 request from Chromium:\n{log}"
+    );
 }
