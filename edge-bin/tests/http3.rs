@@ -440,3 +440,19 @@ async fn h3_flood_gets_retry_and_no_amplification() {
     let r = s.h3(&[], &["/fixed"]).await.unwrap();
     assert_eq!(status(&r[0]), 200);
 }
+
+/// A second QUIC connection resumes with the session ticket of the first
+/// (the TCP listener's ticket keys), and is given no early data (0-RTT
+/// off): its request is served after the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_resumes_without_0rtt() {
+    let s = Setup::new("http3-0rtt").await;
+    let _edge = s.start("http3 = true", "info");
+    let r = s.h3(&["--resume"], &["/fixed"]).await.unwrap();
+    assert_eq!(r.len(), 2, "{r:?}");
+    assert!(r.iter().all(|r| status(r) == 200), "{r:?}");
+    assert_eq!(r[0]["resumed"], false, "{r:?}");
+    assert_eq!(r[1]["resumed"], true, "{r:?}");
+    assert_eq!(r[1]["ticket_allows_early_data"], false, "{r:?}");
+    assert_eq!(r[1]["early_data"], false, "{r:?}");
+}
