@@ -149,7 +149,11 @@ where
             },
             () = &mut shutdown, if !closing => {
                 closing = true;
-                h3c.shutdown(0).await?;
+                // GOAWAY names the first request not served (RFC 9114
+                // §5.2): the one after the last accepted, so the client
+                // knows every accepted request is answered (h3's
+                // `shutdown(0)` would name the last accepted one).
+                h3c.shutdown(1).await?;
             }
         }
     }
