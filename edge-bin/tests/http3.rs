@@ -33,8 +33,11 @@ fn hex_sha256(b: &[u8]) -> String {
         .collect()
 }
 
-/// The backend: `/big` (4 MiB), `/upload` (answers the SHA-256 of the
-/// body), anything else: the forwarding headers it got, as `x-seen-*`.
+/// Requests to `/slow` the backend received.
+static SLOW_SEEN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The backend: `/big` (4 MiB), `/slow` (answers after 1.5 s), `/upload`
+/// (answers the SHA-256 of the body), anything else: the forwarding headers it got, as `x-seen-*`.
 async fn backend() -> u16 {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
@@ -62,6 +65,11 @@ async fn backend() -> u16 {
                     }
                     let body = match path.as_str() {
                         "/big" => big,
+                        "/slow" => {
+                            SLOW_SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(1500)).await;
+                            Bytes::from_static(b"slow")
+                        }
                         "/upload" => {
                             let b = req.into_body().collect().await.unwrap().to_bytes();
                             Bytes::from(hex_sha256(&b))
@@ -455,4 +463,33 @@ async fn h3_resumes_without_0rtt() {
     assert_eq!(r[1]["resumed"], true, "{r:?}");
     assert_eq!(r[1]["ticket_allows_early_data"], false, "{r:?}");
     assert_eq!(r[1]["early_data"], false, "{r:?}");
+}
+
+/// A reload while 50 HTTP/3 requests are in flight at the backend: every
+/// one is answered (the old connection gets GOAWAY after them), and the
+/// next connection has the new config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_reload_under_load_fails_no_request() {
+    let s = std::sync::Arc::new(Setup::new("http3-reload-load").await);
+    let edge = s.start("http3 = true", "info");
+    let client = {
+        let s = s.clone();
+        tokio::spawn(async move { s.h3(&["--repeat", "50"], &["/slow"]).await })
+    };
+    // Reloaded once every request is at the backend (the client, a
+    // Python process, takes a while to start).
+    let t0 = std::time::Instant::now();
+    while SLOW_SEEN.load(std::sync::atomic::Ordering::Relaxed) < 50 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "requests not in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::task::block_in_place(|| edge.reload(&s.config("http3 = true", "two"), 1));
+    let r = client.await.unwrap().unwrap();
+    assert_eq!(r.len(), 50);
+    assert!(r.iter().all(|r| status(r) == 200), "{r:?}");
+    let r = s.h3(&[], &["/fixed"]).await.unwrap();
+    assert_eq!(r[0]["sha256"], hex_sha256(b"two"));
 }

@@ -149,6 +149,7 @@ where
             },
             () = &mut shutdown, if !closing => {
                 closing = true;
+                tracing::debug!("HTTP/3 GOAWAY");
                 // GOAWAY names the first request not served (RFC 9114
                 // §5.2): the one after the last accepted, so the client
                 // knows every accepted request is answered (h3's
