@@ -493,3 +493,20 @@ async fn h3_reload_under_load_fails_no_request() {
     let r = s.h3(&[], &["/fixed"]).await.unwrap();
     assert_eq!(r[0]["sha256"], hex_sha256(b"two"));
 }
+
+/// A host under `[[client_auth]]` is answered 421 over HTTP/3 (no client
+/// certificate is asked for over QUIC), so the client goes to TCP, where
+/// the same request is served without an Alt-Svc.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_client_auth_hosts_get_421() {
+    let s = Setup::new("http3-client-auth").await;
+    let extra = format!(
+        "[[client_auth]]\nhosts = [\"t.test\"]\nverify = \"optional\"\nca_file = \"{}\"",
+        s.pki.ca_pem.display()
+    );
+    let _edge = s.start_with("http3 = true", &extra, "info");
+    let r = s.h3(&[], &["/fixed"]).await.unwrap();
+    assert_eq!(status(&r[0]), 421, "{r:?}");
+    // Served over TCP, where HTTP/3 is not advertised for it.
+    assert_eq!(s.alt_svc(false), None);
+}

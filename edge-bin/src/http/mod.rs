@@ -101,7 +101,7 @@ where
     let h3 = req.version() == http::Version::HTTP_3;
     let mut resp = serve_inner(&state, &conn, req, &mut rec).await;
     if state.https.http3 && !h3 {
-        crate::http3::advertise(&state, resp.headers_mut());
+        crate::http3::advertise(&state, conn.sni.as_deref(), resp.headers_mut());
     }
     // Logged and counted when the response body ends.
     Ok(state.obs.finish_http(rec, start, resp))

@@ -25,8 +25,12 @@ pub use endpoint::Endpoints;
 const ALT_SVC_MAX_AGE: u32 = 86_400;
 
 /// Adds `Alt-Svc: h3=":PORT"` to an HTTP/1 or HTTP/2 response: the port of
-/// the first `[https] listen` address (HTTP/3 listens on every one).
-pub fn advertise(state: &State, headers: &mut HeaderMap) {
+/// the first `[https] listen` address (HTTP/3 listens on every one). Not
+/// for an SNI under `[[client_auth]]`, which HTTP/3 answers 421.
+pub fn advertise(state: &State, sni: Option<&str>, headers: &mut HeaderMap) {
+    if sni.is_some_and(|s| state.client_auth_of(s).is_some()) {
+        return;
+    }
     let Some(port) = state.https.listen.first().map(|a| a.port()) else {
         return;
     };
