@@ -56,6 +56,7 @@ pub mod demo;
 pub mod discovery;
 pub mod health;
 pub mod http;
+pub mod http3;
 pub mod inbound;
 pub mod lifecycle;
 pub mod listeners;

@@ -20,6 +20,8 @@ pub enum Kind {
     Https,
     /// `[http] listen`: ACME challenges and redirects.
     Http,
+    /// `[https] listen` over UDP: HTTP/3 (`[https] http3`).
+    Http3,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
         match self {
             Kind::Https => "https",
             Kind::Http => "http",
+            Kind::Http3 => "http3",
         }
     }
 }
@@ -48,6 +51,8 @@ pub struct Listeners {
     shared: SharedState,
     conns: Arc<Semaphore>,
     active: HashMap<SocketAddr, Entry>,
+    /// HTTP/3 on the HTTPS addresses, when `[https] http3` is on.
+    quic: crate::http3::Endpoints,
 }
 
 /// Sockets bound for a config that is not switched in yet
@@ -66,6 +71,7 @@ impl Listeners {
     /// permit from `conns`.
     pub fn new(shared: SharedState, conns: Arc<Semaphore>) -> Self {
         Self {
+            quic: crate::http3::Endpoints::new(shared.clone(), conns.clone()),
             shared,
             conns,
             active: HashMap::new(),
@@ -149,7 +155,23 @@ impl Listeners {
                 }
             }
         }
+        changes.extend(self.sync_quic());
         changes
+    }
+
+    /// Starts, updates or stops HTTP/3 on the HTTPS listeners' bound
+    /// addresses by the current state's `[https] http3`.
+    fn sync_quic(&mut self) -> Changes {
+        let addrs: Vec<SocketAddr> = if self.shared.load().https.http3 {
+            self.active
+                .values()
+                .filter(|e| e.kind == Kind::Https)
+                .map(|e| e.bound)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.quic.sync(&addrs)
     }
 
     /// Binds and starts every address (the first config at start).
@@ -159,6 +181,7 @@ impl Listeners {
             self.start(a, kind, socket)
                 .map_err(|e| format!("cannot listen on {a}: {e}"))?;
         }
+        self.sync_quic();
         Ok(())
     }
 
@@ -192,6 +215,7 @@ impl Listeners {
     /// The bound addresses and their kind, sorted.
     pub fn bound(&self) -> Vec<(SocketAddr, Kind)> {
         let mut v: Vec<_> = self.active.values().map(|e| (e.bound, e.kind)).collect();
+        v.extend(self.quic.bound().into_iter().map(|a| (a, Kind::Http3)));
         v.sort();
         v
     }
@@ -202,6 +226,7 @@ impl Listeners {
         for (_, e) in self.active.drain() {
             e.task.abort();
         }
+        self.quic.close_all();
     }
 }
 

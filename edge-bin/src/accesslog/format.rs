@@ -64,6 +64,8 @@ struct View<'a> {
     tunnel_ms: Option<f64>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     truncated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'a str>,
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -99,6 +101,7 @@ fn json(rec: &AccessRecord, path: Option<&str>, truncated: bool, out: &mut Vec<u
         error: rec.error.as_deref(),
         tunnel_ms: rec.tunnel_time.map(ms),
         truncated,
+        protocol: rec.protocol,
     };
     // Serializing plain strings and numbers into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &view);

@@ -82,6 +82,9 @@ pub struct AccessRecord {
     pub tunnel_time: Option<Duration>,
     /// The Upgrade tunnel this record waits for.
     pub tunnel: Option<Arc<tunnel::Tunnel>>,
+    /// The client's HTTP version by its ALPN name: `http/1.1`, `h2`, `h3`
+    /// (`None`: no request, a passthrough connection).
+    pub protocol: Option<&'static str>,
 }
 
 impl AccessRecord {
@@ -123,6 +126,7 @@ impl AccessRecord {
             attempts = self.attempts,
             error = self.error.as_deref().unwrap_or("-"),
             tunnel_ms = self.tunnel_time.map(|d| d.as_secs_f64() * 1000.0),
+            protocol = self.protocol.unwrap_or("-"),
         );
     }
 }

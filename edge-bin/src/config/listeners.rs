@@ -21,6 +21,11 @@ pub struct HttpsSettings {
     /// The TLS key exchange groups accepted (`post_quantum`,
     /// `key_exchange_groups`).
     pub key_exchange: Vec<KeyExchangeGroup>,
+    /// `http3`: HTTP/3 over QUIC on UDP at the `listen` addresses.
+    pub http3: bool,
+    /// `http3_retry_above`: handshakes in progress above which QUIC
+    /// clients must validate their address (Retry); 0: always.
+    pub http3_retry_above: usize,
 }
 
 /// `[http]`, validated.
@@ -85,6 +90,8 @@ impl Validator<'_> {
                 })
                 .collect(),
             key_exchange: self.key_exchange(h),
+            http3: h.http3,
+            http3_retry_above: h.http3_retry_above,
         };
         self.check_proxy_protocol(h.proxy_protocol, &h.trusted_proxies, "https");
         let http = HttpSettings {

@@ -184,6 +184,11 @@ pub struct Https {
     /// The key exchange groups accepted; none = the default list
     /// (`post_quantum` decides whether it has X25519MLKEM768).
     pub key_exchange_groups: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Serve HTTP/3 (QUIC) on UDP at the same addresses.
+    pub http3: bool,
+    /// QUIC handshakes in progress above which a new client is asked to
+    /// prove its address (Retry) first; 0: always.
+    pub http3_retry_above: usize,
 }
 
 impl Default for Https {
@@ -201,6 +206,8 @@ impl Default for Https {
             ],
             post_quantum: true,
             key_exchange_groups: None,
+            http3: false,
+            http3_retry_above: 64,
         }
     }
 }

@@ -4,14 +4,13 @@
 //! the server's lease, an Upgrade tunnel, or 502/503/504 without internal
 //! detail.
 
+use bytes::Bytes;
 use edge_balance::{DispatchError, ReplayRequest};
 use http::header::{CONNECTION, UPGRADE};
 use http::{HeaderValue, Request, Response, StatusCode, Version};
-use http_body::Body as _;
-use hyper::body::Incoming;
 use tower_service::Service as _;
 
-use super::body::{EdgeBody, boxed, empty};
+use super::body::{BoxError, EdgeBody, boxed, empty};
 use super::respond;
 use super::upstream::{SendError, request_body_failed};
 use crate::accesslog::AccessRecord;
@@ -73,14 +72,18 @@ fn backend_failure(e: &DispatchError<SendError>) -> String {
 }
 
 /// Sends `req` (headers already rewritten) to the backend, with retries.
-pub async fn forward(
+pub async fn forward<B>(
     backend: &Backend,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
     upgrade: Option<HeaderValue>,
     request_id: &str,
     rec: &mut AccessRecord,
     limits: &crate::config::Limits,
-) -> Response<EdgeBody> {
+) -> Response<EdgeBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let tunnel_idle = limits.tunnel_idle_timeout.0;
     let sticky = backend.pool.settings.options.sticky_cookie.as_deref();
     let sticky_sent = sticky.and_then(|name| super::sticky::prefer(&mut req, name));

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use crate::accesslog::AccessRecord;
 use crate::config::{IpNet, RouteAction};
 use crate::state::State;
-use body::EdgeBody;
+use body::{BoxError, EdgeBody};
 use edge_balance::forwarding::{
     ForwardInfo, new_request_id, request_host, set_forwarding, upgrade_protocol,
 };
@@ -59,12 +59,28 @@ fn client_auth_mismatch(state: &State, conn: &ConnInfo, host: &str) -> bool {
     }
 }
 
-/// Serves one request on a terminated (HTTPS) connection.
-pub async fn serve(
+/// The ALPN name of a request's HTTP version, for the access log.
+fn protocol_name(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_2 => "h2",
+        http::Version::HTTP_3 => "h3",
+        http::Version::HTTP_10 => "http/1.0",
+        _ => "http/1.1",
+    }
+}
+
+/// Serves one request on a terminated (HTTPS) connection: HTTP/1 and
+/// HTTP/2 (hyper's `Incoming` body) or HTTP/3 (the QUIC stream's body);
+/// monomorphized per body type, so no body is boxed for being generic.
+pub async fn serve<B>(
     state: Arc<State>,
     conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
-) -> Result<Response<EdgeBody>, Infallible> {
+    req: Request<B>,
+) -> Result<Response<EdgeBody>, Infallible>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     conn.in_flight.fetch_add(1, Ordering::Relaxed);
     conn.requests.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&conn.in_flight);
@@ -79,19 +95,28 @@ pub async fn serve(
         tls_cipher: conn.tls_cipher,
         ja4: conn.ja4.clone(),
         client_cert: conn.client_cert.clone(),
+        protocol: Some(protocol_name(req.version())),
         ..Default::default()
     };
-    let resp = serve_inner(&state, &conn, req, &mut rec).await;
+    let h3 = req.version() == http::Version::HTTP_3;
+    let mut resp = serve_inner(&state, &conn, req, &mut rec).await;
+    if state.https.http3 && !h3 {
+        crate::http3::advertise(&state, conn.sni.as_deref(), resp.headers_mut());
+    }
     // Logged and counted when the response body ends.
     Ok(state.obs.finish_http(rec, start, resp))
 }
 
-async fn serve_inner(
+async fn serve_inner<B>(
     state: &State,
     conn: &ConnInfo,
-    mut req: Request<Incoming>,
+    mut req: Request<B>,
     rec: &mut AccessRecord,
-) -> Response<EdgeBody> {
+) -> Response<EdgeBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let trusted = IpNet::any_contains(&state.https.trusted_upstreams, conn.client.ip());
     let seq = if req.version() <= http::Version::HTTP_11 {
         Some(conn.seq.fetch_add(1, Ordering::Relaxed))
