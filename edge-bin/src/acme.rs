@@ -33,10 +33,12 @@ pub fn start(
     http: &HttpSettings,
     resolver: &Arc<CertResolver>,
 ) -> Result<(Option<ChallengeResponder>, Option<AcmeHandle>), edge_acme::Error> {
-    let Some(dir) = &a.storage else {
-        return Ok((None, None));
+    // `[etcd]` (a fleet) is the storage when configured, else the directory.
+    let storage: Arc<dyn Storage> = match (crate::etcd::acme_storage(), &a.storage) {
+        (Some(etcd), _) => etcd,
+        (None, Some(dir)) => Arc::new(DirStorage::new(dir.clone())),
+        (None, None) => return Ok((None, None)),
     };
-    let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.clone()));
     let challenge = ChallengeConfig {
         fallback: fallback(http),
         https_port: http.https_port,
