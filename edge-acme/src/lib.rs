@@ -129,8 +129,8 @@ pub use manager::{AcmeEvent, AcmeHandle, AcmeManager, CertificateStatus, SHUTDOW
 pub use redirect::{Fallback, HttpsRedirect};
 pub use resolver::CertResolver;
 pub use responder::{CHALLENGE_PREFIX, ChallengeResponder, FORWARDED_HEADER, is_token};
-#[cfg(feature = "etcd")]
-pub use storage::EtcdStorage;
 pub use storage::{
     DirStorage, KeyInfo, Storage, StorageError, StorageFuture, StorageLock, validate_key,
 };
+#[cfg(feature = "etcd")]
+pub use storage::{EtcdStorage, retry_unreachable};

@@ -34,9 +34,9 @@ pub fn start(
     resolver: &Arc<CertResolver>,
 ) -> Result<(Option<ChallengeResponder>, Option<AcmeHandle>), edge_acme::Error> {
     // `[etcd]` (a fleet) is the storage when configured, else the directory.
-    let storage: Arc<dyn Storage> = match (crate::etcd::acme_storage(), &a.storage) {
-        (Some(etcd), _) => etcd,
-        (None, Some(dir)) => Arc::new(DirStorage::new(dir.clone())),
+    let (storage, node): (Arc<dyn Storage>, _) = match (crate::etcd::acme_storage(), &a.storage) {
+        (Some((etcd, node)), _) => (etcd, Some(node)),
+        (None, Some(dir)) => (Arc::new(DirStorage::new(dir.clone())), None),
         (None, None) => return Ok((None, None)),
     };
     let challenge = ChallengeConfig {
@@ -50,6 +50,9 @@ pub fn start(
         return Ok((Some(responder), None));
     }
     let mut cfg = AcmeConfig::default();
+    if let Some(node) = node {
+        cfg.node_id(node);
+    }
     if let Some(url) = &a.directory_url {
         cfg.directory_url(url.clone());
     }

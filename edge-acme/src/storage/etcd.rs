@@ -80,10 +80,33 @@ impl EtcdStorage {
         Ok(format!("{}locks/{name}", self.prefix))
     }
 
+    /// A read of `key` (retried past an unreachable member).
+    async fn get(
+        &self,
+        key: &str,
+        options: Option<GetOptions>,
+    ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
+        retry_unreachable(|| {
+            let mut kv = self.client.kv_client();
+            let options = options.clone();
+            async move { kv.get(key, options).await }
+        })
+        .await
+    }
+
+    /// A transaction (retried past an unreachable member).
+    async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
+        retry_unreachable(|| {
+            let mut kv = self.client.kv_client();
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+
     /// The holder and lease of lock `key`, if it is held.
     async fn lock_holder(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, StorageError> {
-        let mut kv = self.client.kv_client();
-        let resp = kv.get(key, None).await.map_err(|e| etcd_error(key, e))?;
+        let resp = self.get(key, None).await.map_err(|e| etcd_error(key, e))?;
         Ok(resp
             .kvs()
             .first()
@@ -92,12 +115,54 @@ impl EtcdStorage {
 
     /// Keeps `lease` alive once; `false` when it has already expired.
     async fn keep_alive(&self, key: &str, lease: i64) -> Result<bool, StorageError> {
-        let mut leases = self.client.lease_client();
-        match leases.keep_alive(lease).await {
+        let keep_alive = retry_unreachable(|| {
+            let mut leases = self.client.lease_client();
+            async move { leases.keep_alive(lease).await }
+        });
+        match keep_alive.await {
             Ok(_) => Ok(true),
             // The client reports an expired (unknown) lease this way.
             Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
             Err(e) => Err(etcd_error(key, e)),
+        }
+    }
+}
+
+/// Attempts per request. The client spreads requests over the endpoints
+/// and does not skip a member that is down, so a request that met one is
+/// sent again (most likely to another member).
+const ATTEMPTS: u32 = 6;
+/// The pause between two attempts.
+const ATTEMPT_PAUSE: Duration = Duration::from_millis(50);
+/// gRPC's `UNAVAILABLE` (the member could not be reached).
+const GRPC_UNAVAILABLE: i32 = 14;
+
+/// Whether `e` says the member the request went to could not be reached
+/// (the request was not carried out, so it can be sent again).
+fn unreachable_member(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) => s.code() as i32 == GRPC_UNAVAILABLE,
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
+/// Runs the request `f` makes, again (up to [`ATTEMPTS`] times) while it
+/// meets a member that cannot be reached: one member of three down costs a
+/// retry, not a failure. Any other error, or the last one, is returned.
+pub async fn retry_unreachable<T, F, Fut>(mut f: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Err(e) if unreachable_member(&e) && attempt < ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(ATTEMPT_PAUSE).await;
+            }
+            r => return r,
         }
     }
 }
@@ -127,8 +192,7 @@ impl Storage for EtcdStorage {
                 TxnOp::put(data.as_str(), value, None),
                 TxnOp::put(self.mtime_key(key), now_ms().to_string(), None),
             ]);
-            let mut kv = self.client.kv_client();
-            kv.txn(txn).await.map_err(|e| etcd_error(key, e))?;
+            self.txn(txn).await.map_err(|e| etcd_error(key, e))?;
             Ok(())
         })
     }
@@ -136,8 +200,10 @@ impl Storage for EtcdStorage {
     fn load<'a>(&'a self, key: &'a str) -> StorageFuture<'a, Vec<u8>> {
         Box::pin(async move {
             let data = self.data_key(key)?;
-            let mut kv = self.client.kv_client();
-            let mut resp = kv.get(data, None).await.map_err(|e| etcd_error(key, e))?;
+            let mut resp = self
+                .get(&data, None)
+                .await
+                .map_err(|e| etcd_error(key, e))?;
             match resp.take_kvs().pop() {
                 Some(kv) => Ok(kv.into_key_value().1),
                 None => Err(StorageError::NotFound(key.to_owned())),
@@ -152,8 +218,7 @@ impl Storage for EtcdStorage {
                 TxnOp::delete(data.as_str(), None),
                 TxnOp::delete(self.mtime_key(key), None),
             ]);
-            let mut kv = self.client.kv_client();
-            kv.txn(txn).await.map_err(|e| etcd_error(key, e))?;
+            self.txn(txn).await.map_err(|e| etcd_error(key, e))?;
             Ok(())
         })
     }
@@ -165,10 +230,9 @@ impl Storage for EtcdStorage {
             } else {
                 format!("{}/", self.data_key(prefix)?)
             };
-            let mut kv = self.client.kv_client();
             let options = GetOptions::new().with_prefix().with_keys_only();
-            let resp = kv
-                .get(under.as_str(), Some(options))
+            let resp = self
+                .get(&under, Some(options))
                 .await
                 .map_err(|e| etcd_error(prefix, e))?;
             let strip = self.prefix.len() + "data/".len();
@@ -190,8 +254,7 @@ impl Storage for EtcdStorage {
                 TxnOp::get(data.as_str(), None),
                 TxnOp::get(self.mtime_key(key), None),
             ]);
-            let mut kv = self.client.kv_client();
-            let resp = kv.txn(txn).await.map_err(|e| etcd_error(key, e))?;
+            let resp = self.txn(txn).await.map_err(|e| etcd_error(key, e))?;
             let mut gets = resp.op_responses().into_iter().map(|r| match r {
                 TxnOpResponse::Get(g) => g.kvs().first().cloned(),
                 _ => None,
@@ -224,12 +287,11 @@ impl Storage for EtcdStorage {
                 Some(_) => return Ok(false),
                 None => {}
             }
-            let mut leases = self.client.lease_client();
-            let lease = leases
-                .grant(lease_secs(ttl), None)
-                .await
-                .map_err(|e| etcd_error(&key, e))?
-                .id();
+            let grant = retry_unreachable(|| {
+                let mut leases = self.client.lease_client();
+                async move { leases.grant(lease_secs(ttl), None).await }
+            });
+            let lease = grant.await.map_err(|e| etcd_error(&key, e))?.id();
             let txn = Txn::new()
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(
@@ -237,15 +299,14 @@ impl Storage for EtcdStorage {
                     owner,
                     Some(PutOptions::new().with_lease(lease)),
                 )]);
-            let mut kv = self.client.kv_client();
-            let taken = kv
+            let taken = self
                 .txn(txn)
                 .await
                 .map_err(|e| etcd_error(&key, e))?
                 .succeeded();
             if !taken {
                 // Someone else was quicker; our lease holds nothing.
-                let _ = leases.revoke(lease).await;
+                let _ = self.client.lease_client().revoke(lease).await;
             }
             Ok(taken)
         })
@@ -277,8 +338,7 @@ impl Storage for EtcdStorage {
                     key.as_str(),
                     Some(DeleteOptions::new().with_prev_key()),
                 )]);
-            let mut kv = self.client.kv_client();
-            let resp = kv.txn(txn).await.map_err(|e| etcd_error(&key, e))?;
+            let resp = self.txn(txn).await.map_err(|e| etcd_error(&key, e))?;
             // The lease had only this key: give it back rather than let it
             // run out.
             for r in resp.op_responses() {

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 pub use dir::DirStorage;
 #[cfg(feature = "etcd")]
-pub use etcd::EtcdStorage;
+pub use etcd::{EtcdStorage, retry_unreachable};
 pub use lock::StorageLock;
 pub(crate) use lock::acquire;
 

@@ -64,11 +64,7 @@ async fn round(
     dir: &str,
     changes: &mut mpsc::UnboundedReceiver<ServerRecord>,
 ) -> Result<(), Error> {
-    let resp = s
-        .client
-        .kv_client()
-        .get(dir, Some(GetOptions::new().with_prefix()))
-        .await?;
+    let resp = s.get(dir, Some(GetOptions::new().with_prefix())).await?;
     let revision = resp.header().map_or(0, |h| h.revision());
     let mut held: HashMap<String, (Stamp, i64)> = HashMap::new();
     for kv in resp.kvs() {
@@ -90,7 +86,7 @@ async fn round(
     let options = WatchOptions::new()
         .with_prefix()
         .with_start_revision(revision + 1);
-    let mut watch = s.client.watch_client().watch(dir, Some(options)).await?;
+    let mut watch = s.watch(dir, options).await?;
     loop {
         tokio::select! {
             msg = watch.message() => {
@@ -121,14 +117,14 @@ async fn write(s: &Shared, k: &str, r: &ServerRecord, mod_revision: i64) -> Resu
     let txn = Txn::new()
         .when([Compare::mod_revision(k, CompareOp::Equal, mod_revision)])
         .and_then([TxnOp::put(k, value, None)]);
-    Ok(s.client.kv_client().txn(txn).await?.succeeded())
+    Ok(s.txn(txn).await?.succeeded())
 }
 
 /// Writes a change made here unless etcd holds a newer one (then the watch
 /// brings it). Retries a lost compare-and-swap a few times.
 async fn write_newer(s: &Shared, k: &str, r: &ServerRecord) -> Result<(), Error> {
     for _ in 0..5 {
-        let resp = s.client.kv_client().get(k, None).await?;
+        let resp = s.get(k, None).await?;
         let current = resp.kvs().first();
         if current
             .and_then(|kv| decode(kv.value()))

@@ -27,8 +27,11 @@ mod tickets;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use edge_acme::etcd_client::{Client, ConnectOptions};
-use edge_acme::{EtcdStorage, Storage};
+use edge_acme::etcd_client::{
+    Client, ConnectOptions, Error, GetOptions, GetResponse, Txn, TxnResponse, WatchOptions,
+    WatchStream,
+};
+use edge_acme::{EtcdStorage, Storage, retry_unreachable};
 
 pub use health::Health;
 
@@ -40,11 +43,13 @@ use crate::peer::TicketStore;
 /// Pause between two attempts after etcd failed.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// The process's ACME storage in etcd, once [`start`] ran.
-static ACME_STORAGE: OnceLock<Arc<dyn Storage>> = OnceLock::new();
+/// The process's ACME storage in etcd and this node's name, once [`start`]
+/// ran.
+static ACME_STORAGE: OnceLock<(Arc<dyn Storage>, String)> = OnceLock::new();
 
-/// The ACME storage `[acme]` uses when `[etcd]` is configured.
-pub fn acme_storage() -> Option<Arc<dyn Storage>> {
+/// The ACME storage `[acme]` uses when `[etcd]` is configured, and the
+/// node's name (`node_name`, the owner of its locks).
+pub fn acme_storage() -> Option<(Arc<dyn Storage>, String)> {
     ACME_STORAGE.get().cloned()
 }
 
@@ -117,7 +122,7 @@ pub async fn start(
     let health = Health::new(metrics);
     let storage = EtcdStorage::new(client.clone(), format!("{}acme/", s.prefix));
     ACME_STORAGE
-        .set(Arc::new(storage))
+        .set((Arc::new(storage), s.node_name.clone()))
         .map_err(|_| "[etcd] started twice".to_owned())?;
     // The rotation lock is a lease lock like ACME's, in the fleet's prefix.
     let locks = EtcdStorage::new(client.clone(), s.prefix.clone());
@@ -150,5 +155,33 @@ impl std::fmt::Debug for Shared {
             .field("prefix", &self.prefix)
             .field("node", &self.node)
             .finish_non_exhaustive()
+    }
+}
+
+/// The requests of the sharing tasks, each sent again past a member that
+/// cannot be reached.
+impl Shared {
+    async fn get(&self, key: &str, options: Option<GetOptions>) -> Result<GetResponse, Error> {
+        retry_unreachable(|| {
+            let (mut kv, options) = (self.client.kv_client(), options.clone());
+            async move { kv.get(key, options).await }
+        })
+        .await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse, Error> {
+        retry_unreachable(|| {
+            let (mut kv, txn) = (self.client.kv_client(), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+
+    async fn watch(&self, key: &str, options: WatchOptions) -> Result<WatchStream, Error> {
+        retry_unreachable(|| {
+            let (mut w, options) = (self.client.watch_client(), options.clone());
+            async move { w.watch(key, Some(options)).await }
+        })
+        .await
     }
 }

@@ -55,14 +55,13 @@ async fn round(
     locks: &EtcdStorage,
     key: &str,
 ) -> Result<(), Error> {
-    let mut kv = s.client.kv_client();
-    let resp = kv.get(key, None).await?;
+    let resp = s.get(key, None).await?;
     let revision = resp.header().map_or(0, |h| h.revision());
     let raw = resp.kvs().first().map(|kv| kv.value().to_vec());
     merge(s, store, key, raw).await?;
     s.health.ok();
     let options = WatchOptions::new().with_start_revision(revision + 1);
-    let mut watch = s.client.watch_client().watch(key, Some(options)).await?;
+    let mut watch = s.watch(key, options).await?;
     let mut tick = tokio::time::interval(CHECK);
     loop {
         tokio::select! {
@@ -137,7 +136,7 @@ async fn write_if(
     let txn = Txn::new()
         .when([compare])
         .and_then([TxnOp::put(key, set.encode(), None)]);
-    Ok(s.client.kv_client().txn(txn).await?.succeeded())
+    Ok(s.txn(txn).await?.succeeded())
 }
 
 /// The rotation, on the node holding the rotation lock when it is due.
