@@ -147,7 +147,7 @@ fn unreachable_member(e: &etcd_client::Error) -> bool {
     }
 }
 
-/// Runs the request `f` makes, again (up to [`ATTEMPTS`] times) while it
+/// Runs the request `f` makes, again (up to 6 times) while it
 /// meets a member that cannot be reached: one member of three down costs a
 /// retry, not a failure. Any other error, or the last one, is returned.
 pub async fn retry_unreachable<T, F, Fut>(mut f: F) -> Result<T, etcd_client::Error>

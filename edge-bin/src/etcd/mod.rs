@@ -5,10 +5,10 @@
 //!   `PREFIX/acme/`): one node orders a certificate for the whole fleet, the
 //!   others find it there; a lock is an etcd lease, so a dead node's lock
 //!   runs out by itself;
-//! - the TLS session-ticket keys ([`tickets`]): one key set for the fleet
+//! - the TLS session-ticket keys (`etcd/tickets.rs`): one key set for the fleet
 //!   under `PREFIX/tickets/keys`, rotated by the node holding the
 //!   rotation lock, read and watched by the others;
-//! - the server states set with `edge admin` ([`admin`]): one key per
+//! - the server states set with `edge admin` (`etcd/admin.rs`): one key per
 //!   server under `PREFIX/admin/`, watched; the newest change wins (the
 //!   pair's rule).
 //!
