@@ -133,4 +133,4 @@ pub use storage::{
     DirStorage, KeyInfo, Storage, StorageError, StorageFuture, StorageLock, validate_key,
 };
 #[cfg(feature = "etcd")]
-pub use storage::{EtcdStorage, retry_unreachable};
+pub use storage::{EtcdObserver, EtcdStorage, retry_unreachable};

@@ -17,6 +17,7 @@
 //! minimum (about two seconds with the default election timeout).
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use etcd_client::{
@@ -34,7 +35,12 @@ use super::{KeyInfo, Storage, StorageError, StorageFuture, validate_key};
 pub struct EtcdStorage {
     client: Client,
     prefix: String,
+    observer: Option<Observer>,
 }
+
+/// Told of the outcome of each request to etcd (an error: etcd failed or
+/// could not be reached), for the caller's metrics and logs.
+pub type Observer = Arc<dyn Fn(Result<(), &etcd_client::Error>) + Send + Sync>;
 
 impl fmt::Debug for EtcdStorage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -52,7 +58,25 @@ impl EtcdStorage {
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
-        Self { client, prefix }
+        Self {
+            client,
+            prefix,
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` with the outcome of each request from now on.
+    pub fn observe(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Tells the observer of `r`, and returns it.
+    fn seen<T>(&self, r: Result<T, etcd_client::Error>) -> Result<T, etcd_client::Error> {
+        if let Some(o) = &self.observer {
+            o(r.as_ref().map(|_| ()));
+        }
+        r
     }
 
     /// The key prefix, ending with `/`.
@@ -86,22 +110,24 @@ impl EtcdStorage {
         key: &str,
         options: Option<GetOptions>,
     ) -> Result<etcd_client::GetResponse, etcd_client::Error> {
-        retry_unreachable(|| {
+        let r = retry_unreachable(|| {
             let mut kv = self.client.kv_client();
             let options = options.clone();
             async move { kv.get(key, options).await }
         })
-        .await
+        .await;
+        self.seen(r)
     }
 
     /// A transaction (retried past an unreachable member).
     async fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, etcd_client::Error> {
-        retry_unreachable(|| {
+        let r = retry_unreachable(|| {
             let mut kv = self.client.kv_client();
             let txn = txn.clone();
             async move { kv.txn(txn).await }
         })
-        .await
+        .await;
+        self.seen(r)
     }
 
     /// The holder and lease of lock `key`, if it is held.
@@ -119,7 +145,7 @@ impl EtcdStorage {
             let mut leases = self.client.lease_client();
             async move { leases.keep_alive(lease).await }
         });
-        match keep_alive.await {
+        match self.seen(keep_alive.await) {
             Ok(_) => Ok(true),
             // The client reports an expired (unknown) lease this way.
             Err(etcd_client::Error::LeaseKeepAliveError(_)) => Ok(false),
@@ -291,7 +317,10 @@ impl Storage for EtcdStorage {
                 let mut leases = self.client.lease_client();
                 async move { leases.grant(lease_secs(ttl), None).await }
             });
-            let lease = grant.await.map_err(|e| etcd_error(&key, e))?.id();
+            let lease = self
+                .seen(grant.await)
+                .map_err(|e| etcd_error(&key, e))?
+                .id();
             let txn = Txn::new()
                 .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(

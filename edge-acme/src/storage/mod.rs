@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 
 pub use dir::DirStorage;
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdStorage, retry_unreachable};
+pub use etcd::{EtcdStorage, Observer as EtcdObserver, retry_unreachable};
 pub use lock::StorageLock;
 pub(crate) use lock::acquire;
 

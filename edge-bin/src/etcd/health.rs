@@ -37,12 +37,12 @@ impl Health {
         let errors = IntCounterVec::new(
             Opts::new(
                 "edge_etcd_errors_total",
-                "Failed exchanges with [etcd], by what was shared (tickets, admin).",
+                "Failed exchanges with [etcd], by what was shared (acme, tickets, admin).",
             ),
             &["what"],
         )
         .unwrap_or_else(|e| unreachable!("constant metric: {e}"));
-        for what in ["tickets", "admin"] {
+        for what in ["acme", "tickets", "admin"] {
             errors.with_label_values(&[what]);
         }
         up.set(1);

@@ -120,7 +120,14 @@ pub async fn start(
 ) -> Result<Fleet, String> {
     let client = client(s).await?;
     let health = Health::new(metrics);
-    let storage = EtcdStorage::new(client.clone(), format!("{}acme/", s.prefix));
+    // Its failures count and log like the other exchanges with etcd.
+    let observed = health.clone();
+    let storage = EtcdStorage::new(client.clone(), format!("{}acme/", s.prefix)).observe(Arc::new(
+        move |r| match r {
+            Ok(()) => observed.ok(),
+            Err(e) => observed.failed("acme", e),
+        },
+    ));
     ACME_STORAGE
         .set((Arc::new(storage), s.node_name.clone()))
         .map_err(|_| "[etcd] started twice".to_owned())?;
