@@ -12,7 +12,9 @@
 //!   expiry) holds the account, certificates, keys and **pending challenge
 //!   tokens**. [`DirStorage`] keeps them in a directory, with atomic writes
 //!   and `0600` files, safe on a shared filesystem. Any node sharing the
-//!   storage answers the CA, whichever node placed the order.
+//!   storage answers the CA, whichever node placed the order. With the
+//!   `etcd` feature, `EtcdStorage` keeps them in etcd for a fleet, its locks
+//!   as etcd leases that expire with a dead node.
 //! - [`ChallengeResponder`] is the tower service for port 80: it answers
 //!   `GET /.well-known/acme-challenge/{token}` for pending tokens, forwards
 //!   unknown tokens to the peer node when the pair does not share storage,
@@ -120,6 +122,9 @@ pub use dns01::{
     DEFAULT_PROPAGATION_TIMEOUT, DnsUpdateConfig, DnsUpdater, TsigAlgorithm, challenge_name,
 };
 pub use error::Error;
+/// The etcd client crate, for building the client an [`EtcdStorage`] uses.
+#[cfg(feature = "etcd")]
+pub use etcd_client;
 pub use manager::{AcmeEvent, AcmeHandle, AcmeManager, CertificateStatus, SHUTDOWN_LIMIT};
 pub use redirect::{Fallback, HttpsRedirect};
 pub use resolver::CertResolver;
@@ -127,3 +132,5 @@ pub use responder::{CHALLENGE_PREFIX, ChallengeResponder, FORWARDED_HEADER, is_t
 pub use storage::{
     DirStorage, KeyInfo, Storage, StorageError, StorageFuture, StorageLock, validate_key,
 };
+#[cfg(feature = "etcd")]
+pub use storage::{EtcdObserver, EtcdStorage, retry_unreachable};

@@ -33,10 +33,12 @@ pub fn start(
     http: &HttpSettings,
     resolver: &Arc<CertResolver>,
 ) -> Result<(Option<ChallengeResponder>, Option<AcmeHandle>), edge_acme::Error> {
-    let Some(dir) = &a.storage else {
-        return Ok((None, None));
+    // `[etcd]` (a fleet) is the storage when configured, else the directory.
+    let (storage, node): (Arc<dyn Storage>, _) = match (crate::etcd::acme_storage(), &a.storage) {
+        (Some((etcd, node)), _) => (etcd, Some(node)),
+        (None, Some(dir)) => (Arc::new(DirStorage::new(dir.clone())), None),
+        (None, None) => return Ok((None, None)),
     };
-    let storage: Arc<dyn Storage> = Arc::new(DirStorage::new(dir.clone()));
     let challenge = ChallengeConfig {
         fallback: fallback(http),
         https_port: http.https_port,
@@ -48,6 +50,9 @@ pub fn start(
         return Ok((Some(responder), None));
     }
     let mut cfg = AcmeConfig::default();
+    if let Some(node) = node {
+        cfg.node_id(node);
+    }
     if let Some(url) = &a.directory_url {
         cfg.directory_url(url.clone());
     }

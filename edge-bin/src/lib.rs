@@ -54,6 +54,7 @@ pub mod config;
 pub mod conn;
 pub mod demo;
 pub mod discovery;
+pub mod etcd;
 pub mod health;
 pub mod http;
 pub mod http3;

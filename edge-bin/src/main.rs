@@ -344,6 +344,7 @@ async fn serve(
     // Before the first TLS config is built: it takes these keys.
     let tickets = edge_bin::tickets::init(v.tickets.keys_file.clone())?;
     let peer_settings = v.peer.clone();
+    let etcd_settings = v.etcd.clone();
     for w in &v.warnings {
         tracing::warn!("{w}");
     }
@@ -351,6 +352,13 @@ async fn serve(
     let management_settings = v.management.clone();
     // Process-wide: metrics and access-log sinks survive reloads.
     let telemetry = telemetry::Telemetry::new();
+    // `[etcd]` before the first config starts its ACME manager (its storage).
+    let _fleet = match &etcd_settings {
+        Some(e) => Some(
+            edge_bin::etcd::start(e, admin.clone(), tickets.clone(), &telemetry.metrics).await?,
+        ),
+        None => None,
+    };
     let reloader = reload::Reloader::start(
         path,
         text,
@@ -362,7 +370,8 @@ async fn serve(
     )
     .await?;
     telemetry.reopen_on_sigusr1();
-    let _rotation = tickets.spawn_rotation();
+    // A fleet rotates its keys through etcd (one rotation for all nodes).
+    let _rotation = etcd_settings.is_none().then(|| tickets.spawn_rotation());
     let _peer = match &peer_settings {
         Some(p) => Some(edge_bin::peer::start(p, admin.clone(), tickets).await?),
         None => None,

@@ -12,6 +12,8 @@
 //! never empty, `.` or `..` (see [`validate_key`]).
 
 mod dir;
+#[cfg(feature = "etcd")]
+mod etcd;
 mod lock;
 
 use std::fmt::Debug;
@@ -20,6 +22,8 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 pub use dir::DirStorage;
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdStorage, Observer as EtcdObserver, retry_unreachable};
 pub use lock::StorageLock;
 pub(crate) use lock::acquire;
 

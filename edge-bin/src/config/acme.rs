@@ -27,7 +27,8 @@ pub struct AcmeSettings {
 }
 
 impl Validator<'_> {
-    pub(super) fn acme(&mut self, a: &model::Acme) -> AcmeSettings {
+    /// `etcd`: `[etcd]` is present (it is the storage then).
+    pub(super) fn acme(&mut self, a: &model::Acme, etcd: bool) -> AcmeSettings {
         let mut out = AcmeSettings {
             storage: a.storage.as_ref().map(|s| self.path(s.get_ref())),
             directory_url: a.directory_url.as_ref().map(|u| u.get_ref().clone()),
@@ -69,11 +70,11 @@ impl Validator<'_> {
             self.acme_certificate(a, c, &format!("acme.certificates[{i}]"), &mut out);
         }
         self.acme_locks(a, &mut out);
-        if !a.certificates.is_empty() && a.storage.is_none() {
+        if !a.certificates.is_empty() && a.storage.is_none() && !etcd {
             self.errors.push(self.src.error(
                 0..0,
                 "acme.storage",
-                "automatic certificates need a storage directory",
+                "automatic certificates need a storage directory (or [etcd])",
             ));
         }
         out

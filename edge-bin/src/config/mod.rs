@@ -20,6 +20,7 @@ mod coverage;
 mod discovery;
 pub mod duration;
 pub mod error;
+mod etcd;
 mod key_exchange;
 mod listeners;
 pub mod model;
@@ -48,6 +49,7 @@ pub use discovery::{Discover, ResolverSettings};
 pub use duration::ConfigDuration;
 pub use edge_sni::HostPattern;
 pub use error::{ConfigError, ConfigErrors, Source};
+pub use etcd::EtcdSettings;
 pub use key_exchange::KeyExchangeGroup;
 pub use listeners::{HttpSettings, HttpsSettings};
 pub use model::{BackendProtocol, HealthKind, Limits, Policy, ProxyProtocolOut};
@@ -88,6 +90,8 @@ pub struct Validated {
     pub peer: Option<PeerSettings>,
     /// `[tickets]`: where the TLS session-ticket keys are kept.
     pub tickets: TicketSettings,
+    /// `[etcd]`: the shared state of a fleet (instead of `[peer]`).
+    pub etcd: Option<EtcdSettings>,
     /// Problems that do not stop a run (`edge check` prints them, a run
     /// logs them): a route host that no certificate covers.
     pub warnings: Vec<ConfigError>,
@@ -250,7 +254,8 @@ impl Validator<'_> {
         }
         self.limits(&f.limits, &f.runtime);
         let client_limits = self.client_limits(&f.client_limits);
-        let acme = self.acme(&f.acme);
+        let etcd = self.etcd(f.etcd.as_ref());
+        let acme = self.acme(&f.acme, f.etcd.is_some());
         let vrrp = self.vrrp(&f.vrrp, &pool_names);
         let anycast = self.anycast(&f.anycast, &pool_names);
         let admin = admin::validate(&f.admin, self.src, self.base, &mut self.errors);
@@ -261,6 +266,13 @@ impl Validator<'_> {
             .peer
             .as_ref()
             .and_then(|p| peer::validate_peer(p, self.src, self.base, &mut self.errors));
+        if let (Some(_), Some(p)) = (&f.etcd, &f.peer) {
+            self.err(
+                &p.listen,
+                "peer",
+                "[etcd] and [peer] do not go together: a fleet shares its state through etcd, a pair over the peer link",
+            );
+        }
         let tickets = peer::validate_tickets(
             &f.tickets,
             admin.state_file.as_deref(),
@@ -272,6 +284,7 @@ impl Validator<'_> {
         let mut v = Validated {
             peer,
             tickets,
+            etcd,
             resolvers,
             admin,
             access_logs,

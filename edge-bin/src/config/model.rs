@@ -52,6 +52,7 @@ pub struct ConfigFile {
     pub peer: Option<super::peer::PeerFile>,
     #[serde(default)]
     pub tickets: super::peer::TicketsFile,
+    pub etcd: Option<super::etcd::EtcdFile>,
 }
 
 /// `[admin]`: the runtime API on a local unix socket (see `crate::admin`).

@@ -340,6 +340,13 @@ impl Metrics {
         self.f.last_reload_ok.set(i64::from(ok));
     }
 
+    /// Registers a family owned by another module (the `[etcd]` link's).
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        if let Err(e) = self.registry.register(c) {
+            tracing::error!(error = %e, "metric family not registered");
+        }
+    }
+
     /// The exposition text.
     pub fn render(&self) -> String {
         self.render_with(|_| ())

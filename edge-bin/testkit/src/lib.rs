@@ -15,6 +15,8 @@
 //!   CA in a lab host).
 //! - [`client`]: TLS and HTTP/1.1 clients for tokio tests; [`backend`]: an
 //!   HTTP/1.1 backend that counts requests, and curl with a test CA.
+//! - [`etcd`]: etcd (Debian `etcd-server`) on loopback, or members of a
+//!   cluster in the lab.
 //! - [`syslog`]: rsyslogd as a collector, JSON-lines files, `/metrics`.
 //!
 //! Network rules: inside the lab's namespaces only 198.18.0.0/15 and
@@ -40,6 +42,7 @@ mod root;
 pub mod backend;
 pub mod client;
 pub mod dns;
+pub mod etcd;
 pub mod lab;
 pub mod load;
 pub mod pebble;
