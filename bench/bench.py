@@ -495,7 +495,7 @@ def workloads(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
         "tls_reuse": lambda: measured(proxy, lambda: tlsconn(tool, "reuse", secs, a.tls_procs)),
         "pass": lambda: measured(proxy, lambda: bulk(tool, hello, proxy.pass_port, secs, a.bulk_conns)),
         **handshake.workloads(proxy, a, measured, run, HOST, PORT_TLS, NAME),
-        **newconn.workloads(proxy, a, measured, run, tls_url),
+        **newconn.workloads(proxy, a, measured, run, tls_url, HOST, PORT_TLS),
     }
 
 

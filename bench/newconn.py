@@ -20,7 +20,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-WORKLOADS = ["wrk_close"]
+WORKLOADS = ["wrk_close", "tls12_new"]
 CONNS = 16
 METRICS_PORT = 18090  # edge's [management] listener in conf/edge.toml
 # The marker of HAProxy's and nginx's log lines (conf/haproxy.cfg, conf/nginx.conf).
@@ -98,9 +98,21 @@ def run_wrk(proxy, run, url: str, secs: int, work: Path) -> dict:
     return res
 
 
-def workloads(proxy, a, measured, run, url: str) -> dict:
+def s_time_new(run, host: str, port: int, secs: int) -> dict:
+    """`openssl s_time -new -tls1_2`: full TLS 1.2 handshakes, one at a time,
+    no request (the issue's measurement of a full TLS 1.2 handshake)."""
+    out = run(["openssl", "s_time", "-connect", f"{host}:{port}", "-new", "-tls1_2", "-time", str(secs)],
+              timeout=secs + 30)
+    m = re.search(r"(\d+) connections in (\d+) real seconds", out)
+    return dict(ok=int(m.group(1)), elapsed=float(m.group(2)), resumed=0, errors=0)
+
+
+def workloads(proxy, a, measured, run, url: str, host: str, port: int) -> dict:
     url = url.rstrip("/") + "/newconn"
-    return {"wrk_close": lambda: measured(proxy, lambda: run_wrk(proxy, run, url, a.seconds, proxy.work))}
+    return {
+        "wrk_close": lambda: measured(proxy, lambda: run_wrk(proxy, run, url, a.seconds, proxy.work)),
+        "tls12_new": lambda: measured(proxy, lambda: s_time_new(run, host, port, a.seconds)),
+    }
 
 
 def _share(r: dict) -> float:
@@ -114,6 +126,8 @@ METRICS = [
     ("New conn as wrk makes them (TLS 1.2, Connection: close): proxy CPU per conn", "wrk_close",
      lambda r: r["cpu_s"] * 1e6 / r["requests"] if r.get("requests") else float("nan"), "µs", False),
     ("New conn as wrk makes them (TLS 1.2, Connection: close): share resumed", "wrk_close", _share, "%", True),
+    ("Full TLS 1.2 handshake, `openssl s_time -new -tls1_2`: proxy CPU per conn", "tls12_new",
+     lambda r: r["cpu_s"] * 1e6 / r["ok"] if r.get("ok") else float("nan"), "µs", False),
 ]
 
 
@@ -122,4 +136,5 @@ def setup_line(a) -> str:
             "`MaxProtocol = TLSv1.2`): one request per connection, each reopened at once offering the "
             "session of the one before (wrk keeps it in its `SSL` object). Share resumed: edge "
             "`edge_tls_handshakes_total{resumed}`, nginx `$ssl_session_reused`, HAProxy "
-            "`%[ssl_fc_is_resumed]` (the peers log only this workload's requests, path `/newconn`, to a file).")
+            "`%[ssl_fc_is_resumed]` (the peers log only this workload's requests, path `/newconn`, to a file). "
+            "(6b) `openssl s_time -new -tls1_2`: full TLS 1.2 handshakes one at a time, no request.")
