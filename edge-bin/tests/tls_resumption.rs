@@ -7,7 +7,10 @@
 //! a `close_notify` alert before its FIN (an "unexpected EOF" is a fatal
 //! error), so a client that reads to the end of the connection, as
 //! `openssl s_time -www` does, resumes only from a server that closes
-//! cleanly. `wrk` is the benchmark's client for new connections.
+//! cleanly (against a server that sends only the FIN, the s_time check
+//! sees no reconnection resumed, TLS 1.2 or 1.3: see
+//! bench/results/2026-12-03-resumption.md). `wrk` is the benchmark's client
+//! for new connections.
 
 mod common;
 
