@@ -732,6 +732,7 @@ def goals(med: dict, names: list[str]) -> list[str]:
     lbl = "10k idle TLS keep-alive conns: RSS per conn"
     e, h = g(lbl, "edge"), g(lbl, "haproxy")
     out.append(f"- Idle connections memory ≤ 0.5× HAProxy's: {verdict(le(e, h, 0.5))} (ratio {ratio(e, h)})")
+    out.append(newconn.goal(g, verdict, le, ratio))
     return out
 
 

@@ -131,6 +131,13 @@ METRICS = [
 ]
 
 
+def goal(g, verdict, le, ratio) -> str:
+    """Issue 14's goal for workload 6, as bench.goals() writes the others."""
+    label = METRICS[1][0]
+    e, n = g(label, "edge"), g(label, "nginx")
+    return f"- New connections as wrk makes them, CPU/conn ≤ 0.8× nginx: {verdict(le(e, n, 0.8))} (ratio {ratio(e, n)})"
+
+
 def setup_line(a) -> str:
     return (f"- (6) `wrk -t1 -c{CONNS} -H 'Connection: close'` capped at TLS 1.2 (`OPENSSL_CONF` with "
             "`MaxProtocol = TLSv1.2`): one request per connection, each reopened at once offering the "
