@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import handshake
+import newconn
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -44,6 +45,12 @@ PORT_PLAIN = 18080  # plain HTTP
 PORT_BACKEND = 19080  # fixed-response backend (nginx return 200)
 PORT_BULK = 19443  # passthrough bulk backend (benchtool bulk-server)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# The cipher suites every proxy is set to prefer, in this order (edge's own
+# order on a CPU with AES instructions, edge-bin/src/tls_tuning.rs;
+# conf/haproxy.cfg and conf/nginx.conf set the same with server preference).
+SUITES = ("TLS 1.3 TLS_AES_128_GCM_SHA256, then TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256; "
+          "TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256, then ECDHE-ECDSA-AES256-GCM-SHA384, "
+          "ECDHE-ECDSA-CHACHA20-POLY1305")
 # Proxies, backends and load generators run at nice BENCH_NICE (default -20,
 # root only), in one session whose autogroup gets the same nice: with
 # CONFIG_SCHED_AUTOGROUP a plain `nice` only counts inside the session, so
@@ -488,10 +495,12 @@ def workloads(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
         "tls_reuse": lambda: measured(proxy, lambda: tlsconn(tool, "reuse", secs, a.tls_procs)),
         "pass": lambda: measured(proxy, lambda: bulk(tool, hello, proxy.pass_port, secs, a.bulk_conns)),
         **handshake.workloads(proxy, a, measured, run, HOST, PORT_TLS, NAME),
+        **newconn.workloads(proxy, a, measured, run, tls_url, HOST, PORT_TLS),
     }
 
 
-ALL_WORKLOADS = ["idle", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass", *handshake.WORKLOADS]
+ALL_WORKLOADS = ["idle", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass", *handshake.WORKLOADS,
+                 *newconn.WORKLOADS]
 
 
 def one_round(proxy: Proxy, a, tool: Path, hello: Path) -> dict:
@@ -633,6 +642,7 @@ METRICS = [
     ("Plain HTTP keep-alive: proxy CPU per request", "plain", lambda r: cpu_us(r, "requests"), "µs", False),
     ("Plain HTTP keep-alive: p99 latency", "plain", lambda r: r["p99_us"], "µs", False),
     *handshake.METRICS,
+    *newconn.METRICS,
 ]
 
 
@@ -722,6 +732,7 @@ def goals(med: dict, names: list[str]) -> list[str]:
     lbl = "10k idle TLS keep-alive conns: RSS per conn"
     e, h = g(lbl, "edge"), g(lbl, "haproxy")
     out.append(f"- Idle connections memory ≤ 0.5× HAProxy's: {verdict(le(e, h, 0.5))} (ratio {ratio(e, h)})")
+    out.append(newconn.goal(g, verdict, le, ratio))
     return out
 
 
@@ -767,7 +778,7 @@ def noise(results: dict, names: list[str]) -> list[str]:
         shares, loads, tls = [], [], ""
         for r in results.get(n, []):
             tls = tls or r.get("tls", "")
-            for wl in ("h1", "h2", "plain", "tls_new", "tls_reuse", "pass"):
+            for wl in ("h1", "h2", "plain", "tls_new", "tls_reuse", "pass", *newconn.WORKLOADS):
                 x = r.get(wl) or {}
                 if "core0_other_s" in x and x.get("wall_s"):
                     shares.append(100 * x["core0_other_s"] / x["wall_s"])
@@ -822,6 +833,7 @@ def write_report(a, results: dict, proxies: list[Proxy], notes: list[str], start
         "every proxy keeps HTTP/1.1 keep-alive connections to it and adds "
         "X-Forwarded-For/-Proto/-Host and X-Request-Id.",
         "- One ECDSA P-256 certificate (self-signed, SAN localhost), TLS 1.2+1.3, ALPN h2 + http/1.1.",
+        f"- Cipher suites: every proxy prefers its own order, the same on all three: {SUITES}.",
         "- CPU = utime+stime of every process and thread of the proxy (`/proc/<pid>/stat`), "
         "read just before and after each load run; RSS from `/proc/<pid>/statm` (sum over "
         "nginx master + worker).",
@@ -843,6 +855,7 @@ def write_report(a, results: dict, proxies: list[Proxy], notes: list[str], start
         "baseline, divided by the connections held. nginx preallocates its connection "
         "array for `worker_connections` at start (in the baseline).",
         "- (5) plain HTTP/1.1 keep-alive, `wrk` as in (1).",
+        newconn.setup_line(a),
     ]
     body += [f"- {n}" for n in plain_notes + notes]
     body += [
@@ -927,7 +940,7 @@ def main() -> int:
     ap.add_argument("--plain-redirect", action="store_true",
                     help="plain-HTTP workload answers a redirect on every proxy (set when edge has no plain proxy)")
     ap.add_argument("--results-dir", default=str(BENCH / "results"))
-    ap.add_argument("--perf", default="", choices=["", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass"],
+    ap.add_argument("--perf", default="", choices=["", "h1", "h2", "plain", "tls_new", "tls_reuse", "pass", *newconn.WORKLOADS],
                     help="profile this one workload with perf instead of benchmarking")
     ap.add_argument("--perf-top", type=int, default=60)
     ap.add_argument("--workloads", default=",".join(ALL_WORKLOADS),

@@ -23,7 +23,7 @@ use crate::conn::Guard;
 use crate::http::ConnInfo;
 use crate::http::body::EdgeBody;
 use crate::inbound::Inbound;
-use crate::metrics::HandshakeFailure;
+use crate::metrics::{Handshake, HandshakeFailure};
 use crate::state::State;
 use edge_sni::meter::Metered;
 
@@ -127,8 +127,8 @@ pub async fn terminate(conn: TlsConnection<Inbound>) {
             return;
         }
     };
-    state.obs.metrics.tls_handshake();
     let (_, session) = tls.get_ref();
+    state.obs.metrics.tls_handshake(Handshake::of(session));
     let h2 = session.alpn_protocol() == Some(b"h2");
     let version = match session.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),

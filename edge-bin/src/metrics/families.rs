@@ -38,7 +38,7 @@ pub(super) struct Families {
     pub passthrough_failed: IntCounterVec,
     pub passthrough_received: IntCounterVec,
     pub passthrough_sent: IntCounterVec,
-    pub tls_handshakes: IntCounter,
+    pub tls_handshakes: IntCounterVec,
     pub tls_sni_ip_literal: IntCounter,
     pub tls_failures: IntCounterVec,
     pub client_refused: IntCounterVec,
@@ -175,9 +175,10 @@ impl Families {
                 "Bytes relayed from servers to clients on finished passthrough connections, by pool.",
                 &["pool"],
             ),
-            tls_handshakes: b.counter(
+            tls_handshakes: b.counters(
                 "edge_tls_handshakes_total",
-                "TLS handshakes completed on the public port (terminated connections).",
+                "TLS handshakes completed on the public port (terminated connections), by key exchange group (none for a TLS 1.2 resumption), resumed or full, and version (1.2, 1.3).",
+                &["group", "resumed", "version"],
             ),
             tls_sni_ip_literal: b.counter(
                 "edge_tls_sni_ip_literal_total",

@@ -35,7 +35,7 @@ use families::Families;
 pub use quantile::Percentiles;
 pub use server::{BackendError, DnsStats, ServerStats};
 pub use snapshot::{SinkSnapshot, VrrpSnapshot};
-pub use tls::HandshakeFailure;
+pub use tls::{Handshake, HandshakeFailure};
 
 /// Status class labels, in counter order.
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
@@ -262,8 +262,12 @@ impl Metrics {
     }
 
     /// A TLS handshake completed.
-    pub fn tls_handshake(&self) {
-        self.f.tls_handshakes.inc();
+    pub fn tls_handshake(&self, h: Handshake) {
+        let resumed = if h.resumed { "true" } else { "false" };
+        self.f
+            .tls_handshakes
+            .with_label_values(&[h.group, resumed, h.version])
+            .inc();
     }
 
     /// `[client_limits]` refused a connection (`requests`: false) or a

@@ -212,3 +212,35 @@ fn config_gauges_are_set_per_scrape() {
         Some(3.0)
     );
 }
+
+#[test]
+fn handshakes_by_version_resumption_and_group() {
+    let m = Metrics::new();
+    let full = Handshake {
+        version: "1.3",
+        resumed: false,
+        group: "X25519",
+    };
+    m.tls_handshake(full);
+    m.tls_handshake(full);
+    m.tls_handshake(Handshake {
+        version: "1.2",
+        resumed: true,
+        group: "none",
+    });
+    let t = m.render();
+    let count = |labels: &[(&str, &str)]| sample(&t, "edge_tls_handshakes_total", labels);
+    assert_eq!(
+        count(&[
+            ("version", "1.3"),
+            ("resumed", "false"),
+            ("group", "X25519")
+        ]),
+        Some(2.0)
+    );
+    assert_eq!(
+        count(&[("version", "1.2"), ("resumed", "true"), ("group", "none")]),
+        Some(1.0)
+    );
+    assert_eq!(count(&[("version", "1.2"), ("resumed", "false")]), None);
+}

@@ -1,5 +1,41 @@
-//! Why a TLS handshake on the public port failed: the `reason` label of
-//! `edge_tls_handshake_failures_total`.
+//! TLS handshakes on the public port: the labels of
+//! `edge_tls_handshakes_total` (version, resumed or full, key exchange
+//! group) and why one failed (the `reason` label of
+//! `edge_tls_handshake_failures_total`).
+
+/// What a completed handshake was: the labels of
+/// `edge_tls_handshakes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handshake {
+    /// `"1.2"` or `"1.3"` (`"other"` for anything else).
+    pub version: &'static str,
+    /// The client resumed a session (ticket, session ID or PSK).
+    pub resumed: bool,
+    /// The key exchange group (`"X25519"`, `"secp256r1"`,
+    /// `"X25519MLKEM768"`, ...), `"none"` when there was none (a TLS 1.2
+    /// resumption).
+    pub group: &'static str,
+}
+
+impl Handshake {
+    /// Reads the labels off a connection whose handshake is complete.
+    pub fn of(conn: &rustls::ServerConnection) -> Self {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "1.2",
+            _ => "other",
+        };
+        let group = conn
+            .negotiated_key_exchange_group()
+            .map_or(Some("none"), |g| g.name().as_str())
+            .unwrap_or("other");
+        Self {
+            version,
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            group,
+        }
+    }
+}
 
 /// Why a TLS handshake on the public port failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
