@@ -38,7 +38,7 @@ pub use health::Health;
 use crate::admin::Admin;
 use crate::config::EtcdSettings;
 use crate::metrics::Metrics;
-use crate::peer::TicketStore;
+use edge_sni::tickets::TicketStore;
 
 /// Pause between two attempts after etcd failed.
 const RETRY: Duration = Duration::from_secs(1);

@@ -19,7 +19,7 @@ use edge_acme::{EtcdStorage, Storage};
 use edge_sni::tickets::{KeySet, Offered};
 
 use super::{RETRY, Shared};
-use crate::peer::TicketStore;
+use edge_sni::tickets::TicketStore;
 
 /// The key, under the prefix.
 const KEY: &str = "tickets/keys";

@@ -257,7 +257,10 @@ async fn connection(
             return;
         }
     };
-    state.obs.metrics.tls_handshake();
+    state
+        .obs
+        .metrics
+        .tls_handshake(crate::metrics::Handshake::quic());
     let sni = conn
         .handshake_data()
         .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())

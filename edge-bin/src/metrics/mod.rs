@@ -263,7 +263,11 @@ impl Metrics {
 
     /// A TLS handshake completed.
     pub fn tls_handshake(&self, h: Handshake) {
-        let resumed = if h.resumed { "true" } else { "false" };
+        let resumed = match h.resumed {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "unknown",
+        };
         self.f
             .tls_handshakes
             .with_label_values(&[h.group, resumed, h.version])

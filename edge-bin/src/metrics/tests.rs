@@ -218,14 +218,14 @@ fn handshakes_by_version_resumption_and_group() {
     let m = Metrics::new();
     let full = Handshake {
         version: "1.3",
-        resumed: false,
+        resumed: Some(false),
         group: "X25519",
     };
     m.tls_handshake(full);
     m.tls_handshake(full);
     m.tls_handshake(Handshake {
         version: "1.2",
-        resumed: true,
+        resumed: Some(true),
         group: "none",
     });
     let t = m.render();
@@ -243,4 +243,18 @@ fn handshakes_by_version_resumption_and_group() {
         Some(1.0)
     );
     assert_eq!(count(&[("version", "1.2"), ("resumed", "false")]), None);
+    m.tls_handshake(Handshake::quic());
+    let t = m.render();
+    assert_eq!(
+        sample(
+            &t,
+            "edge_tls_handshakes_total",
+            &[
+                ("version", "1.3"),
+                ("resumed", "unknown"),
+                ("group", "unknown")
+            ]
+        ),
+        Some(1.0)
+    );
 }

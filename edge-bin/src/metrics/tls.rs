@@ -9,8 +9,9 @@
 pub struct Handshake {
     /// `"1.2"` or `"1.3"` (`"other"` for anything else).
     pub version: &'static str,
-    /// The client resumed a session (ticket, session ID or PSK).
-    pub resumed: bool,
+    /// The client resumed a session (ticket, session ID or PSK); `None`:
+    /// not known (QUIC: quinn does not tell).
+    pub resumed: Option<bool>,
     /// The key exchange group (`"X25519"`, `"secp256r1"`,
     /// `"X25519MLKEM768"`, ...), `"none"` when there was none (a TLS 1.2
     /// resumption).
@@ -31,8 +32,18 @@ impl Handshake {
             .unwrap_or("other");
         Self {
             version,
-            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            resumed: Some(conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)),
             group,
+        }
+    }
+
+    /// A QUIC handshake (HTTP/3): TLS 1.3, whether it resumed and its
+    /// group not known (quinn does not expose the TLS session).
+    pub fn quic() -> Self {
+        Self {
+            version: "1.3",
+            resumed: None,
+            group: "unknown",
         }
     }
 }
