@@ -254,6 +254,8 @@ fn two_nodes_share_ticket_keys_and_server_states_and_serve_without_etcd() {
 /// member `i` .21+i.
 const CA: &str = "198.18.0.30";
 const CLIENT: &str = "198.18.0.40";
+/// node0's second address, where the CA's validation goes.
+const CHALLENGE: &str = "198.18.0.50";
 
 fn node_ip(i: usize) -> String {
     format!("198.18.0.{}", 11 + i)
@@ -324,10 +326,16 @@ fn three_nodes_order_one_certificate_through_etcd_and_serve_without_it() {
         etcd_leader(&lab, &alive)
     });
 
-    // Pebble; every name resolves to node0, which answers the CA whoever
-    // placed the order. Its validation is held back (routed to the client,
-    // which does not forward) until the etcd leader has been killed.
-    let (_pebble, tls_ca, root) = start_pebble(&lab, "ca", CA, &node_ip(0));
+    // Pebble; every name resolves to CHALLENGE, a second address of node0,
+    // which answers the CA whoever placed the order. Its validation is held
+    // back (that address routed to the client, which does not forward)
+    // until the etcd leader has been killed; node0's own address stays
+    // reachable, so node0 can place the order too.
+    lab.ip(
+        "node0",
+        &["addr", "add", &format!("{CHALLENGE}/24"), "dev", "eth0"],
+    );
+    let (_pebble, tls_ca, root) = start_pebble(&lab, "ca", CA, CHALLENGE);
     let sink = lab.exec(
         "client",
         &["sysctl", "-qw", "net.ipv4.conf.all.forwarding=0"],
@@ -335,7 +343,7 @@ fn three_nodes_order_one_certificate_through_etcd_and_serve_without_it() {
     assert!(sink.status.success(), "{sink:?}");
     lab.ip(
         "ca",
-        &["route", "add", &format!("{}/32", node_ip(0)), "via", CLIENT],
+        &["route", "add", &format!("{CHALLENGE}/32"), "via", CLIENT],
     );
 
     let endpoints: Vec<String> = (0..3)
@@ -346,6 +354,14 @@ fn three_nodes_order_one_certificate_through_etcd_and_serve_without_it() {
         .map(|i| {
             let config = fixture("fleet_etcd_lab.toml")
                 .set("addr", node_ip(i))
+                .set(
+                    "http_listen",
+                    if i == 0 {
+                        format!("\"{}:80\", \"{CHALLENGE}:80\"", node_ip(i))
+                    } else {
+                        format!("\"{}:80\"", node_ip(i))
+                    },
+                )
                 .set("node", format!("node{i}"))
                 .set("ca", CA)
                 .path("ca_roots", &tls_ca)
@@ -376,7 +392,7 @@ fn three_nodes_order_one_certificate_through_etcd_and_serve_without_it() {
         "etcd leader e{leader} killed mid-order (node{orderer} ordering); e{new_leader} led {:?} later",
         t_kill.elapsed()
     );
-    lab.ip("ca", &["route", "del", &format!("{}/32", node_ip(0))]);
+    lab.ip("ca", &["route", "del", &format!("{CHALLENGE}/32")]);
 
     // Every node serves the one certificate, verified against Pebble's root.
     let mut served = [false; 3];
