@@ -5,7 +5,7 @@ usage: check_fleet.py RENDER_DIR INVENTORY_HOSTS_YML EDGE_BIN
 
 For every host of edge_fleet: edge.toml passes `edge check -c`, has no
 [[vrrp]], announces group_vars' [[anycast]] addresses and listens on them;
-the routing daemon the host names has its config (FRR: frr.conf and the
+[etcd] names all three members and this node; the routing daemon the host names has its config (FRR: frr.conf and the
 daemons file with bgpd and bfdd on; BIRD: bird.conf), accepted by the daemon
 itself (vtysh --dryrun, bird -p), with every router as a BGP neighbour and
 BFD on; the etcd settings name this member and all three members at their
@@ -48,6 +48,13 @@ def main():
             cfg = tomllib.load(f)
         expect(f"{host}: [[vrrp]]", cfg.get("vrrp"), None)
         expect(f"{host}: [[anycast]]", cfg.get("anycast"), gv["edge_anycast"])
+        want_etcd = [f"http://{v['ansible_host']}:2379" for v in hosts.values()]
+        expect(f"{host}: [etcd] endpoints", cfg["etcd"]["endpoints"], want_etcd)
+        expect(f"{host}: [etcd] node_name", cfg["etcd"]["node_name"], host)
+        if "storage" in cfg.get("acme", {}):
+            fail(f"{host}: with [etcd], [acme] storage is etcd: no storage directory")
+        if "peer" in cfg:
+            fail(f"{host}: a fleet node got a [peer] section")
         want = [a.split("/")[0] + ":443" for a in addresses]
         expect(f"{host}: [https] listen", cfg["https"]["listen"], want)
 
