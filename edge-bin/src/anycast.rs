@@ -284,16 +284,7 @@ mod tests {
     use super::*;
 
     fn status(healthy: usize, total: usize) -> PoolStatus {
-        PoolStatus {
-            pool: "p".into(),
-            healthy,
-            total,
-            unchecked: 0,
-            ejected: 0,
-            low: false,
-            healthy_weight: healthy as u64,
-            total_weight: total as u64,
-        }
+        PoolStatus::new("p", healthy, total)
     }
 
     #[test]

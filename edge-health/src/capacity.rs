@@ -248,14 +248,9 @@ mod tests {
 
     fn status(healthy: usize, total: usize, hw: u64, tw: u64) -> PoolStatus {
         PoolStatus {
-            pool: "p".into(),
-            healthy,
-            total,
-            unchecked: 0,
-            ejected: 0,
-            low: false,
             healthy_weight: hw,
             total_weight: tw,
+            ..PoolStatus::new("p", healthy, total)
         }
     }
 

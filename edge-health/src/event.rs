@@ -80,6 +80,23 @@ pub struct PoolStatus {
 }
 
 impl PoolStatus {
+    /// A pool of `total` targets, each of weight 1, all checked, none
+    /// ejected, `healthy` of them in rotation, the capacity alert down: a
+    /// status to decide on (e.g. with [`has_healthy`](Self::has_healthy))
+    /// where no checker runs, as in a test.
+    pub fn new(pool: impl Into<Arc<str>>, healthy: usize, total: usize) -> Self {
+        Self {
+            pool: pool.into(),
+            healthy,
+            total,
+            unchecked: 0,
+            ejected: 0,
+            low: false,
+            healthy_weight: healthy as u64,
+            total_weight: total as u64,
+        }
+    }
+
     /// Whether at least `min_count` targets are in rotation, and at least
     /// `min_share` (0.0-1.0) of all targets: what a VIP or an anycast
     /// announcement that tracks the pool waits for.
@@ -94,16 +111,7 @@ mod tests {
     use super::*;
 
     fn status(healthy: usize, total: usize) -> PoolStatus {
-        PoolStatus {
-            pool: "p".into(),
-            healthy,
-            total,
-            unchecked: 0,
-            ejected: 0,
-            low: false,
-            healthy_weight: healthy as u64,
-            total_weight: total as u64,
-        }
+        PoolStatus::new("p", healthy, total)
     }
 
     #[test]
