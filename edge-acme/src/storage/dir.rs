@@ -390,6 +390,7 @@ impl Storage for DirStorage {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::Arc;
 
     use super::*;
 
@@ -400,24 +401,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn store_load_list_delete() {
+    async fn keys_and_values() {
         let (_dir, s) = storage();
-        assert!(matches!(
-            s.load("a/b").await,
-            Err(StorageError::NotFound(k)) if k == "a/b"
-        ));
-        s.store("a/b", b"one").await.unwrap();
-        s.store("a/c/d", b"two").await.unwrap();
-        s.store("a/b", b"three").await.unwrap();
-        assert_eq!(s.load("a/b").await.unwrap(), b"three");
-        assert_eq!(s.stat("a/b").await.unwrap().size, 5);
-        assert_eq!(s.list("a").await.unwrap(), ["a/b", "a/c/d"]);
-        assert_eq!(s.list("").await.unwrap(), ["a/b", "a/c/d"]);
-        assert!(s.list("nothing").await.unwrap().is_empty());
-        s.delete("a/b").await.unwrap();
-        s.delete("a/b").await.unwrap();
-        assert_eq!(s.list("a").await.unwrap(), ["a/c/d"]);
-        assert!(s.store("../escape", b"x").await.is_err());
+        crate::storage::contract::keys_and_values(&s).await;
     }
 
     #[tokio::test]
@@ -445,17 +431,7 @@ mod tests {
     #[tokio::test]
     async fn lock_is_exclusive_and_reentrant_for_owner() {
         let (_dir, s) = storage();
-        let ttl = Duration::from_secs(60);
-        assert!(s.try_lock("cert-a", "node1", ttl).await.unwrap());
-        assert!(!s.try_lock("cert-a", "node2", ttl).await.unwrap());
-        assert!(s.try_lock("cert-a", "node1", ttl).await.unwrap());
-        assert!(s.refresh_lock("cert-a", "node1", ttl).await.unwrap());
-        assert!(!s.refresh_lock("cert-a", "node2", ttl).await.unwrap());
-        s.unlock("cert-a", "node2").await.unwrap(); // not the holder: no effect
-        assert!(!s.try_lock("cert-a", "node2", ttl).await.unwrap());
-        s.unlock("cert-a", "node1").await.unwrap();
-        assert!(s.try_lock("cert-a", "node2", ttl).await.unwrap());
-        assert!(s.try_lock("a/b", "n", ttl).await.is_err());
+        crate::storage::contract::locks(&s).await;
     }
 
     #[tokio::test]
@@ -512,19 +488,6 @@ mod tests {
     #[tokio::test]
     async fn concurrent_lockers_one_winner() {
         let (_dir, s) = storage();
-        let mut tasks = Vec::new();
-        for i in 0..8 {
-            let s = s.clone();
-            tasks.push(tokio::spawn(async move {
-                s.try_lock("race", &format!("node{i}"), Duration::from_secs(60))
-                    .await
-                    .unwrap()
-            }));
-        }
-        let mut winners = 0;
-        for t in tasks {
-            winners += usize::from(t.await.unwrap());
-        }
-        assert_eq!(winners, 1);
+        crate::storage::contract::one_winner_among_lockers(Arc::new(s)).await;
     }
 }

@@ -29,35 +29,7 @@ async fn storage(tag: &str) -> (LocalEtcd, EtcdStorage) {
 async fn store_load_list_delete_stat() {
     let (_etcd, s) = storage("kv").await;
     assert_eq!(s.prefix(), "/edge/acme/");
-    assert!(matches!(
-        s.load("a/b").await,
-        Err(StorageError::NotFound(k)) if k == "a/b"
-    ));
-    let before = SystemTime::now() - Duration::from_secs(1);
-    s.store("a/b", b"one").await.unwrap();
-    s.store("a/c/d", b"two").await.unwrap();
-    s.store("ab", b"not under a/").await.unwrap();
-    s.store("a/b", b"three").await.unwrap();
-    assert_eq!(s.load("a/b").await.unwrap(), b"three");
-    let info = s.stat("a/b").await.unwrap();
-    assert_eq!(info.size, 5);
-    assert!(info.modified >= before && info.modified <= SystemTime::now());
-    assert!(matches!(
-        s.stat("a/x").await,
-        Err(StorageError::NotFound(_))
-    ));
-    assert_eq!(s.list("a").await.unwrap(), ["a/b", "a/c/d"]);
-    assert_eq!(s.list("").await.unwrap(), ["a/b", "a/c/d", "ab"]);
-    assert!(s.list("nothing").await.unwrap().is_empty());
-    s.delete("a/b").await.unwrap();
-    s.delete("a/b").await.unwrap();
-    assert_eq!(s.list("a").await.unwrap(), ["a/c/d"]);
-    assert!(matches!(
-        s.stat("a/b").await,
-        Err(StorageError::NotFound(_))
-    ));
-    assert!(s.store("../escape", b"x").await.is_err());
-    assert!(s.list("../x").await.is_err());
+    crate::storage::contract::keys_and_values(&s).await;
     // Another prefix is another store.
     let other = EtcdStorage::new(s.client.clone(), "/other/");
     assert!(other.list("").await.unwrap().is_empty());
@@ -66,19 +38,8 @@ async fn store_load_list_delete_stat() {
 #[tokio::test]
 async fn lock_is_exclusive_and_reentrant_for_owner() {
     let (_etcd, s) = storage("lock").await;
-    let ttl = Duration::from_secs(60);
-    assert!(s.try_lock("cert-a", "node1", ttl).await.unwrap());
-    assert!(!s.try_lock("cert-a", "node2", ttl).await.unwrap());
-    assert!(s.try_lock("cert-a", "node1", ttl).await.unwrap());
-    assert!(s.refresh_lock("cert-a", "node1", ttl).await.unwrap());
-    assert!(!s.refresh_lock("cert-a", "node2", ttl).await.unwrap());
-    s.unlock("cert-a", "node2").await.unwrap(); // not the holder: no effect
-    assert!(!s.try_lock("cert-a", "node2", ttl).await.unwrap());
-    s.unlock("cert-a", "node1").await.unwrap();
-    assert!(!s.refresh_lock("cert-a", "node1", ttl).await.unwrap());
-    assert!(s.try_lock("cert-a", "node2", ttl).await.unwrap());
-    assert!(s.try_lock("a/b", "n", ttl).await.is_err());
-    // Locks are no data.
+    crate::storage::contract::locks(&s).await;
+    // Locks are no data (DirStorage keeps them under `locks/`).
     assert!(s.list("").await.unwrap().is_empty());
 }
 
@@ -127,20 +88,7 @@ async fn keepalive_holds_the_lock_and_release_frees_it() {
 #[tokio::test]
 async fn concurrent_lockers_one_winner() {
     let (_etcd, s) = storage("race").await;
-    let mut tasks = Vec::new();
-    for i in 0..8 {
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            s.try_lock("race", &format!("node{i}"), Duration::from_secs(60))
-                .await
-                .unwrap()
-        }));
-    }
-    let mut winners = 0;
-    for t in tasks {
-        winners += usize::from(t.await.unwrap());
-    }
-    assert_eq!(winners, 1);
+    crate::storage::contract::one_winner_among_lockers(Arc::new(s)).await;
 }
 
 #[tokio::test]

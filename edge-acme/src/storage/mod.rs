@@ -11,6 +11,8 @@
 //! Keys are `/`-separated paths of segments made of `A-Z a-z 0-9 . _ - @ +`,
 //! never empty, `.` or `..` (see [`validate_key`]).
 
+#[cfg(test)]
+mod contract;
 mod dir;
 #[cfg(feature = "etcd")]
 mod etcd;
