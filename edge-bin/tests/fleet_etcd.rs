@@ -14,15 +14,15 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use edge_testkit::backend::{Backend, backend, get};
 use edge_testkit::etcd::{LocalEtcd, member_args};
 use edge_testkit::lab::Lab;
+use edge_testkit::openssl;
 use edge_testkit::pebble::start_pebble;
 use edge_testkit::syslog::scrape;
 
@@ -71,32 +71,12 @@ fn start_node(dir: &TempDir, i: usize, etcd: &str, leaf: &Leaf, servers: &[&Back
 /// resuming from `input` or saving the session to `out`: whether it
 /// resumed.
 fn s_client(port: u16, version: &str, input: Option<&Path>, out: Option<&Path>) -> bool {
+    let addr = format!("127.0.0.1:{port}");
     let mut cmd = Command::new("timeout");
-    cmd.args(["10", "openssl", "s_client", "-connect"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["-servername", "t.test", version, "-ign_eof"]);
-    if let Some(o) = out {
-        cmd.arg("-sess_out").arg(o);
-    }
-    if let Some(i) = input {
-        cmd.arg("-sess_in").arg(i);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET / HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("HTTP/1.1 200"), "no answer:\n{text}");
-    text.contains("Reused, TLSv1.")
+    cmd.arg("10");
+    openssl::resumed(&openssl::s_client_get(
+        cmd, &addr, "t.test", version, input, out,
+    ))
 }
 
 /// The state column of `show servers app` for `port` on a node.

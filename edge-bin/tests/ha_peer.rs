@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::ha::*;
 use common::{EDGE, Edge, edge_cmd, fixture, wait_until};
 use edge_testkit::lab::Lab;
+use edge_testkit::openssl;
 
 /// `edge peer-key -o DIR/name`; its path.
 fn peer_key(lab: &Lab, name: &str) -> PathBuf {
@@ -61,44 +60,9 @@ fn node_config(
 /// `version` (`-tls1_3`, `-tls1_2`), resuming from `input` or saving the
 /// session to `out`: (the node that answered, whether it resumed).
 fn s_client(lab: &Lab, version: &str, input: Option<&Path>, out: Option<&Path>) -> (String, bool) {
-    let mut args = vec!["timeout", "10", "openssl", "s_client", "-connect"];
-    let target = format!("{VIP}:443");
-    args.extend([
-        target.as_str(),
-        "-servername",
-        "vip.test",
-        version,
-        "-ign_eof",
-    ]);
-    let (i, o);
-    if let Some(p) = out {
-        o = p.to_string_lossy().into_owned();
-        args.extend(["-sess_out", &o]);
-    }
-    if let Some(p) = input {
-        i = p.to_string_lossy().into_owned();
-        args.extend(["-sess_in", &i]);
-    }
-    let mut child = lab
-        .command("client", &args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET / HTTP/1.1\r\nHost: vip.test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        text.contains("HTTP/1.1 200"),
-        "no answer:\n{text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let cmd = lab.command("client", &["timeout", "10"]);
+    let addr = format!("{VIP}:443");
+    let text = openssl::s_client_get(cmd, &addr, "vip.test", version, input, out);
     // The route answers `node{i}` (no newline): the line s_client's
     // "closed" follows.
     let body = text
@@ -106,7 +70,7 @@ fn s_client(lab: &Lab, version: &str, input: Option<&Path>, out: Option<&Path>) 
         .find_map(|l| l.find("node").and_then(|at| l.get(at..at + 5)))
         .map(str::to_owned)
         .unwrap_or_default();
-    (body, text.contains("Reused, TLSv1."))
+    (body, openssl::resumed(&text))
 }
 
 const VERSIONS: [&str; 2] = ["-tls1_3", "-tls1_2"];

@@ -5,47 +5,22 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
+use edge_testkit::openssl;
 
 /// One request over `openssl s_client` with `version` (`-tls1_3`,
 /// `-tls1_2`), resuming from `input` or saving the new session to `out`:
 /// whether the handshake resumed ("Reused").
 fn s_client(port: u16, version: &str, input: Option<&Path>, out: Option<&Path>) -> bool {
-    let mut cmd = Command::new("openssl");
-    cmd.args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
-        .args(["-servername", "app.test", version, "-ign_eof"]);
-    if let Some(o) = out {
-        cmd.arg("-sess_out").arg(o);
-    }
-    if let Some(i) = input {
-        cmd.arg("-sess_in").arg(i);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("openssl");
-    // The server closes after the answer, so s_client reads the ticket
-    // that came after the handshake, then ends.
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        text.contains("HTTP/1.1 200"),
-        "no answer:\n{text}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    text.contains("Reused, TLSv1.")
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = Command::new("timeout");
+    cmd.arg("10");
+    openssl::resumed(&openssl::s_client_get(
+        cmd, &addr, "app.test", version, input, out,
+    ))
 }
 
 #[test]

@@ -45,6 +45,7 @@ pub mod dns;
 pub mod etcd;
 pub mod lab;
 pub mod load;
+pub mod openssl;
 pub mod pebble;
 pub mod syslog;
 pub mod vrrp;
