@@ -2,7 +2,7 @@
 //! both from `edge-acme`, sharing one storage directory (so either node of
 //! a pair answers the CA, whichever placed the order).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use edge_acme::{
     AcmeConfig, AcmeHandle, AcmeManager, CertResolver, CertificateConfig, ChallengeConfig,
@@ -26,6 +26,17 @@ fn fallback(http: &HttpSettings) -> Fallback {
     }
 }
 
+/// The storage a fleet shares (`[etcd]`) and this node's name (the owner of
+/// its locks), set once at start by the `[etcd]` link.
+static SHARED_STORAGE: OnceLock<(Arc<dyn Storage>, String)> = OnceLock::new();
+
+/// Makes `storage` the ACME storage of every `[acme]` from now on, with
+/// `node` as the owner of its locks. Once per process: `false` when it was
+/// already set.
+pub fn share_storage(storage: Arc<dyn Storage>, node: String) -> bool {
+    SHARED_STORAGE.set((storage, node)).is_ok()
+}
+
 /// Builds the challenge responder (when storage is configured) and starts
 /// the ACME manager (when certificates are configured). Inside the runtime.
 pub fn start(
@@ -34,7 +45,7 @@ pub fn start(
     resolver: &Arc<CertResolver>,
 ) -> Result<(Option<ChallengeResponder>, Option<AcmeHandle>), edge_acme::Error> {
     // `[etcd]` (a fleet) is the storage when configured, else the directory.
-    let (storage, node): (Arc<dyn Storage>, _) = match (crate::etcd::acme_storage(), &a.storage) {
+    let (storage, node): (Arc<dyn Storage>, _) = match (SHARED_STORAGE.get().cloned(), &a.storage) {
         (Some((etcd, node)), _) => (etcd, Some(node)),
         (None, Some(dir)) => (Arc::new(DirStorage::new(dir.clone())), None),
         (None, None) => return Ok((None, None)),

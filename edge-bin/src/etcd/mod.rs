@@ -24,14 +24,14 @@ mod admin;
 mod health;
 mod tickets;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use edge_acme::etcd_client::{
     Client, ConnectOptions, Error, GetOptions, GetResponse, Txn, TxnResponse, WatchOptions,
     WatchStream,
 };
-use edge_acme::{EtcdStorage, Storage, retry_unreachable};
+use edge_acme::{EtcdStorage, retry_unreachable};
 
 pub use health::Health;
 
@@ -42,16 +42,6 @@ use edge_sni::tickets::TicketStore;
 
 /// Pause between two attempts after etcd failed.
 const RETRY: Duration = Duration::from_secs(1);
-
-/// The process's ACME storage in etcd and this node's name, once [`start`]
-/// ran.
-static ACME_STORAGE: OnceLock<(Arc<dyn Storage>, String)> = OnceLock::new();
-
-/// The ACME storage `[acme]` uses when `[etcd]` is configured, and the
-/// node's name (`node_name`, the owner of its locks).
-pub fn acme_storage() -> Option<(Arc<dyn Storage>, String)> {
-    ACME_STORAGE.get().cloned()
-}
 
 /// The running `[etcd]` link: its tasks end when it is dropped.
 #[derive(Debug)]
@@ -128,9 +118,9 @@ pub async fn start(
             Err(e) => observed.failed("acme", e),
         },
     ));
-    ACME_STORAGE
-        .set((Arc::new(storage), s.node_name.clone()))
-        .map_err(|_| "[etcd] started twice".to_owned())?;
+    if !crate::acme::share_storage(Arc::new(storage), s.node_name.clone()) {
+        return Err("[etcd] started twice".to_owned());
+    }
     // The rotation lock is a lease lock like ACME's, in the fleet's prefix.
     let locks = EtcdStorage::new(client.clone(), s.prefix.clone());
     let shared = Shared {
